@@ -1,0 +1,190 @@
+"""Message types of the livewidgets wire protocol, version 1 (docs/protocol.md).
+
+Messages are msgspec Structs tagged by their ``type`` field. The schema itself does
+the validation (types, ranges, path syntax), so a frame is checked while it is
+decoded, before anything touches state.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, TypeAlias
+
+import msgspec
+from msgspec import Meta
+
+from ..state.ops import DeleteOp, IncrementOp, MergeOp, Op, PushOp, RemoveOp, SetOp, TextOp
+from ..state.paths import MAX_PATH_LENGTH, PATH_PATTERN
+
+__all__ = [
+    "PROTOCOL_VERSION",
+    "Ack",
+    "Batch",
+    "Broadcast",
+    "ClientMessage",
+    "DeleteOp",
+    "Error",
+    "Hello",
+    "IncrementOp",
+    "Join",
+    "Joined",
+    "Leave",
+    "MergeOp",
+    "Op",
+    "OpMessage",
+    "Presence",
+    "PresenceUpdate",
+    "PushOp",
+    "Reject",
+    "RemoveOp",
+    "ServerMessage",
+    "SetOp",
+    "Snapshot",
+    "TextOp",
+    "Welcome",
+]
+
+PROTOCOL_VERSION = 1
+MAX_BATCH_OPS = 1000
+
+Path = Annotated[str, Meta(min_length=1, max_length=MAX_PATH_LENGTH, pattern=PATH_PATTERN)]
+RoomName = Annotated[str, Meta(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:@/+-]+$")]
+ClientId = Annotated[str, Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:-]+$")]
+Version = Annotated[int, Meta(ge=0)]
+Seq = Annotated[int, Meta(ge=1)]
+ShortText = Annotated[str, Meta(max_length=256)]
+
+
+class _Message(msgspec.Struct, tag_field="type", forbid_unknown_fields=True, omit_defaults=True):
+    pass
+
+
+# --- client -> relay --------------------------------------------------------------
+
+
+class Hello(_Message, tag="hello"):
+    """First frame of every connection."""
+
+    protocol: int
+    # Stable per client session; reuse it when reconnecting so resent ops are deduplicated.
+    client_id: ClientId | None = None
+    user: ShortText = ""
+    token: Annotated[str, Meta(max_length=4096)] | None = None
+
+
+class Join(_Message, tag="join"):
+    """Enter a room; ``since`` = last version applied (None: send a snapshot)."""
+
+    room: RoomName
+    since: Version | None = None
+    presence: dict[str, Any] | None = None
+
+
+class Leave(_Message, tag="leave"):
+    room: RoomName
+
+
+class OpMessage(_Message, tag="op"):
+    """One operation, made by the client against room version ``base_version``."""
+
+    room: RoomName
+    client_seq: Seq
+    base_version: Version
+    op: Op
+
+
+class Batch(_Message, tag="batch"):
+    """Several operations applied atomically under one version."""
+
+    room: RoomName
+    client_seq: Seq
+    base_version: Version
+    ops: Annotated[list[Op], Meta(min_length=1, max_length=MAX_BATCH_OPS)]
+
+
+class Presence(_Message, tag="presence"):
+    """Replace this connection's ephemeral presence state in a room."""
+
+    room: RoomName
+    state: dict[str, Any]
+
+
+ClientMessage: TypeAlias = Hello | Join | Leave | OpMessage | Batch | Presence
+
+
+# --- relay -> client --------------------------------------------------------------
+
+
+class Welcome(_Message, tag="welcome"):
+    protocol: int
+    client_id: str
+    connection_id: str
+    server: str
+    limits: dict[str, int] = {}
+
+
+class Snapshot(_Message, tag="snapshot"):
+    """The whole room state at ``version``; broadcasts after it follow."""
+
+    room: str
+    version: int
+    state: dict[str, Any]
+
+
+class Broadcast(_Message, tag="broadcast"):
+    """An accepted op (or batch) from another client, in room order."""
+
+    room: str
+    version: int
+    origin: str
+    client_seq: int
+    ops: list[Op]
+
+
+class Joined(_Message, tag="joined"):
+    """Catch-up is complete: the client is at ``version`` and receives live broadcasts."""
+
+    room: str
+    version: int
+    mode: Literal["delta", "snapshot"]
+    presence: dict[str, dict[str, Any]] = {}
+
+
+class Ack(_Message, tag="ack"):
+    room: str
+    client_seq: int
+    version: int
+    # True when this op had been applied before (a resend).
+    duplicate: bool = False
+
+
+class Reject(_Message, tag="reject"):
+    room: str
+    client_seq: int
+    code: str
+    message: str
+    path: str | None = None
+    # For conflicts: the value at path now and the version that last changed it.
+    current: Any = None
+    current_version: int | None = None
+
+
+class PresenceUpdate(_Message, tag="presence"):
+    """A peer's presence changed; ``state`` None means the peer left."""
+
+    room: str
+    client_id: str
+    state: dict[str, Any] | None
+
+
+class Error(_Message, tag="error"):
+    """A frame was refused. ``ref`` names the offending message type when known."""
+
+    code: str
+    message: str
+    ref: str | None = None
+    room: str | None = None
+
+
+ServerMessage: TypeAlias = (
+    Welcome | Snapshot | Broadcast | Joined | Ack | Reject | PresenceUpdate | Error
+)
