@@ -128,6 +128,9 @@ class Snapshot(_Message, tag="snapshot"):
     room: str
     version: int
     state: dict[str, Any]
+    # Highest client_seq of the receiving client the relay has processed: its ops up to
+    # there are in ``state`` already (or were refused) and must not be replayed on top.
+    last_seq: int = 0
 
 
 class Broadcast(_Message, tag="broadcast"):

@@ -87,6 +87,8 @@ class CatchUp:
     version: int
     entries: Sequence[LogEntry] = ()
     state: dict[str, Any] | None = None
+    # For snapshots: the joining client's highest processed client_seq.
+    last_seq: int = 0
 
 
 class RoomCore:
@@ -176,7 +178,7 @@ class RoomCore:
             if entry.client_id != client_id
             for op in entry.ops
         ]
-        return transform_ops(ops, concurrent)
+        return transform_ops(ops, concurrent)[0]
 
     def _current(self, path: str) -> tuple[Any, int]:
         return get_path(self.state, path), self.clock.changed_at(path)
@@ -205,7 +207,9 @@ class RoomCore:
         for index in range(max(start, 0), len(self.window)):
             yield self.window[index]
 
-    def catch_up(self, since: int | None, *, max_delta: int = 1000) -> CatchUp:
+    def catch_up(
+        self, since: int | None, *, client_id: str | None = None, max_delta: int = 1000
+    ) -> CatchUp:
         """Entries after ``since`` if few and still in the window, else a snapshot."""
         if since is not None and since > self.version:
             since = None  # the client is ahead of us (relay lost state?): start over
@@ -214,7 +218,8 @@ class RoomCore:
             oldest = self.window[0].version if self.window else self.version + 1
             if missing == 0 or (missing <= max_delta and since + 1 >= oldest):
                 return CatchUp("delta", self.version, list(self._entries_after(since)))
-        return CatchUp("snapshot", self.version, state=self.state)
+        last_seq = self.dedupe.get(client_id, (0, 0))[0] if client_id else 0
+        return CatchUp("snapshot", self.version, state=self.state, last_seq=last_seq)
 
     def take_snapshot(self) -> tuple[int, dict[str, Any], Any]:
         """(version, state, clock data) for the store; resets the snapshot counter."""

@@ -52,7 +52,7 @@ __all__ = [
 MAX_VALUE_DEPTH = 64
 
 
-class OpError(Exception):
+class OpError(ValueError):
     """An operation that cannot apply; ``code`` is a protocol ErrorCode value."""
 
     def __init__(self, code: str, message: str, path: str | None = None) -> None:

@@ -25,15 +25,15 @@ class TextReplaced(Exception):
         self.path = path
 
 
-def transform_ops(ops: Sequence[Op], concurrent: Sequence[Op]) -> list[Op]:
+def transform_ops(ops: Sequence[Op], concurrent: Sequence[Op]) -> tuple[list[Op], list[Op]]:
     """Rewrite ``ops`` (made without seeing ``concurrent``) to apply after ``concurrent``.
 
-    Both sequences start from the same state. Ties between inserts at the same
-    index put ``ops``' text first, the same rule on the relay and every client.
+    Both sequences start from the same state. Returns ``(ops', concurrent')`` where
+    ``concurrent'`` is ``concurrent`` as seen after ``ops`` (what a client chains
+    into its next pending op). Ties between inserts at the same index put ``ops``'
+    text first, the same rule on the relay and every client.
     Raises :class:`TextReplaced` when a text op cannot be rebased.
     """
-    if not any(isinstance(op, TextOp) for op in ops):
-        return list(ops)
     # Concurrent ops seen from after each of ``ops`` (the "other" half of transform).
     others = list(concurrent)
     result: list[Op] = []
@@ -44,7 +44,7 @@ def transform_ops(ops: Sequence[Op], concurrent: Sequence[Op]) -> list[Op]:
             # A replaced string hides concurrent edits to it from the ops after this one.
             others = [o for o in others if not _overwritten_by(o, op)]
         result.append(op)
-    return result
+    return result, others
 
 
 def _overwritten_by(other: Op, op: Op) -> bool:

@@ -1,0 +1,34 @@
+"""The kernel-side sync engine: sans-I/O core plus asyncio and threaded facades."""
+
+from ..errors import (
+    AuthExpired,
+    ConflictError,
+    LivewidgetsError,
+    OpRejected,
+    QueueFull,
+    SessionClosed,
+)
+from .ack import Ack
+from .backoff import Backoff
+from .core import Priority, RoomSync
+from .engine import EngineConfig
+from .session import AsyncSession, Session, SessionAPI, connect, connect_async
+
+__all__ = [
+    "Ack",
+    "AsyncSession",
+    "AuthExpired",
+    "Backoff",
+    "ConflictError",
+    "EngineConfig",
+    "LivewidgetsError",
+    "OpRejected",
+    "Priority",
+    "QueueFull",
+    "RoomSync",
+    "Session",
+    "SessionAPI",
+    "SessionClosed",
+    "connect",
+    "connect_async",
+]

@@ -1,0 +1,520 @@
+"""The client's per-room sync state machine (sans-I/O).
+
+Inputs are method calls (a local write, a decoded relay message, a connection
+opened or lost, a clock tick); outputs are lists of events for the I/O shell to
+act on (send this message, the visible state changed, resolve these acks, ...).
+Nothing here touches sockets, threads or the real clock.
+
+Invariants (../DESIGN.md "Principles"):
+- ``visible`` = ``confirmed`` (the room at ``version``) + pending ops replayed.
+- Pending ops are kept expressed against ``confirmed``: when a remote op arrives
+  the confirmed state moves and pending text ops are transformed over it.
+- Ops go out in ``client_seq`` order. A text op waits while an earlier op on a
+  related path is unacknowledged, so the relay and this client transform it over
+  exactly the same concurrent ops (the "one op in flight" rule of Jupiter/ot.js,
+  applied per text path); meanwhile consecutive keystrokes compose into one op.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import QueueFull
+from ..protocol.messages import (
+    Ack,
+    Batch,
+    Broadcast,
+    Error,
+    Join,
+    Joined,
+    OpMessage,
+    PresenceUpdate,
+    Reject,
+    Snapshot,
+)
+from ..state import text as text_ot
+from ..state.ops import DeleteOp, Op, OpError, TextOp, apply_ops, get_path, touched_paths
+from ..state.paths import is_related
+from ..state.rebase import TextReplaced, transform_ops
+
+__all__ = [
+    "Acked",
+    "Changed",
+    "Event",
+    "Failed",
+    "JoinedRoom",
+    "Pending",
+    "PresenceChanged",
+    "Priority",
+    "QueueFull",
+    "Resync",
+    "RoomSync",
+    "Send",
+]
+
+
+class Priority(enum.IntEnum):
+    """Who yields when the offline queue is full (never the send order)."""
+
+    LOW = 0
+    NORMAL = 1
+    HIGH = 2
+
+
+@dataclass(eq=False)
+class Pending:
+    """A local op (or batch) not yet acknowledged by the relay."""
+
+    seq: int
+    ops: list[Op]
+    batch: bool
+    priority: Priority
+    # Opaque objects from the shell (e.g. Ack futures); composed keystrokes share one Pending.
+    handles: list[Any] = field(default_factory=list)
+    sent: bool = False
+    sent_at: float = 0.0
+    # Ever sent (on any connection): the relay may hold this seq, so never extend it.
+    transmitted: bool = False
+    # A concurrent op replaced the string this text op edits; the relay will refuse it.
+    doomed: bool = False
+    # The relay processed it before the snapshot we hold: its effect is in the snapshot
+    # (or nowhere, if refused). Kept only to learn the verdict when resent.
+    settled: bool = False
+
+    @property
+    def replayed(self) -> bool:
+        """Whether this op is part of the visible state."""
+        return not (self.doomed or self.settled)
+
+    @property
+    def has_text(self) -> bool:
+        return any(isinstance(op, TextOp) for op in self.ops)
+
+    def touches(self, other: Pending) -> bool:
+        mine = [p for op in self.ops for p in touched_paths(op)]
+        return any(is_related(a, b) for op in other.ops for b in touched_paths(op) for a in mine)
+
+
+# --- events (outputs) ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Send:
+    message: Any
+
+
+@dataclass(frozen=True)
+class Changed:
+    """The visible state went from ``before`` to ``after`` (roots; compare subtrees)."""
+
+    before: dict[str, Any]
+    after: dict[str, Any]
+    local: bool
+
+
+@dataclass(frozen=True)
+class Acked:
+    handles: list[Any]
+    version: int
+
+
+@dataclass(frozen=True)
+class Failed:
+    """The relay refused ops (or they were evicted); they were rolled back."""
+
+    handles: list[Any]
+    ops: list[Op]
+    code: str
+    message: str
+    path: str | None = None
+    current: Any = None
+    current_version: int | None = None
+
+
+@dataclass(frozen=True)
+class PresenceChanged:
+    client_id: str
+    before: dict[str, Any] | None
+    after: dict[str, Any] | None
+
+
+@dataclass(frozen=True)
+class JoinedRoom:
+    version: int
+    mode: str
+
+
+@dataclass(frozen=True)
+class Resync:
+    """Local and relay state disagree; the shell should reconnect for a snapshot."""
+
+    reason: str
+
+
+Event = Send | Changed | Acked | Failed | PresenceChanged | JoinedRoom | Resync
+
+
+class RoomSync:
+    """Shared state of one room as seen by one client."""
+
+    def __init__(self, room: str, client_id: str, *, max_pending: int = 10_000) -> None:
+        self.room = room
+        self.client_id = client_id
+        self.max_pending = max_pending
+        # The room state at ``version`` as the relay ordered it.
+        self.confirmed: dict[str, Any] = {}
+        self.version = 0
+        # What the user sees: confirmed + pending replayed.
+        self.visible: dict[str, Any] = {}
+        self.pending: list[Pending] = []
+        self.presence: dict[str, dict[str, Any]] = {}
+        self.joined = False
+        self.next_seq = 1
+        # True until the first catch-up, or after a divergence: ask for a snapshot.
+        self._need_snapshot = True
+
+    # --- local writes -------------------------------------------------------------
+
+    def submit(
+        self,
+        ops: Sequence[Op],
+        *,
+        batch: bool = False,
+        handle: Any = None,
+        priority: Priority = Priority.NORMAL,
+        now: float = 0.0,
+    ) -> list[Event]:
+        """Apply ``ops`` optimistically and queue them; raises OpError or QueueFull."""
+        before = self.visible
+        after = apply_ops(before, ops)  # the caller's mistake surfaces here, at once
+        events: list[Event] = []
+        if self._compose_keystroke(ops, batch, handle, priority):
+            self.visible = after
+            return [Changed(before, after, local=True)]
+        if len(self.pending) >= self.max_pending:
+            events += self._make_room(priority)
+            before = self.visible
+            after = apply_ops(before, ops)
+        pending = Pending(self.next_seq, list(ops), batch, priority)
+        if handle is not None:
+            pending.handles.append(handle)
+        self.next_seq += 1
+        self.pending.append(pending)
+        self.visible = after
+        events.append(Changed(before, after, local=True))
+        return events + self._send_ready(now)
+
+    def _compose_keystroke(
+        self, ops: Sequence[Op], batch: bool, handle: Any, priority: Priority
+    ) -> bool:
+        """Fold a text edit into the previous unsent edit of the same text (ot.js "buffer")."""
+        if batch or len(ops) != 1 or not isinstance(ops[0], TextOp) or not self.pending:
+            return False
+        last = self.pending[-1]
+        op = ops[0]
+        if last.transmitted or last.batch or not last.replayed or last.priority != priority:
+            return False
+        if len(last.ops) != 1 or not isinstance(last.ops[0], TextOp) or last.ops[0].path != op.path:
+            return False
+        if op.if_version is not None or last.ops[0].if_version is not None:
+            return False
+        delta = text_ot.compose(last.ops[0].delta, op.delta)
+        last.ops = [TextOp(path=op.path, delta=delta)]
+        if handle is not None:
+            last.handles.append(handle)
+        return True
+
+    def _make_room(self, priority: Priority) -> list[Event]:
+        """Evict the newest unsent, independent op of lower priority, or raise QueueFull."""
+        for index in range(len(self.pending) - 1, -1, -1):
+            victim = self.pending[index]
+            if victim.sent or victim.priority >= priority:
+                continue
+            if any(later.touches(victim) for later in self.pending[index + 1 :]):
+                continue  # later ops build on it: dropping it would change their meaning
+            self._withdraw(victim)
+            del self.pending[index]
+            return self._rollback(victim, "queue_full", "evicted by a higher-priority write")
+        raise QueueFull(
+            f"{len(self.pending)} operations are waiting for the relay (limit {self.max_pending})"
+        )
+
+    # --- connection lifecycle -----------------------------------------------------
+
+    def connection_opened(self, presence: dict[str, Any] | None = None) -> list[Event]:
+        """A connection is up and welcomed: (re)join, resuming from our version."""
+        self.joined = False
+        for pending in self.pending:
+            pending.sent = False
+        since = None if self._need_snapshot else self.version
+        return [Send(Join(room=self.room, since=since, presence=presence))]
+
+    def connection_lost(self) -> list[Event]:
+        """Peers' presence is unknown while offline; they are re-sent on join."""
+        self.joined = False
+        for pending in self.pending:
+            pending.sent = False
+        gone = [PresenceChanged(cid, state, None) for cid, state in self.presence.items()]
+        self.presence = {}
+        return list(gone)
+
+    def tick(self, now: float, ack_timeout: float) -> list[Event]:
+        """Resend in-flight ops whose ack is overdue (the relay deduplicates them)."""
+        events: list[Event] = []
+        for pending in self.pending:
+            if pending.sent and now - pending.sent_at > ack_timeout:
+                pending.sent_at = now
+                events.append(Send(self._message(pending)))
+        return events
+
+    # --- relay messages -----------------------------------------------------------
+
+    def receive(self, message: Any, now: float = 0.0) -> list[Event]:
+        """Handle one decoded relay message addressed to this room."""
+        handler = _HANDLERS.get(type(message))
+        return handler(self, message, now) if handler else []
+
+    def _on_snapshot(self, message: Snapshot, now: float) -> list[Event]:
+        before, old_confirmed = self.visible, self.confirmed
+        for pending in self.pending:
+            if pending.seq <= message.last_seq and not pending.settled:
+                self._withdraw(pending)
+                pending.settled = True
+        self.confirmed, self.version = message.state, message.version
+        self._need_snapshot = False
+        # We cannot see the ops between our state and the snapshot, so rebase pending
+        # text edits over the difference of each string (a three-way merge).
+        live = [p for p in self.pending if p.replayed]
+        self._rebase_pending(_text_differences(old_confirmed, message.state, live))
+        return self._replay(before)
+
+    def _on_broadcast(self, message: Broadcast, now: float) -> list[Event]:
+        if message.version <= self.version:
+            return []  # already applied (overlapping catch-up)
+        if message.version != self.version + 1:
+            return self._diverged(f"gap: got version {message.version} at {self.version}")
+        if message.origin == self.client_id:
+            pending = self._find(message.client_seq)
+            if pending is not None:
+                return self._confirm(pending, message.version, list(message.ops), now)
+        try:
+            self.confirmed = apply_ops(self.confirmed, message.ops)
+        except OpError as exc:
+            return self._diverged(f"relay op does not apply here: {exc}")
+        self.version = message.version
+        before = self.visible
+        self._rebase_pending(message.ops)
+        return self._replay(before)
+
+    def _on_ack(self, message: Ack, now: float) -> list[Event]:
+        pending = self._find(message.client_seq)
+        if pending is None:
+            return []  # ack of a resend we already resolved
+        if message.version <= self.version:
+            # Applied before the state we hold: the snapshot we got already includes it.
+            if not pending.settled:
+                return self._diverged(f"ack for version {message.version} at {self.version}")
+            self.pending.remove(pending)
+            return [Acked(pending.handles, message.version), *self._send_ready(now)]
+        if message.version != self.version + 1:
+            return self._diverged(f"ack for version {message.version} at {self.version}")
+        return self._confirm(pending, message.version, pending.ops, now)
+
+    def _on_reject(self, message: Reject, now: float) -> list[Event]:
+        pending = self._find(message.client_seq)
+        if pending is None:
+            return []
+        if pending.replayed:
+            self._withdraw(pending)
+        self.pending.remove(pending)
+        events = self._rollback(
+            pending,
+            message.code,
+            message.message,
+            message.path,
+            message.current,
+            message.current_version,
+        )
+        return events + self._send_ready(now)
+
+    def _on_joined(self, message: Joined, now: float) -> list[Event]:
+        if message.version != self.version:
+            return self._diverged(f"joined at {message.version}, caught up to {self.version}")
+        self.joined = True
+        events: list[Event] = [JoinedRoom(message.version, message.mode)]
+        old, self.presence = self.presence, dict(message.presence)
+        for cid in old.keys() | self.presence.keys():
+            if old.get(cid) != self.presence.get(cid):
+                events.append(PresenceChanged(cid, old.get(cid), self.presence.get(cid)))
+        return events + self._send_ready(now)
+
+    def _on_presence(self, message: PresenceUpdate, now: float) -> list[Event]:
+        before = self.presence.get(message.client_id)
+        if message.state is None:
+            self.presence.pop(message.client_id, None)
+        else:
+            self.presence[message.client_id] = message.state
+        return [PresenceChanged(message.client_id, before, message.state)]
+
+    def _on_error(self, message: Error, now: float) -> list[Event]:
+        if message.code == "not_joined":
+            return self._diverged(f"relay says: {message.message}")
+        return []
+
+    # --- internals ----------------------------------------------------------------
+
+    def _find(self, seq: int) -> Pending | None:
+        for pending in self.pending:
+            if pending.seq == seq:
+                return pending
+        return None
+
+    def _confirm(self, pending: Pending, version: int, ops: list[Op], now: float) -> list[Event]:
+        """Our op got ``version``: it moves from pending into confirmed."""
+        if pending.doomed:
+            return self._diverged("the relay accepted an op this client thought impossible")
+        try:
+            self.confirmed = apply_ops(self.confirmed, ops)
+        except OpError as exc:
+            return self._diverged(f"own acked op does not apply: {exc}")
+        self.version = version
+        self.pending.remove(pending)
+        # Visible is unchanged: it already showed this op on top of the same state.
+        return [Acked(pending.handles, version), *self._send_ready(now)]
+
+    def _rollback(
+        self,
+        pending: Pending,
+        code: str,
+        message: str,
+        path: str | None = None,
+        current: Any = None,
+        current_version: int | None = None,
+    ) -> list[Event]:
+        events = self._replay(self.visible)
+        failed = Failed(pending.handles, pending.ops, code, message, path, current, current_version)
+        return [*events, failed]
+
+    def _withdraw(self, pending: Pending) -> None:
+        """Take ``pending``'s text edits out from under the pending ops after it.
+
+        Later text ops were made on top of it; transforming them over its inverse
+        re-expresses them as if it had never happened (so it can be dropped).
+        """
+        state = self.confirmed
+        for earlier in self.pending:
+            if earlier is pending:
+                break
+            if earlier.replayed:
+                state = _try_apply(state, earlier.ops)
+        inverse: list[Op] = []
+        for op in pending.ops:
+            if isinstance(op, TextOp):
+                text = get_path(state, op.path, "")
+                if isinstance(text, str) and text_ot.base_length(op.delta) == text_ot.utf16_len(text):
+                    inverse.insert(0, TextOp(path=op.path, delta=text_ot.invert(op.delta, text)))
+            state = _try_apply(state, [op])
+        later = self.pending[self.pending.index(pending) + 1 :]
+        self._rebase_pending(inverse, later)
+
+    def _rebase_pending(self, concurrent: Iterable[Op], pending_ops: Iterable[Pending] | None = None) -> None:
+        others = list(concurrent)
+        for pending in self.pending if pending_ops is None else pending_ops:
+            if not others:
+                return
+            if not pending.replayed:
+                continue
+            try:
+                pending.ops, others = transform_ops(pending.ops, others)
+            except TextReplaced:
+                pending.doomed = True
+
+    def _replay(self, before: dict[str, Any]) -> list[Event]:
+        """Recompute visible = confirmed + pending; skip ops that cannot apply now."""
+        visible = self.confirmed
+        for pending in self.pending:
+            if not pending.replayed:
+                continue
+            try:
+                visible = apply_ops(visible, pending.ops)
+            except OpError:
+                continue  # the relay will refuse it too; its reject rolls it back
+        self.visible = visible
+        return [] if visible is before else [Changed(before, visible, local=False)]
+
+    def _diverged(self, reason: str) -> list[Event]:
+        self._need_snapshot = True
+        self.joined = False
+        return [Resync(reason)]
+
+    def _send_ready(self, now: float) -> list[Event]:
+        """Send unsent ops in order; stop at a text op that must wait for an ack."""
+        if not self.joined:
+            return []
+        events: list[Event] = []
+        # Settled ops are already in the state we hold: they cannot shift a text op.
+        in_flight = [p for p in self.pending if p.sent and p.replayed]
+        for pending in self.pending:
+            if pending.sent:
+                continue
+            if pending.has_text and any(pending.touches(p) for p in in_flight):
+                break
+            pending.sent, pending.sent_at, pending.transmitted = True, now, True
+            if pending.replayed:
+                in_flight.append(pending)
+            events.append(Send(self._message(pending)))
+        return events
+
+    def _message(self, pending: Pending) -> OpMessage | Batch:
+        if pending.batch:
+            return Batch(
+                room=self.room, client_seq=pending.seq, base_version=self.version, ops=pending.ops
+            )
+        return OpMessage(
+            room=self.room, client_seq=pending.seq, base_version=self.version, op=pending.ops[0]
+        )
+
+    @property
+    def in_flight(self) -> int:
+        return sum(1 for p in self.pending if p.sent)
+
+
+def _try_apply(state: dict[str, Any], ops: Sequence[Op]) -> dict[str, Any]:
+    try:
+        return apply_ops(state, ops)
+    except OpError:
+        return state
+
+
+def _text_differences(
+    old: dict[str, Any], new: dict[str, Any], pending: Sequence[Pending]
+) -> list[Op]:
+    """Text ops turning each pending-edited string in ``old`` into its value in ``new``."""
+    changes: list[Op] = []
+    seen: set[str] = set()
+    for op in (op for p in pending for op in p.ops):
+        if not isinstance(op, TextOp) or op.path in seen:
+            continue
+        seen.add(op.path)
+        before, after = get_path(old, op.path, ""), get_path(new, op.path, "")
+        if not isinstance(before, str):
+            before = ""
+        if not isinstance(after, str):
+            changes.append(DeleteOp(path=op.path))  # the string is gone: edits to it are void
+        elif before != after:
+            changes.append(TextOp(path=op.path, delta=text_ot.diff(before, after)))
+    return changes
+
+
+_HANDLERS: dict[type, Any] = {
+    Snapshot: RoomSync._on_snapshot,
+    Broadcast: RoomSync._on_broadcast,
+    Ack: RoomSync._on_ack,
+    Reject: RoomSync._on_reject,
+    Joined: RoomSync._on_joined,
+    PresenceUpdate: RoomSync._on_presence,
+    Error: RoomSync._on_error,
+}

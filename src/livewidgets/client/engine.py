@@ -1,0 +1,468 @@
+"""The engine: one room's RoomSync driven over a reconnecting WebSocket (asyncio shell).
+
+Thread model: the engine's I/O runs on one asyncio loop (the caller's, or a
+dedicated thread's for the sync facade). Writes may come from any thread: they
+take ``_lock``, update the sans-I/O core at once (the user sees the write
+immediately) and hand frames to the loop. Relay messages are applied on the loop
+thread under the same lock. Callbacks run outside the lock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
+
+from ..errors import AuthExpired, SessionClosed
+from ..protocol import (
+    FINAL_CLOSE_CODES,
+    JSON_SUBPROTOCOL,
+    MSGPACK_SUBPROTOCOL,
+    PROTOCOL_VERSION,
+    CloseCode,
+    Error,
+    FrameError,
+    Hello,
+    Presence,
+    Welcome,
+    client_codec,
+)
+from ..protocol.codec import Codec
+from ..protocol.messages import ServerMessage
+from .ack import Ack, rejection
+from .backoff import Backoff
+from .core import (
+    Acked,
+    Changed,
+    Event,
+    Failed,
+    JoinedRoom,
+    PresenceChanged,
+    Priority,
+    Resync,
+    RoomSync,
+    Send,
+)
+from .events import Emitter, Subscriptions
+from .metrics import Metrics
+
+__all__ = ["Engine", "EngineConfig"]
+
+log = logging.getLogger("livewidgets.client")
+
+STATES = ("disconnected", "connecting", "connected", "reconnecting", "closed")
+
+
+@dataclass
+class EngineConfig:
+    """Tunables of one engine (all times in seconds)."""
+
+    backoff: Backoff = field(default_factory=Backoff)
+    # Give up after this many failed attempts in a row (None: never).
+    max_attempts: int | None = None
+    open_timeout: float = 10.0
+    # Heartbeat: a ping every interval; no pong within timeout = dead peer.
+    heartbeat_interval: float = 5.0
+    heartbeat_timeout: float = 5.0
+    # Resend in-flight ops whose ack is this late (the relay deduplicates).
+    ack_timeout: float = 10.0
+    max_pending: int = 10_000
+    max_frame_size: int = 1 << 20
+    binary: bool = False
+    ssl: Any = None
+    rng: random.Random | None = None
+
+
+class Engine:
+    """Keeps one room in sync over an unreliable link. Use through a Session facade."""
+
+    def __init__(
+        self,
+        url: str,
+        room: str,
+        *,
+        user: str = "",
+        token: str | None = None,
+        client_id: str | None = None,
+        config: EngineConfig | None = None,
+    ) -> None:
+        self.url = url
+        self.user = user
+        self.token = token
+        self.config = config or EngineConfig()
+        self.client_id = client_id or uuid.uuid4().hex
+        self.connection_id: str | None = None
+        self.core = RoomSync(room, self.client_id, max_pending=self.config.max_pending)
+        self.metrics = Metrics()
+        self.events = Emitter()
+        self.subscriptions = Subscriptions()
+        self.state = "disconnected"
+        self.attempt = 0
+        self.local_presence: dict[str, Any] = {}
+        # Guards ``core`` (writes come from user threads, relay messages from the loop).
+        self._lock = threading.RLock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._ws: ClientConnection | None = None
+        self._codec: Codec[ServerMessage] | None = None
+        self._outbox: deque[Any] = deque()
+        self._outbox_ready: asyncio.Event | None = None
+        self._closing = False
+        self._resync = False
+        self._joined_once: asyncio.Future[None] | None = None
+        self._idle = threading.Condition(self._lock)
+
+    # --- lifecycle (loop thread) --------------------------------------------------
+
+    def start(self) -> None:
+        """Start the connection task on the running loop."""
+        self._loop = asyncio.get_running_loop()
+        self._outbox_ready = asyncio.Event()
+        self._joined_once = self._loop.create_future()
+        self._task = self._loop.create_task(self._run(), name=f"livewidgets:{self.core.room}")
+
+    async def wait_joined(self, timeout: float | None) -> None:
+        assert self._joined_once is not None, "start() first"
+        await asyncio.wait_for(asyncio.shield(self._joined_once), timeout)
+
+    async def aclose(self) -> None:
+        """Close normally (no reconnect); pending writes fail with SessionClosed."""
+        self._closing = True
+        if self._ws is not None:
+            await self._ws.close(CloseCode.NORMAL, "client closed")
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+        self._finish()
+
+    def _finish(self) -> None:
+        with self._lock:
+            handles = [h for p in self.core.pending for h in p.handles]
+        for handle in handles:
+            handle._fail(SessionClosed("the session closed before the relay acknowledged"))
+        if self._joined_once is not None and not self._joined_once.done():
+            self._joined_once.set_exception(SessionClosed("the session closed before joining"))
+        self._set_state("closed")
+        with self._idle:
+            self._idle.notify_all()
+
+    def _set_state(self, state: str, **details: Any) -> None:
+        if state == self.state and not details:
+            return
+        self.state = state
+        if state in ("connecting", "connected", "disconnected", "reconnecting", "closed"):
+            self.events.emit(state, {"state": state, **details})
+
+    async def _run(self) -> None:
+        delays = self._delays()
+        failures = 0
+        while not self._closing:
+            self._set_state("connecting" if self.metrics.successes == 0 else "reconnecting",
+                            attempt=self.attempt)
+            code = await self._connect_once()
+            if code is None:
+                failures += 1
+            else:
+                failures = 0
+                delays = self._delays()
+            if self._closing or self._should_stop(code):
+                break
+            if self.config.max_attempts is not None and failures >= self.config.max_attempts:
+                self.events.emit("reconnect_failed", {"attempts": failures})
+                break
+            delay = next(delays)
+            self.attempt += 1
+            self._set_state("reconnecting", attempt=self.attempt, delay=delay)
+            await asyncio.sleep(delay)
+        self._finish()
+
+    def _delays(self) -> Iterator[float]:
+        return self.config.backoff.delays(self.config.rng)
+
+    def _should_stop(self, code: int | None) -> bool:
+        if self._resync:
+            self._resync = False
+            return False
+        if code == CloseCode.AUTH_EXPIRED:
+            self.events.emit("auth_expired", {"error": AuthExpired("token expired")})
+        return code is not None and code in FINAL_CLOSE_CODES
+
+    async def _connect_once(self) -> int | None:
+        """One connection's life. Returns its close code, or None if it never opened."""
+        self.metrics.attempts += 1
+        subprotocols = [MSGPACK_SUBPROTOCOL, JSON_SUBPROTOCOL] if self.config.binary else [
+            JSON_SUBPROTOCOL
+        ]
+        try:
+            ws = await connect(
+                self.url,
+                subprotocols=subprotocols,  # type: ignore[arg-type]
+                open_timeout=self.config.open_timeout,
+                ping_interval=None,  # our own heartbeat measures RTT and detects dead peers
+                max_size=self.config.max_frame_size,
+                ssl=self.config.ssl,
+                user_agent_header=f"livewidgets/{_version()}",
+            )
+        except (OSError, InvalidHandshake, TimeoutError) as exc:
+            self.metrics.failures += 1
+            self.events.emit("error", {"error": exc, "during": "connect"})
+            if isinstance(exc, InvalidStatus) and exc.response.status_code in (401, 403):
+                return int(CloseCode.AUTH_INVALID)
+            return None
+        self._ws, self._codec = ws, client_codec(ws.subprotocol)
+        try:
+            return await self._serve(ws)
+        finally:
+            self._ws = None
+            self.metrics.went_down(time.monotonic())
+            with self._lock:
+                events = self.core.connection_lost()
+            self._dispatch(events)
+            if self.state == "connected":
+                self._set_state("disconnected", code=ws.close_code)
+
+    async def _serve(self, ws: ClientConnection) -> int:
+        assert self._codec is not None
+        tasks: list[asyncio.Task[None]] = []
+        try:
+            await self._handshake(ws)
+            self.metrics.went_up(time.monotonic())
+            tasks = [
+                asyncio.create_task(self._writer(ws)),
+                asyncio.create_task(self._heartbeat(ws)),
+            ]
+            async for frame in ws:
+                self._on_frame(frame)
+        except ConnectionClosed:
+            pass
+        except (TimeoutError, FrameError) as exc:
+            self.events.emit("error", {"error": exc, "during": "handshake"})
+            await ws.close(CloseCode.PROTOCOL_ERROR, "bad handshake")
+        finally:
+            for task in tasks:
+                task.cancel()
+        await ws.wait_closed()
+        code = ws.close_code if ws.close_code is not None else 1006
+        # Our own normal close is not the relay's verdict: only _closing stops us then.
+        if ws.close_rcvd is None and code == 1000 and not self._closing:
+            code = 1006
+        return code
+
+    async def _handshake(self, ws: ClientConnection) -> None:
+        assert self._codec is not None
+        hello = Hello(protocol=PROTOCOL_VERSION, client_id=self.client_id, user=self.user,
+                      token=self.token)
+        await self._send_frame(ws, self._codec.frame(hello))
+        frame = await asyncio.wait_for(ws.recv(), self.config.open_timeout)
+        self.metrics.received(frame)
+        welcome = self._codec.decode(frame)
+        if isinstance(welcome, Error):
+            raise FrameError(welcome.code, welcome.message)  # type: ignore[arg-type]
+        if not isinstance(welcome, Welcome):
+            raise FrameError("invalid_message", f"expected welcome, got {type(welcome).__name__}")  # type: ignore[arg-type]
+        self.connection_id = welcome.connection_id
+        with self._lock:
+            events = self.core.connection_opened(self.local_presence or None)
+        self._dispatch(events)
+
+    def _on_frame(self, frame: bytes | str) -> None:
+        assert self._codec is not None
+        self.metrics.received(frame)
+        try:
+            message = self._codec.decode(frame)
+        except FrameError as exc:
+            self.metrics.decode_errors += 1
+            log.warning("[livewidgets] ignoring an invalid frame from the relay: %s", exc)
+            return
+        if isinstance(message, Error) and message.room is None:
+            self.events.emit("error", {"code": message.code, "message": message.message})
+            return
+        if getattr(message, "room", self.core.room) != self.core.room:
+            return
+        with self._lock:
+            events = self.core.receive(message, time.monotonic())
+        self._dispatch(events)
+
+    async def _writer(self, ws: ClientConnection) -> None:
+        assert self._outbox_ready is not None and self._codec is not None
+        while True:
+            while self._outbox:
+                message = self._outbox[0]
+                try:
+                    await self._send_frame(ws, self._codec.frame(message))
+                except ConnectionClosed:
+                    self.metrics.send_failures += 1
+                    return  # the ops stay pending and are resent after reconnect
+                self._outbox.popleft()
+            self._outbox_ready.clear()
+            await self._outbox_ready.wait()
+
+    async def _send_frame(self, ws: ClientConnection, frame: bytes | str) -> None:
+        await ws.send(frame)
+        self.metrics.sent(frame)
+
+    async def _heartbeat(self, ws: ClientConnection) -> None:
+        """Ping; a peer silent past the timeout is dead (half-open TCP): drop and reconnect."""
+        while True:
+            await asyncio.sleep(self.config.heartbeat_interval)
+            try:
+                pong = await ws.ping()
+                latency = await asyncio.wait_for(pong, self.config.heartbeat_timeout)
+            except TimeoutError:
+                self.metrics.heartbeat_timeouts += 1
+                log.warning("[livewidgets] relay silent for %.1f s: reconnecting",
+                            self.config.heartbeat_timeout)
+                ws.transport.abort()
+                return
+            except ConnectionClosed:
+                return
+            self.metrics.rtt_samples.append(latency)
+            with self._lock:
+                events = self.core.tick(time.monotonic(), self.config.ack_timeout)
+            self.metrics.retries += sum(isinstance(e, Send) for e in events)
+            self._dispatch(events)
+
+    # --- writes (any thread) ------------------------------------------------------
+
+    def submit(self, ops: list[Any], *, batch: bool = False,
+               priority: Priority = Priority.NORMAL, ack: Ack | None = None) -> Ack:
+        """Apply ops locally now, queue them for the relay; returns their Ack."""
+        if self.state == "closed":
+            raise SessionClosed("the session is closed")
+        ack = ack or Ack()
+        with self._lock:
+            events = self.core.submit(ops, batch=batch, handle=(ack, time.monotonic()),
+                                      priority=priority, now=time.monotonic())
+        self._dispatch(events)
+        return ack
+
+    def set_presence(self, state: dict[str, Any]) -> None:
+        self.local_presence = state
+        if self.state == "connected":
+            self._enqueue([Presence(room=self.core.room, state=state)])
+
+    # --- events -------------------------------------------------------------------
+
+    def _dispatch(self, events: list[Event]) -> None:
+        """Act on core events, outside the lock (callbacks may write again)."""
+        sends = []
+        for event in events:
+            if isinstance(event, Send):
+                sends.append(event.message)
+            elif isinstance(event, Changed):
+                self.subscriptions.notify(event.before, event.after)
+            elif isinstance(event, Acked):
+                self._resolve(event)
+            elif isinstance(event, Failed):
+                self._fail(event)
+            elif isinstance(event, PresenceChanged):
+                self.events.emit("presence", {"client_id": event.client_id,
+                                              "before": event.before, "after": event.after})
+            elif isinstance(event, JoinedRoom):
+                self._joined(event)
+            elif isinstance(event, Resync):
+                self._force_resync(event.reason)
+        if sends:
+            self._enqueue(sends)
+        with self._idle:
+            self._idle.notify_all()
+
+    def _resolve(self, event: Acked) -> None:
+        now = time.monotonic()
+        for ack, created in event.handles:
+            self.metrics.rtt_samples.append(now - created)
+            ack._resolve(event.version)
+
+    def _fail(self, event: Failed) -> None:
+        self.metrics.rejects += 1
+        error = rejection(event.code, event.message, path=event.path, current=event.current,
+                          current_version=event.current_version)
+        payload = {"error": error, "code": event.code, "message": event.message,
+                   "path": event.path, "ops": event.ops, "current": event.current,
+                   "current_version": event.current_version}
+        for ack, _ in event.handles:
+            ack._fail(error)
+        self.events.emit("conflict" if event.code == "conflict" else "rejected", payload)
+
+    def _joined(self, event: JoinedRoom) -> None:
+        self.attempt = 0
+        self._set_state("connected", version=event.version, mode=event.mode)
+        if self.local_presence:
+            self._enqueue([Presence(room=self.core.room, state=self.local_presence)])
+        if self._joined_once is not None and not self._joined_once.done():
+            self._joined_once.set_result(None)
+
+    def _force_resync(self, reason: str) -> None:
+        log.warning("[livewidgets] resynchronising room %r: %s", self.core.room, reason)
+        self._resync = True
+        ws = self._ws
+        if ws is not None:
+            self._call_in_loop(lambda: ws.transport.abort())
+
+    def _enqueue(self, messages: list[Any]) -> None:
+        def put() -> None:
+            self._outbox.extend(messages)
+            if self._outbox_ready is not None:
+                self._outbox_ready.set()
+
+        self._call_in_loop(put)
+
+    def _call_in_loop(self, fn: Callable[[], None]) -> None:
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            fn()
+        else:
+            loop.call_soon_threadsafe(fn)
+
+    # --- waiting (any thread) -----------------------------------------------------
+
+    def pending_handles(self) -> list[Ack]:
+        with self._lock:
+            return [ack for p in self.core.pending for ack, _ in p.handles]
+
+    def wait_idle(self, timeout: float | None) -> None:
+        """Block until nothing is pending (thread side of ``flush``)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._idle:
+            while self.core.pending:
+                if self.state == "closed":
+                    raise SessionClosed("the session closed with writes still pending")
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    raise TimeoutError(
+                        f"{len(self.core.pending)} writes still pending after {timeout} s"
+                    )
+                self._idle.wait(remaining if remaining is not None else 1.0)
+
+    def metrics_dict(self) -> dict[str, Any]:
+        with self._lock:
+            depth, in_flight, version = (len(self.core.pending), self.core.in_flight,
+                                         self.core.version)
+        return self.metrics.as_dict(queue_depth=depth, in_flight=in_flight, version=version,
+                                    state=self.state, attempt=self.attempt)
+
+
+def _version() -> str:
+    from .. import __version__
+
+    return __version__
+

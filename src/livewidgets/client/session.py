@@ -1,0 +1,343 @@
+"""The public client API: ``connect()`` (threads) and ``livewidgets.asyncio.connect()``.
+
+Both facades share :class:`SessionAPI` (reads, writes, subscriptions, events) over
+one :class:`~livewidgets.client.engine.Engine`; they differ only in how they wait.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import msgspec
+
+from ..errors import SessionClosed
+from ..state.ops import (
+    DeleteOp,
+    IncrementOp,
+    MergeOp,
+    Op,
+    PushOp,
+    RemoveOp,
+    SetOp,
+    apply_ops,
+    check_value,
+    get_path,
+)
+from ..state.paths import parse_path
+from .ack import Ack
+from .core import Priority
+from .engine import Engine, EngineConfig
+
+__all__ = ["AsyncSession", "Session", "SessionAPI", "connect", "connect_async"]
+
+_encode = msgspec.msgpack.Encoder().encode
+_decode = msgspec.msgpack.Decoder().decode
+
+
+def shareable(value: Any) -> Any:
+    """A private, plain-JSON copy of ``value`` (tuples become lists); ValueError if impossible."""
+    try:
+        copy = _decode(_encode(value))
+    except (TypeError, msgspec.EncodeError) as exc:
+        raise ValueError(f"cannot share {type(value).__name__}: {exc}") from None
+    check_value(copy)
+    return copy
+
+
+class _BatchContext(threading.local):
+    ops: list[Op] | None = None
+    ack: Ack | None = None
+
+
+ConflictHandler = Callable[[dict[str, Any]], Any]
+
+
+class SessionAPI:
+    """Reads, writes and subscriptions on one room (shared by both facades)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._batch = _BatchContext()
+        self._conflict_handlers: dict[str, ConflictHandler] = {}
+        engine.events.on("conflict", self._on_conflict)
+
+    # --- reading ------------------------------------------------------------------
+
+    def get(self, path: str = "", default: Any = None) -> Any:
+        """The visible value at ``path`` (your pending writes included)."""
+        return get_path(self._engine.core.visible, path, default)
+
+    @property
+    def state(self) -> dict[str, Any]:
+        """The whole visible state (treat it as read-only)."""
+        return self._engine.core.visible
+
+    @property
+    def version(self) -> int:
+        """The room version this client has confirmed."""
+        return self._engine.core.version
+
+    @property
+    def client_id(self) -> str:
+        return self._engine.client_id
+
+    @property
+    def room(self) -> str:
+        return self._engine.core.room
+
+    @property
+    def user(self) -> str:
+        return self._engine.user
+
+    @property
+    def connection_state(self) -> str:
+        """disconnected, connecting, connected, reconnecting or closed."""
+        return self._engine.state
+
+    @property
+    def metrics(self) -> dict[str, Any]:
+        return self._engine.metrics_dict()
+
+    @property
+    def pending(self) -> int:
+        return len(self._engine.core.pending)
+
+    # --- writing ------------------------------------------------------------------
+
+    def set(self, path: str, value: Any, *, if_version: int | None = None,
+            priority: Priority = Priority.NORMAL) -> Ack:
+        """Replace the value at ``path`` (last write in room order wins)."""
+        return self._write(SetOp(path=_path(path), value=shareable(value), if_version=if_version),
+                           priority)
+
+    def merge(self, path: str, mapping: dict[str, Any], *, if_version: int | None = None,
+              priority: Priority = Priority.NORMAL) -> Ack:
+        """Shallow-merge keys into the mapping at ``path``."""
+        if not isinstance(mapping, dict):
+            raise ValueError(f"merge needs a mapping, not {type(mapping).__name__}")
+        return self._write(
+            MergeOp(path=_path(path), value=shareable(mapping), if_version=if_version), priority
+        )
+
+    def push(self, path: str, item: Any, *, priority: Priority = Priority.NORMAL) -> Ack:
+        """Append ``item`` to the list at ``path``; a dict item gets an ``id`` if it has none."""
+        item = shareable(item)
+        if isinstance(item, dict) and "id" not in item:
+            item["id"] = uuid.uuid4().hex[:16]
+        return self._write(PushOp(path=_path(path), value=item), priority)
+
+    def remove(self, path: str, item_id: str | int, *,
+               priority: Priority = Priority.NORMAL) -> Ack:
+        """Remove the list items whose ``id`` is ``item_id`` (idempotent)."""
+        return self._write(RemoveOp(path=_path(path), id=item_id), priority)
+
+    def increment(self, path: str, n: int | float = 1, *,
+                  priority: Priority = Priority.NORMAL) -> Ack:
+        """Add ``n`` to the number at ``path``; concurrent increments all count."""
+        if isinstance(n, bool) or not isinstance(n, (int, float)):
+            raise ValueError(f"increment needs a number, not {type(n).__name__}")
+        return self._write(IncrementOp(path=_path(path), by=shareable(n)), priority)
+
+    def delete(self, path: str, *, priority: Priority = Priority.NORMAL) -> Ack:
+        """Remove the key at ``path``."""
+        return self._write(DeleteOp(path=_path(path)), priority)
+
+    def apply(self, op: Op, *, priority: Priority = Priority.NORMAL) -> Ack:
+        """Submit a ready-made op (from ``livewidgets.state``)."""
+        return self._write(op, priority)
+
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[Ack]:
+        """Group writes into one atomic op: every reader sees all of them or none."""
+        if self._batch.ops is not None:
+            yield self._batch.ack  # type: ignore[misc]  # nested: join the outer batch
+            return
+        self._batch.ops, self._batch.ack = [], Ack()
+        ack = self._batch.ack
+        try:
+            yield ack
+            ops = self._batch.ops
+        finally:
+            self._batch.ops, self._batch.ack = None, None
+        if ops:
+            self._engine.submit(ops, batch=True, ack=ack)
+        else:
+            ack._resolve(self.version)
+
+    def _write(self, op: Op, priority: Priority) -> Ack:
+        if self._batch.ops is not None:
+            # Check it applies on top of the batch so far; the batch lands at exit.
+            apply_ops(self._engine.core.visible, [*self._batch.ops, op])
+            self._batch.ops.append(op)
+            assert self._batch.ack is not None
+            return self._batch.ack
+        return self._engine.submit([op], priority=priority)
+
+    # --- observing ----------------------------------------------------------------
+
+    def subscribe(self, path: str, callback: Callable[[Any, str], Any]) -> Callable[[], None]:
+        """``callback(value, path)`` once per visible change at or below ``path``."""
+        return self._engine.subscriptions.add(path, callback)
+
+    def on(self, event: str, callback: Callable[[dict[str, Any]], Any]) -> Callable[[], None]:
+        """Listen to connected, disconnected, reconnecting, reconnect_failed, conflict, ..."""
+        return self._engine.events.on(event, callback)
+
+    def on_conflict(self, path: str, handler: ConflictHandler) -> Callable[[], None]:
+        """Resolve conflicts at ``path``: ``handler(conflict)`` returns a value to write
+        (mine, or a merge; written with ``if_version`` = their version), an Op, or None
+        to keep theirs. ``conflict`` has path, mine (my ops), theirs, their_version."""
+        parse_path(path)
+        self._conflict_handlers[path] = handler
+        return lambda: self._conflict_handlers.pop(path, None)  # type: ignore[func-returns-value]
+
+    def _on_conflict(self, payload: dict[str, Any]) -> None:
+        path = payload.get("path")
+        handler = self._conflict_handlers.get(path) if path else None
+        if handler is None:
+            return
+        conflict = {"path": path, "mine": payload["ops"], "theirs": payload["current"],
+                    "their_version": payload["current_version"]}
+        resolution = handler(conflict)
+        if resolution is None:
+            return
+        if isinstance(resolution, (SetOp, MergeOp, PushOp, RemoveOp, IncrementOp, DeleteOp)):
+            self._engine.submit([resolution])
+        else:
+            self.set(path, resolution, if_version=payload["current_version"])
+
+    # --- presence -----------------------------------------------------------------
+
+    @property
+    def presence(self) -> dict[str, dict[str, Any]]:
+        """Peers in the room (client_id -> their presence), not including this client."""
+        return {k: v for k, v in self._engine.core.presence.items() if k != self.client_id}
+
+    def update_presence(self, **fields: Any) -> None:
+        """Merge ``fields`` into this client's presence and publish it."""
+        self._engine.set_presence({**self._engine.local_presence, **shareable(fields)})
+
+
+def _path(path: str) -> str:
+    parse_path(path)
+    return path
+
+
+# --- threads ------------------------------------------------------------------------
+
+
+class _LoopThread:
+    """One daemon thread running the asyncio loop all sync sessions share."""
+
+    _lock = threading.Lock()
+    _loop: asyncio.AbstractEventLoop | None = None
+
+    @classmethod
+    def loop(cls) -> asyncio.AbstractEventLoop:
+        with cls._lock:
+            if cls._loop is None or cls._loop.is_closed():
+                loop = asyncio.new_event_loop()
+                thread = threading.Thread(target=loop.run_forever, name="livewidgets-io",
+                                          daemon=True)
+                thread.start()
+                cls._loop = loop
+            return cls._loop
+
+
+class Session(SessionAPI):
+    """A room session for ordinary (threaded) code; its I/O runs on a background loop."""
+
+    def __init__(self, engine: Engine, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__(engine)
+        self._loop = loop
+
+    def _run(self, coro: Any, timeout: float | None = None) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
+
+    def flush(self, timeout: float | None = None) -> None:
+        """Block until the relay acknowledged every write made so far, or raise."""
+        self._engine.wait_idle(timeout)
+
+    def close(self) -> None:
+        """Leave the room and close the connection (no reconnect)."""
+        if self._engine.state != "closed":
+            self._run(self._engine.aclose(), timeout=10)
+
+    def __enter__(self) -> Session:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return (f"<livewidgets.Session room={self.room!r} user={self.user!r} "
+                f"{self.connection_state} v{self.version}>")
+
+
+class AsyncSession(SessionAPI):
+    """A room session for asyncio code; writes return Acks you can ``await``."""
+
+    async def flush(self, timeout: float | None = None) -> None:
+        """Wait until the relay acknowledged every write made so far, or raise."""
+        await asyncio.to_thread(self._engine.wait_idle, timeout)
+
+    async def close(self) -> None:
+        await self._engine.aclose()
+
+    async def __aenter__(self) -> AsyncSession:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+
+def _engine(url: str, room: str, user: str | None, token: str | None, client_id: str | None,
+            options: dict[str, Any]) -> Engine:
+    config = EngineConfig(**options)
+    return Engine(url, room, user=user or "", token=token, client_id=client_id, config=config)
+
+
+def connect(url: str, room: str, user: str | None = None, token: str | None = None, *,
+            client_id: str | None = None, wait: bool = True, timeout: float = 10.0,
+            **options: Any) -> Session:
+    """Join ``room`` on the relay at ``url``; blocks until joined when ``wait``.
+
+    ``options`` are :class:`EngineConfig` fields (backoff, max_attempts, heartbeat_interval,
+    heartbeat_timeout, ack_timeout, max_pending, binary, ssl, ...).
+    """
+    loop = _LoopThread.loop()
+    engine = _engine(url, room, user, token, client_id, options)
+
+    async def start() -> None:
+        engine.start()
+        if wait:
+            await engine.wait_joined(timeout)
+
+    session = Session(engine, loop)
+    try:
+        asyncio.run_coroutine_threadsafe(start(), loop).result(timeout + 1)
+    except (TimeoutError, SessionClosed):
+        session.close()
+        raise
+    return session
+
+
+async def connect_async(url: str, room: str, user: str | None = None, token: str | None = None,
+                        *, client_id: str | None = None, wait: bool = True,
+                        timeout: float = 10.0, **options: Any) -> AsyncSession:
+    """Asyncio twin of :func:`connect`, on the running loop."""
+    engine = _engine(url, room, user, token, client_id, options)
+    engine.start()
+    session = AsyncSession(engine)
+    if wait:
+        try:
+            await engine.wait_joined(timeout)
+        except (TimeoutError, SessionClosed):
+            await session.close()
+            raise
+    return session
