@@ -1,0 +1,111 @@
+"""Durable room storage: the :class:`Store` protocol and :func:`open_store`.
+
+A store keeps, per room, a snapshot (version, state, path clock), the log of entries
+after it and the dedupe table (client_id -> highest client_seq and its version).
+That is exactly a :class:`~livewidgets.relay.room.RoomRecord`, which is all the
+room core needs to resume after a restart.
+
+The protocol is shaped so that a store shared by several relay processes (Redis)
+can implement it without touching the room core:
+
+* :meth:`Store.append` is conditional: the entries must continue the stored log
+  (first version = stored head + 1), else it raises :class:`StoreConflict`. Two
+  relays that both think they own a room cannot both write version N.
+* Durability is the store's job: when ``append`` returns, the entries and the
+  dedupe updates derived from them are committed in one transaction.
+
+Backends: ``memory://`` (tests, demos; nothing survives the process) and
+``sqlite:///relative/path.db`` or ``sqlite:////absolute/path.db`` (the embedded
+default; WAL, synchronous=FULL, one writer thread).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Protocol, runtime_checkable
+
+from ..room import LogEntry, RoomRecord
+
+__all__ = [
+    "LogEntry",
+    "RoomRecord",
+    "Store",
+    "StoreConflict",
+    "StoreError",
+    "check_continues",
+    "open_store",
+]
+
+
+class StoreError(Exception):
+    """The store failed; nothing of the failed call was committed."""
+
+
+class StoreConflict(StoreError):
+    """``append`` entries do not continue the stored log (another writer got there first)."""
+
+
+@runtime_checkable
+class Store(Protocol):
+    """Async storage of room snapshots, logs and dedupe tables.
+
+    Every method may be called from the event loop; implementations keep blocking
+    work off it. Calls for one room come from one relay task at a time, in order.
+    """
+
+    async def load(self, room: str) -> RoomRecord:
+        """The room's snapshot, the log after it and its dedupe table (empty if new)."""
+        ...
+
+    async def append(self, room: str, entries: Sequence[LogEntry]) -> None:
+        """Durably append consecutive ``entries`` (one transaction: group commit).
+
+        Also raises each entry's client to its ``client_seq`` in the dedupe table,
+        in the same transaction. Raises :class:`StoreConflict` if the entries do not
+        start right after the stored head, :class:`StoreError` on any other failure.
+        """
+        ...
+
+    async def read_log(self, room: str, after: int, limit: int) -> list[LogEntry]:
+        """Up to ``limit`` stored entries with version > ``after``, in order."""
+        ...
+
+    async def save_snapshot(
+        self, room: str, version: int, state: dict[str, Any], clock_data: Any
+    ) -> None:
+        """Store the room state at ``version`` and drop log entries up to it (compaction).
+
+        An older snapshot than the stored one is ignored.
+        """
+        ...
+
+    async def close(self) -> None:
+        """Finish pending writes and release resources; the store is unusable after."""
+        ...
+
+
+def check_continues(head: int, entries: Sequence[LogEntry]) -> None:
+    """Raise StoreConflict unless ``entries`` are head+1, head+2, ...."""
+    for offset, entry in enumerate(entries, start=1):
+        if entry.version != head + offset:
+            raise StoreConflict(
+                f"entry version {entry.version} does not continue the log at {head + offset - 1}"
+            )
+
+
+def open_store(url: str) -> Store:
+    """Open a store from a URL: ``memory://`` or ``sqlite:///path/to/rooms.db``.
+
+    ``sqlite:///rooms.db`` is relative to the working directory and
+    ``sqlite:////var/lib/rooms.db`` is absolute (as in SQLAlchemy URLs).
+    """
+    if url == "memory://":
+        from .memory import MemoryStore
+
+        return MemoryStore()
+    prefix = "sqlite:///"
+    if url.startswith(prefix) and len(url) > len(prefix):
+        from .sqlite import SQLiteStore
+
+        return SQLiteStore(url[len(prefix) :])
+    raise ValueError(f"unsupported store URL {url!r}: use memory:// or sqlite:///path/to/rooms.db")
