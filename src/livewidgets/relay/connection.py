@@ -1,0 +1,405 @@
+"""One client connection: hello handshake, frame dispatch, bounded send queue.
+
+Reading: each frame is decoded and validated by the codec, then dispatched on its
+message type (:attr:`Connection._handlers`). Room work becomes commands for the
+room's runner; the reader stops reading (TCP backpressure) while too many of its
+commands are still unprocessed, so a flooding client cannot grow a room's inbox.
+
+Writing: every outgoing frame goes through one bounded queue drained by the
+connection's own writer task, so a slow client never blocks a room. When the queue
+overflows, the connection is closed with 4009 (SLOW_CONSUMER); the client
+reconnects and resumes by delta (docs/protocol.md "Close codes").
+
+Errors: a frame that fails validation is answered with ``error`` (code, message,
+ref) and the connection stays open, until ``max_invalid_frames`` such frames in a
+row (close 4012). Error replies are sent at once, so they may overtake acks of
+earlier ops, which wait for their commit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from websockets.asyncio.server import ServerConnection
+from websockets.exceptions import ConnectionClosed
+from websockets.protocol import State
+
+from ..protocol.codec import Codec, FrameError
+from ..protocol.codes import CloseCode, ErrorCode
+from ..protocol.messages import (
+    PROTOCOL_VERSION,
+    Batch,
+    ClientMessage,
+    Error,
+    Hello,
+    Join,
+    Leave,
+    OpMessage,
+    Presence,
+    Reject,
+    ServerMessage,
+    Welcome,
+)
+from ..state.ops import Op
+from .hub import Command, JoinRoom, LeaveRoom, SetPresence, Submit
+from .metrics import RelayMetrics
+from .policy import Denied, Policy, Principal
+from .runner import RoomRunner
+
+__all__ = ["Connection", "ConnectionConfig", "RelayContext"]
+
+_ANONYMOUS = Principal(user="")
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionConfig:
+    """Per-connection limits (see Relay for the meaning of each)."""
+
+    hello_timeout: float
+    send_queue_limit: int
+    send_queue_bytes: int
+    max_invalid_frames: int
+    max_inflight: int
+    close_timeout: float
+
+
+class RelayContext(Protocol):
+    """What a connection needs from its relay."""
+
+    @property
+    def connection_config(self) -> ConnectionConfig: ...
+
+    @property
+    def policy(self) -> Policy: ...
+
+    @property
+    def metrics(self) -> RelayMetrics: ...
+
+    @property
+    def logger(self) -> logging.Logger: ...
+
+    @property
+    def stopping(self) -> bool: ...
+
+    def welcome(self, client_id: str, connection_id: str) -> Welcome: ...
+
+    def room(self, name: str) -> RoomRunner[Connection]:
+        """The running room called ``name`` (loaded on first use)."""
+        ...
+
+    def register(self, connection: Connection) -> None:
+        """Record the connection under its client_id, replacing an older one."""
+        ...
+
+    def unregister(self, connection: Connection) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class _Close:
+    """Queue sentinel: close once everything queued before it is sent."""
+
+    code: int
+    reason: str
+
+
+class Connection:
+    """Serves one WebSocket from hello to close; :meth:`run` is the whole lifetime."""
+
+    def __init__(
+        self, ws: ServerConnection, relay: RelayContext, codec: Codec[ClientMessage]
+    ) -> None:
+        self.ws = ws
+        self.relay = relay
+        self.codec = codec
+        self.config = relay.connection_config
+        self.connection_id = uuid.uuid4().hex
+        # Set by hello (empty before): the stable client id and the user name.
+        self.client_id = ""
+        self.user = ""
+        self.principal = _ANONYMOUS
+        # Rooms joined (or being joined), by name.
+        self.rooms: dict[str, RoomRunner[Connection]] = {}
+        self._queue: deque[bytes | _Close] = deque()
+        self._queued_bytes = 0
+        self._wake = asyncio.Event()
+        # Close code chosen by the relay (None while open); later closes are ignored.
+        self._close_code: int | None = None
+        self._writer: asyncio.Task[None] | None = None
+        self._closer: asyncio.Task[None] | None = None
+        # Commands queued to rooms and not yet processed, and an event set when below limit.
+        self._inflight = 0
+        self._capacity = asyncio.Event()
+        self._capacity.set()
+        self._invalid_streak = 0
+        self._handlers: dict[type, Callable[[Any], Awaitable[None]]] = {
+            Hello: self._on_hello_again,
+            Join: self._on_join,
+            Leave: self._on_leave,
+            OpMessage: self._on_op,
+            Batch: self._on_batch,
+            Presence: self._on_presence,
+        }
+
+    def __repr__(self) -> str:
+        return f"<Connection {self.connection_id[:8]} client={self.client_id or '?'}>"
+
+    # --- lifetime ------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Handshake, then serve frames until the connection closes; always cleans up."""
+        self._writer = asyncio.create_task(self._write_loop())
+        try:
+            if await self._handshake():
+                await self._read_loop()
+        except ConnectionClosed:
+            pass  # the peer went away or we closed it: cleanup below is all there is to do
+        except Exception as exc:
+            self.relay.logger.error("%r failed: %s", self, exc, exc_info=exc)
+            self.close(CloseCode.INTERNAL_ERROR, "internal error")
+        finally:
+            await self._cleanup()
+
+    async def _handshake(self) -> bool:
+        """Wait for a valid hello and answer welcome; False if the connection is refused."""
+        try:
+            frame = await asyncio.wait_for(self.ws.recv(), self.config.hello_timeout)
+        except asyncio.TimeoutError:
+            return self._refuse(
+                ErrorCode.HELLO_REQUIRED, "no hello received in time", CloseCode.HELLO_REQUIRED
+            )
+        self.relay.metrics.bytes_in.inc(len(frame))
+        try:
+            hello = self.codec.decode(frame)
+        except FrameError as exc:
+            detail = f"the first frame must be a valid hello: {exc.message}"
+            return self._refuse(ErrorCode.HELLO_REQUIRED, detail, CloseCode.HELLO_REQUIRED, exc.ref)
+        if not isinstance(hello, Hello):
+            detail = f"the first frame must be hello, not {_tag(hello)}"
+            return self._refuse(
+                ErrorCode.HELLO_REQUIRED, detail, CloseCode.HELLO_REQUIRED, _tag(hello)
+            )
+        if hello.protocol != PROTOCOL_VERSION:
+            detail = (
+                f"protocol {hello.protocol} is not supported; this relay speaks {PROTOCOL_VERSION}"
+            )
+            return self._refuse(
+                ErrorCode.PROTOCOL_VERSION, detail, CloseCode.PROTOCOL_VERSION, "hello"
+            )
+        granted = self.relay.policy.on_hello(hello, self.ws.request)
+        if isinstance(granted, Denied):
+            close = granted.close or CloseCode.AUTH_INVALID
+            return self._refuse(granted.code, granted.message, close, "hello")
+        self.principal, self.user = granted, granted.user
+        self.client_id = hello.client_id or uuid.uuid4().hex
+        self.relay.register(self)
+        self.send(self.relay.welcome(self.client_id, self.connection_id))
+        return True
+
+    def _refuse(self, code: ErrorCode, message: str, close: int, ref: str | None = None) -> bool:
+        self._error(code, message, ref)
+        self.close(close, code.value)
+        return False
+
+    async def _read_loop(self) -> None:
+        async for frame in self.ws:
+            self.relay.metrics.bytes_in.inc(len(frame))
+            if self.relay.stopping:
+                continue  # shutting down: unacked ops are resent after the client reconnects
+            await self._on_frame(frame)
+
+    async def _cleanup(self) -> None:
+        for runner in self.rooms.values():
+            self._inflight += 1
+            runner.put(LeaveRoom(self))
+        self.rooms.clear()
+        self.relay.unregister(self)
+        await self._finish_writer()
+
+    async def _finish_writer(self) -> None:
+        """Let a requested close flush (bounded by close_timeout), else stop the writer."""
+        writer = self._writer
+        if writer is not None and (self._close_code is None or self.ws.state is State.CLOSED):
+            writer.cancel()
+        tasks = [t for t in (writer, self._closer) if t is not None]
+        if not tasks:
+            return
+        _, pending = await asyncio.wait(tasks, timeout=self.config.close_timeout + 1)
+        for task in pending:
+            task.cancel()
+        for task in tasks:
+            try:
+                await task
+            except (asyncio.CancelledError, ConnectionClosed):
+                continue  # stopped on purpose, or the peer was already gone
+            except Exception as exc:
+                self.relay.logger.error("%r: writer failed: %s", self, exc, exc_info=exc)
+
+    # --- reading -------------------------------------------------------------------
+
+    async def _on_frame(self, frame: str | bytes) -> None:
+        try:
+            message = self.codec.decode(frame)
+        except FrameError as exc:
+            self._invalid(exc)
+            return
+        self._invalid_streak = 0
+        try:
+            await self._handlers[type(message)](message)
+        except Exception as exc:
+            self.relay.logger.error(
+                "%r: handling %s failed: %s", self, _tag(message), exc, exc_info=exc
+            )
+            self._error(ErrorCode.INTERNAL, "internal error; see the relay log", _tag(message))
+
+    def _invalid(self, exc: FrameError) -> None:
+        self._invalid_streak += 1
+        self._error(exc.code, exc.message, exc.ref)
+        if self._invalid_streak >= self.config.max_invalid_frames:
+            self.close(CloseCode.TOO_MANY_ERRORS, "too many invalid frames in a row")
+
+    async def _on_hello_again(self, message: Hello) -> None:
+        self._error(ErrorCode.HELLO_REQUIRED, "hello was already received", "hello")
+
+    async def _on_join(self, message: Join) -> None:
+        denied = self.relay.policy.on_join(self.principal, message.room)
+        if denied is not None:
+            self._deny(denied, "join", message.room)
+            return
+        if message.room in self.rooms:
+            # docs/protocol.md "join": to resync, a client reconnects and joins again.
+            detail = f"room {message.room!r} is already joined on this connection"
+            self._error(ErrorCode.INVALID_MESSAGE, detail, "join", message.room)
+            return
+        runner = self.rooms[message.room] = self.relay.room(message.room)
+        await self._put(runner, JoinRoom(self, message.since, message.presence))
+
+    async def _on_leave(self, message: Leave) -> None:
+        runner = self.rooms.pop(message.room, None)
+        if runner is None:
+            self._not_joined(message.room, "leave")
+            return
+        await self._put(runner, LeaveRoom(self))
+
+    async def _on_op(self, message: OpMessage) -> None:
+        ops = (message.op,)
+        await self._submit(message.room, message.client_seq, message.base_version, ops, "op")
+
+    async def _on_batch(self, message: Batch) -> None:
+        ops = tuple(message.ops)
+        await self._submit(message.room, message.client_seq, message.base_version, ops, "batch")
+
+    async def _submit(self, room: str, seq: int, base: int, ops: tuple[Op, ...], ref: str) -> None:
+        runner = self.rooms.get(room)
+        if runner is None:
+            self._not_joined(room, ref)
+            return
+        denied = self.relay.policy.on_write(self.principal, room, ops, time.monotonic())
+        if denied is not None:
+            self.relay.metrics.rejects.labels(denied.code.value).inc()
+            self.send(Reject(room, seq, denied.code.value, denied.message))
+            if denied.close is not None:
+                self.close(denied.close, denied.code.value)
+            return
+        await self._put(runner, Submit(self, seq, base, ops))
+
+    async def _on_presence(self, message: Presence) -> None:
+        runner = self.rooms.get(message.room)
+        if runner is None:
+            self._not_joined(message.room, "presence")
+            return
+        denied = self.relay.policy.on_presence(self.principal, message.room, time.monotonic())
+        if denied is not None:
+            self._deny(denied, "presence", message.room)
+            return
+        await self._put(runner, SetPresence(self, message.state))
+
+    async def _put(self, runner: RoomRunner[Connection], command: Command[Connection]) -> None:
+        """Queue a room command, first waiting while too many are unprocessed."""
+        while self._inflight >= self.config.max_inflight and self._close_code is None:
+            self._capacity.clear()
+            await self._capacity.wait()
+        if self._close_code is not None:
+            return  # closing: the client resends what was not acked
+        self._inflight += 1
+        runner.put(command)
+
+    def command_done(self) -> None:
+        self._inflight -= 1
+        if self._inflight < self.config.max_inflight:
+            self._capacity.set()
+
+    def _not_joined(self, room: str, ref: str) -> None:
+        self._error(ErrorCode.NOT_JOINED, f"join room {room!r} first", ref, room)
+
+    def _deny(self, denied: Denied, ref: str, room: str | None = None) -> None:
+        self._error(denied.code, denied.message, ref, room)
+        if denied.close is not None:
+            self.close(denied.close, denied.code.value)
+
+    def _error(
+        self, code: ErrorCode, message: str, ref: str | None = None, room: str | None = None
+    ) -> None:
+        self.relay.metrics.errors.labels(code.value).inc()
+        self.send(Error(code.value, message, ref, room))
+
+    # --- writing -------------------------------------------------------------------
+
+    def send(self, message: ServerMessage) -> None:
+        """Encode and queue a message for this connection only."""
+        self.enqueue(self.codec.encode(message))
+
+    def enqueue(self, data: bytes) -> None:
+        """Queue an encoded frame; on overflow close with 4009 instead of buffering more."""
+        if self._close_code is not None:
+            return
+        full = len(self._queue) >= self.config.send_queue_limit
+        too_big = self._queued_bytes + len(data) > self.config.send_queue_bytes
+        # An empty queue always takes one frame, however large (it fits max_frame_size).
+        if self._queue and (full or too_big):
+            self.relay.metrics.slow_consumer_closes.inc()
+            self.close(CloseCode.SLOW_CONSUMER, "send queue overflow; resume by delta", flush=False)
+            return
+        self._queue.append(data)
+        self._queued_bytes += len(data)
+        self._wake.set()
+
+    def close(self, code: int, reason: str = "", *, flush: bool = True) -> None:
+        """Close with ``code``: after the queued frames (flush) or at once, dropping them."""
+        if self._close_code is not None:
+            return
+        self._close_code = code
+        self._capacity.set()  # a reader waiting for room capacity must not wait forever
+        if flush:
+            self._queue.append(_Close(code, reason))
+            self._wake.set()
+            return
+        self._queue.clear()
+        self._queued_bytes = 0
+        if self._writer is not None:
+            self._writer.cancel()
+        self._closer = asyncio.create_task(self.ws.close(code, reason))
+
+    async def _write_loop(self) -> None:
+        text = not self.codec.binary
+        while True:
+            while not self._queue:
+                self._wake.clear()
+                await self._wake.wait()
+            item = self._queue.popleft()
+            if isinstance(item, _Close):
+                await self.ws.close(item.code, item.reason)
+                return
+            self._queued_bytes -= len(item)
+            await self.ws.send(item, text=text)
+            self.relay.metrics.bytes_out.inc(len(item))
+
+
+def _tag(message: Any) -> str:
+    return str(message.__struct_config__.tag)

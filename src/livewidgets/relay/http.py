@@ -1,0 +1,62 @@
+"""Plain HTTP on the relay's port: ``GET /healthz`` and ``GET /metrics``.
+
+Served from websockets' ``process_request`` hook, before any WebSocket handshake,
+so load balancers and Prometheus need no second port. Any other request without
+``Upgrade: websocket`` gets 404; upgrades go on to the policy's origin check and
+then the handshake.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from http import HTTPStatus
+from typing import Any
+
+from websockets.asyncio.server import ServerConnection
+from websockets.http11 import Request, Response
+
+from .metrics import CONTENT_TYPE_LATEST, RelayMetrics
+from .policy import Policy
+
+__all__ = ["HttpEndpoints"]
+
+
+class HttpEndpoints:
+    """The ``process_request`` hook of one relay."""
+
+    def __init__(
+        self, health: Callable[[], dict[str, Any]], metrics: RelayMetrics, policy: Policy
+    ) -> None:
+        # Returns the /healthz body; "status" other than "ok" answers 503.
+        self._health = health
+        self._metrics = metrics
+        self._policy = policy
+
+    def __call__(self, connection: ServerConnection, request: Request) -> Response | None:
+        path = request.path.partition("?")[0]
+        if path == "/healthz":
+            return self._healthz(connection)
+        if path == "/metrics":
+            return _respond(connection, HTTPStatus.OK, self._metrics.render(), CONTENT_TYPE_LATEST)
+        if "websocket" not in request.headers.get("Upgrade", "").lower():
+            return connection.respond(HTTPStatus.NOT_FOUND, "Not found: try /healthz or /metrics\n")
+        denied = self._policy.check_request(request)
+        if denied is not None:
+            return connection.respond(HTTPStatus.FORBIDDEN, f"{denied.message}\n")
+        return None
+
+    def _healthz(self, connection: ServerConnection) -> Response:
+        body = self._health()
+        status = HTTPStatus.OK if body.get("status") == "ok" else HTTPStatus.SERVICE_UNAVAILABLE
+        return _respond(connection, status, json.dumps(body).encode(), "application/json")
+
+
+def _respond(
+    connection: ServerConnection, status: HTTPStatus, body: bytes, content_type: str
+) -> Response:
+    response = connection.respond(status, body.decode())
+    # respond() says text/plain; Headers is a multidict, so delete before setting.
+    del response.headers["Content-Type"]
+    response.headers["Content-Type"] = content_type
+    return response

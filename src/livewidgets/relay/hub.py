@@ -1,0 +1,217 @@
+"""A room's members, presence and message routing, around its sequencer (sans-I/O).
+
+The hub turns commands (join, submit, presence, leave) into :class:`Send` actions:
+which message goes to which members, in which order. It never encodes, sends or
+stores anything. The asyncio shell (relay.runner) feeds it commands in arrival
+order, persists the entries it accepted (:meth:`RoomHub.take_unsaved`) and only
+then delivers the sends, in order (docs/protocol.md "Durability").
+
+Members are opaque handles (the relay's connections); the hub only reads their
+``client_id`` and ``user``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Generic, Literal, Protocol, TypeVar
+
+from ..protocol.messages import (
+    Ack,
+    Broadcast,
+    Joined,
+    PresenceUpdate,
+    Reject,
+    ServerMessage,
+    Snapshot,
+)
+from ..state.ops import Op
+from .room import Accepted, Duplicate, LogEntry, Outcome, Rejected, RoomCore
+
+__all__ = [
+    "Command",
+    "JoinRoom",
+    "LeaveRoom",
+    "Member",
+    "RoomHub",
+    "Send",
+    "SetPresence",
+    "Submit",
+]
+
+
+class Member(Protocol):
+    """What the hub needs to know about a connection."""
+
+    @property
+    def client_id(self) -> str: ...
+
+    @property
+    def user(self) -> str: ...
+
+
+M = TypeVar("M", bound=Member)
+
+
+@dataclass(frozen=True, slots=True)
+class JoinRoom(Generic[M]):
+    """Enter the room (or resume): catch up from ``since``, then receive live broadcasts."""
+
+    member: M
+    since: int | None
+    presence: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LeaveRoom(Generic[M]):
+    """Stop receiving broadcasts; drops the member's presence (also sent on disconnect)."""
+
+    member: M
+
+
+@dataclass(frozen=True, slots=True)
+class Submit(Generic[M]):
+    """One op or batch from ``member``, made against ``base_version``."""
+
+    member: M
+    client_seq: int
+    base_version: int
+    ops: tuple[Op, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class SetPresence(Generic[M]):
+    """Replace the member's ephemeral presence state."""
+
+    member: M
+    state: dict[str, Any]
+
+
+Command = JoinRoom[M] | LeaveRoom[M] | Submit[M] | SetPresence[M]
+
+
+@dataclass(frozen=True, slots=True)
+class Send(Generic[M]):
+    """Deliver ``message`` to each of ``to`` (encoded once per codec by the shell)."""
+
+    to: tuple[M, ...]
+    message: ServerMessage
+
+
+class RoomHub(Generic[M]):
+    """Routing state of one room: call :meth:`handle` for each command, in arrival order."""
+
+    def __init__(self, core: RoomCore, *, max_delta: int = 1000) -> None:
+        self.core = core
+        self.name = core.name
+        # Longest catch-up served as broadcasts; beyond it a joiner gets a snapshot.
+        self.max_delta = max_delta
+        # Members in join order (a dict used as an ordered set).
+        self.members: dict[M, None] = {}
+        # client_id -> (the member that set it, stamped state). Keyed by client_id
+        # because a reconnecting client replaces its old connection.
+        self._presence: dict[str, tuple[M, dict[str, Any]]] = {}
+        # Accepted entries not yet handed to the store.
+        self._unsaved: list[LogEntry] = []
+        self._handlers: dict[type, Callable[[Any], list[Send[M]]]] = {
+            JoinRoom: self._join,
+            LeaveRoom: self._leave,
+            Submit: self._submit,
+            SetPresence: self._set_presence,
+        }
+
+    def handle(self, command: Command[M]) -> list[Send[M]]:
+        """Apply one command; return what to send, to be delivered once it is durable."""
+        return self._handlers[type(command)](command)
+
+    def take_unsaved(self) -> list[LogEntry]:
+        """Entries accepted since the last call, in version order: persist them next."""
+        entries, self._unsaved = self._unsaved, []
+        return entries
+
+    def presence_table(self, *, exclude: str | None = None) -> dict[str, dict[str, Any]]:
+        """client_id -> presence state of every member (but ``exclude``)."""
+        return {cid: state for cid, (_, state) in self._presence.items() if cid != exclude}
+
+    def _others(self, member: M) -> tuple[M, ...]:
+        return tuple(m for m in self.members if m is not member)
+
+    # --- commands ------------------------------------------------------------------
+
+    def _join(self, command: JoinRoom[M]) -> list[Send[M]]:
+        member, to = command.member, (command.member,)
+        catch = self.core.catch_up(
+            command.since, client_id=member.client_id, max_delta=self.max_delta
+        )
+        sends: list[Send[M]] = []
+        if catch.mode == "snapshot":
+            state = catch.state or {}
+            sends.append(Send(to, Snapshot(self.name, catch.version, state, catch.last_seq)))
+        sends.extend(Send(to, _broadcast(self.name, entry)) for entry in catch.entries)
+        mode: Literal["delta", "snapshot"] = "snapshot" if catch.mode == "snapshot" else "delta"
+        table = self.presence_table(exclude=member.client_id)
+        sends.append(Send(to, Joined(self.name, catch.version, mode, table)))
+        rejoin = member in self.members
+        self.members[member] = None
+        if command.presence is not None or not rejoin:
+            sends.extend(self._set_presence(SetPresence(member, command.presence or {})))
+        return sends
+
+    def _leave(self, command: LeaveRoom[M]) -> list[Send[M]]:
+        member = command.member
+        if member not in self.members:
+            return []
+        del self.members[member]
+        owner = self._presence.get(member.client_id)
+        # A newer connection of the same client may own the entry now: keep it.
+        if owner is None or owner[0] is not member:
+            return []
+        del self._presence[member.client_id]
+        return self._to_others(member, PresenceUpdate(self.name, member.client_id, None))
+
+    def _set_presence(self, command: SetPresence[M]) -> list[Send[M]]:
+        member = command.member
+        if member not in self.members:
+            return []
+        # The relay's idea of who the user is wins over what the client claims.
+        state = {**command.state, "user": member.user}
+        self._presence[member.client_id] = (member, state)
+        return self._to_others(member, PresenceUpdate(self.name, member.client_id, state))
+
+    def _submit(self, command: Submit[M]) -> list[Send[M]]:
+        member = command.member
+        outcome = self.core.submit(
+            member.client_id, command.client_seq, command.base_version, command.ops
+        )
+        reply = _reply(self.name, command.client_seq, outcome)
+        sends = [Send((member,), reply)]
+        if isinstance(outcome, Accepted):
+            self._unsaved.append(outcome.entry)
+            sends.extend(self._to_others(member, _broadcast(self.name, outcome.entry)))
+        return sends
+
+    def _to_others(self, member: M, message: ServerMessage) -> list[Send[M]]:
+        others = self._others(member)
+        return [Send(others, message)] if others else []
+
+
+def _broadcast(room: str, entry: LogEntry) -> Broadcast:
+    return Broadcast(room, entry.version, entry.client_id, entry.client_seq, list(entry.ops))
+
+
+def _reply(room: str, client_seq: int, outcome: Outcome) -> ServerMessage:
+    """The origin's answer to a submission: ack (maybe duplicate) or reject."""
+    if isinstance(outcome, Accepted):
+        return Ack(room, client_seq, outcome.entry.version)
+    if isinstance(outcome, Duplicate):
+        return Ack(room, client_seq, outcome.version, duplicate=True)
+    assert isinstance(outcome, Rejected)
+    return Reject(
+        room,
+        client_seq,
+        outcome.code.value,
+        outcome.message,
+        outcome.path,
+        outcome.current,
+        outcome.current_version,
+    )

@@ -1,0 +1,91 @@
+"""The seam for authentication, authorization and limits (docs/security.md).
+
+The relay asks its policy at every decision point and does what it says:
+
+==============  ===============================================  ======================
+hook            when                                             typical use
+==============  ===============================================  ======================
+check_request   HTTP upgrade request, before the handshake       Origin allowlist
+on_hello        the hello frame                                  verify a token, roles
+on_join         each join                                        room scope, read role
+on_write        each op / batch, before it reaches the room      write role, rate limit
+on_presence     each presence update                             throttling
+==============  ===============================================  ======================
+
+Hooks are synchronous and pure apart from the policy's own state (e.g. token
+buckets); ``now`` is passed in (monotonic seconds) so limits are testable.
+:class:`AllowAll` is the default.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from websockets.http11 import Request
+
+from ..protocol.codes import CloseCode, ErrorCode
+from ..protocol.messages import Hello
+from ..state.ops import Op
+
+__all__ = ["AllowAll", "Denied", "Policy", "Principal"]
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who a connection is, as the policy established it at hello."""
+
+    user: str
+    # What the policy learned (e.g. token roles and room scope); opaque to the relay.
+    claims: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Denied:
+    """A refusal: answered with ``code``; ``close`` also ends the connection."""
+
+    code: ErrorCode
+    message: str
+    close: CloseCode | None = None
+
+
+class Policy(Protocol):
+    """Decides who may connect, join, write and publish presence."""
+
+    def check_request(self, request: Request) -> Denied | None:
+        """Before the WebSocket handshake; a denial becomes HTTP 403."""
+        ...
+
+    def on_hello(self, hello: Hello, request: Request | None) -> Principal | Denied:
+        """Authenticate the connection (denials should set ``close``)."""
+        ...
+
+    def on_join(self, principal: Principal, room: str) -> Denied | None: ...
+
+    def on_write(
+        self, principal: Principal, room: str, ops: Sequence[Op], now: float
+    ) -> Denied | None: ...
+
+    def on_presence(self, principal: Principal, room: str, now: float) -> Denied | None: ...
+
+
+class AllowAll:
+    """Everyone may do everything; the user is whatever the hello says."""
+
+    def check_request(self, request: Request) -> Denied | None:
+        return None
+
+    def on_hello(self, hello: Hello, request: Request | None) -> Principal | Denied:
+        return Principal(user=hello.user)
+
+    def on_join(self, principal: Principal, room: str) -> Denied | None:
+        return None
+
+    def on_write(
+        self, principal: Principal, room: str, ops: Sequence[Op], now: float
+    ) -> Denied | None:
+        return None
+
+    def on_presence(self, principal: Principal, room: str, now: float) -> Denied | None:
+        return None

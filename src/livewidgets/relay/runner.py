@@ -1,0 +1,203 @@
+"""The asyncio shell around a room: one writer task, group commit, fan-out.
+
+Each loaded room has exactly one :class:`RoomRunner` task. It loads the room from
+the store, then loops:
+
+1. take every command queued since the last round (joins, ops, presence, leaves),
+   in arrival order, and run them through the pure :class:`~.hub.RoomHub`;
+2. persist all entries accepted in this round with **one** ``store.append``
+   (group commit: whatever arrived while the previous commit was in flight is
+   committed together);
+3. only then deliver the round's sends, in order (acks and broadcasts in version
+   order; an op is durable before anyone hears of it);
+4. every ``snapshot_every`` versions, save a snapshot (which compacts the log).
+
+If the store fails (or the core hits a bug) the room's in-memory state may be
+ahead of what is durable, so the room is dropped: its connections are closed with
+1011 and resume by delta against a freshly loaded room, resending unacked ops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from typing import Any, Generic, Protocol, TypeVar
+
+from ..protocol.codec import Codec
+from ..protocol.codes import CloseCode
+from .hub import Command, Member, RoomHub, Send
+from .metrics import RelayMetrics
+from .room import LogEntry, RoomCore
+from .store import Store, StoreError
+
+__all__ = ["Peer", "RoomRunner", "deliver"]
+
+
+class Peer(Member, Protocol):
+    """A room member as the runner sees it: something to enqueue encoded frames on."""
+
+    @property
+    def codec(self) -> Codec[Any]: ...
+
+    def enqueue(self, data: bytes) -> None:
+        """Queue one encoded frame; never blocks (overflow closes the peer)."""
+        ...
+
+    def command_done(self) -> None:
+        """One of the peer's commands was processed (frees room for its next one)."""
+        ...
+
+    def close(self, code: int, reason: str = "", *, flush: bool = True) -> None: ...
+
+
+P = TypeVar("P", bound=Peer)
+
+
+def deliver(sends: Iterable[Send[P]]) -> None:
+    """Fan-out: encode each message once per codec among its recipients, then enqueue."""
+    for send in sends:
+        encoded: dict[Codec[Any], bytes] = {}
+        for peer in send.to:
+            data = encoded.get(peer.codec)
+            if data is None:
+                data = encoded[peer.codec] = peer.codec.encode(send.message)
+            peer.enqueue(data)
+
+
+class RoomRunner(Generic[P]):
+    """Owns one room: call :meth:`put` for each command, in the order they arrived."""
+
+    def __init__(
+        self,
+        name: str,
+        store: Store,
+        *,
+        snapshot_every: int,
+        max_delta: int,
+        metrics: RelayMetrics,
+        on_exit: Callable[[RoomRunner[P]], None],
+        logger: logging.Logger,
+        max_batch: int = 4096,
+    ) -> None:
+        self.name = name
+        self._store = store
+        self._snapshot_every = snapshot_every
+        self._max_delta = max_delta
+        self._metrics = metrics
+        # Called once when the task ends (idle, stopped or failed): unregister the room.
+        self._on_exit = on_exit
+        self._logger = logger
+        # Most commands handled per round (bounds one commit and one burst of sends).
+        self._max_batch = max_batch
+        self._inbox: deque[Command[P]] = deque()
+        self._wake = asyncio.Event()
+        # Commands of the round in progress (their peers are closed if the round fails).
+        self._batch: list[Command[P]] = []
+        self._hub: RoomHub[P] | None = None
+        self._stopping = False
+        self._finished = False
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def version(self) -> int:
+        """The room version (0 until loaded)."""
+        return self._hub.core.version if self._hub is not None else 0
+
+    @property
+    def hub(self) -> RoomHub[P] | None:
+        return self._hub
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name=f"livewidgets room {self.name}")
+
+    def put(self, command: Command[P]) -> None:
+        """Queue a command; processed in order after every command queued before it."""
+        if self._finished:
+            # The room failed or stopped; its peers are being closed and will resume.
+            command.member.command_done()
+            return
+        self._inbox.append(command)
+        self._wake.set()
+
+    async def stop(self) -> None:
+        """Process what is queued (commit, ack, broadcast), then end the task."""
+        self._stopping = True
+        self._wake.set()
+        if self._task is not None:
+            await asyncio.shield(self._task)
+
+    async def _run(self) -> None:
+        try:
+            record = await self._store.load(self.name)
+            hub = self._hub = RoomHub[P](RoomCore(record), max_delta=self._max_delta)
+            while batch := await self._next_batch():
+                await self._process(hub, batch)
+                if not hub.members and not self._inbox:
+                    break  # idle: unload; the store holds everything
+        except Exception as exc:
+            self._fail(exc)
+        finally:
+            self._finished = True
+            self._on_exit(self)
+
+    async def _next_batch(self) -> list[Command[P]]:
+        """Everything queued (up to max_batch), waiting for at least one; [] when stopped."""
+        while not self._inbox:
+            if self._stopping:
+                return []
+            self._wake.clear()
+            await self._wake.wait()
+        count = min(len(self._inbox), self._max_batch)
+        return [self._inbox.popleft() for _ in range(count)]
+
+    async def _process(self, hub: RoomHub[P], batch: list[Command[P]]) -> None:
+        self._batch = batch
+        sends = [send for command in batch for send in hub.handle(command)]
+        entries = hub.take_unsaved()
+        if entries:
+            await self._commit(entries)
+        deliver(sends)
+        self._metrics.observe_messages(send.message for send in sends)
+        for command in batch:
+            command.member.command_done()
+        self._batch = []
+        await self._maybe_snapshot(hub)
+
+    async def _commit(self, entries: list[LogEntry]) -> None:
+        started = time.perf_counter()
+        await self._store.append(self.name, entries)
+        self._metrics.commit_seconds.observe(time.perf_counter() - started)
+        self._metrics.commit_entries.observe(len(entries))
+
+    async def _maybe_snapshot(self, hub: RoomHub[P]) -> None:
+        if hub.core.ops_since_snapshot < self._snapshot_every:
+            return
+        version, state, clock = hub.core.take_snapshot()
+        try:
+            await self._store.save_snapshot(self.name, version, state, clock)
+        except StoreError as exc:
+            # Not fatal: the log still holds every entry; the next snapshot retries.
+            self._logger.warning(
+                "room %r: snapshot at version %d failed: %s", self.name, version, exc
+            )
+
+    def _fail(self, exc: Exception) -> None:
+        """Drop the room after a store failure or bug: close everyone involved (1011)."""
+        self._logger.error(
+            "room %r failed; closing its connections so they resume: %s",
+            self.name,
+            exc,
+            exc_info=exc,
+        )
+        pending = [*self._batch, *self._inbox]
+        self._inbox.clear()
+        peers = dict.fromkeys(
+            [*(self._hub.members if self._hub else ()), *(c.member for c in pending)]
+        )
+        for peer in peers:
+            peer.close(CloseCode.INTERNAL_ERROR, "room failed; reconnect and resume")
+        for command in pending:
+            command.member.command_done()

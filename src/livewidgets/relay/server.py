@@ -1,0 +1,289 @@
+"""The relay server: asyncio + websockets around the pure room core.
+
+Layout (each piece is small and has one job):
+
+* :class:`Relay` (here) - configuration, lifecycle (start/stop), the room table and
+  the client_id registry;
+* :mod:`.connection` - one WebSocket: hello, frame dispatch, bounded send queue;
+* :mod:`.runner` - one task per room: ordering, group commit, fan-out, snapshots;
+* :mod:`.hub` / :mod:`.room` - pure routing and sequencing;
+* :mod:`.http` - ``/healthz`` and ``/metrics`` on the same port;
+* :mod:`.policy` - the auth/limits seam; :mod:`.store` - durability.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import types
+from collections.abc import Mapping
+from typing import Any
+
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.typing import Subprotocol
+
+from .. import __version__
+from ..protocol.codec import JSON_SUBPROTOCOL, SUBPROTOCOLS, Codec, server_codec
+from ..protocol.codes import CloseCode
+from ..protocol.messages import MAX_BATCH_OPS, PROTOCOL_VERSION, ClientMessage, Welcome
+from ..state.ops import MAX_VALUE_DEPTH
+from ..state.paths import MAX_PATH_DEPTH, MAX_PATH_LENGTH
+from .connection import Connection, ConnectionConfig
+from .http import HttpEndpoints
+from .metrics import RelayMetrics
+from .policy import AllowAll, Policy
+from .runner import RoomRunner
+from .store import Store, open_store
+
+__all__ = ["SERVER_NAME", "Relay"]
+
+SERVER_NAME = f"livewidgets/{__version__}"
+
+
+class Relay:
+    """A livewidgets relay on ``host:port`` (port 0 picks a free one).
+
+    Use ``async with Relay(...) as relay:`` or ``await relay.start()`` then
+    ``await relay.stop()``. ``store`` is a URL (``memory://``,
+    ``sqlite:///rooms.db``; the relay opens and closes it) or a :class:`Store`
+    instance (the caller keeps ownership and closes it).
+
+    Limits: ``max_frame_size`` bytes per incoming frame (larger: close 1009);
+    ``send_queue_limit`` frames / ``send_queue_bytes`` bytes queued per connection
+    (overflow: close 4009); ``max_inflight`` unprocessed room commands per
+    connection (more: stop reading it); ``max_invalid_frames`` invalid frames in a
+    row (then close 4012); ``hello_timeout`` seconds to send hello (else 4000).
+    ``ping_interval``/``ping_timeout`` detect dead peers; ``snapshot_every`` ops
+    between snapshots (bounds load and join time).
+    """
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        store: str | Store = "memory://",
+        max_frame_size: int = 2**20,
+        send_queue_limit: int = 1024,
+        send_queue_bytes: int = 16 * 2**20,
+        ping_interval: float | None = 20.0,
+        ping_timeout: float | None = 20.0,
+        snapshot_every: int = 1000,
+        hello_timeout: float = 10.0,
+        max_invalid_frames: int = 16,
+        max_inflight: int = 256,
+        close_timeout: float = 10.0,
+        policy: Policy | None = None,
+        logger: logging.Logger | None = None,
+    ) -> None:
+        self.host = host
+        self._requested_port = port
+        self._store_arg = store
+        self.max_frame_size = max_frame_size
+        self.ping_interval = ping_interval
+        self.ping_timeout = ping_timeout
+        self.snapshot_every = snapshot_every
+        # Catch-ups longer than this are served as a snapshot: a delta must fit the send queue.
+        self.max_delta = max(1, min(1000, send_queue_limit // 2))
+        self._connection_config = ConnectionConfig(
+            hello_timeout=hello_timeout,
+            send_queue_limit=send_queue_limit,
+            send_queue_bytes=send_queue_bytes,
+            max_invalid_frames=max_invalid_frames,
+            max_inflight=max_inflight,
+            close_timeout=close_timeout,
+        )
+        self._policy: Policy = policy if policy is not None else AllowAll()
+        self._logger = logger or logging.getLogger("livewidgets.relay")
+        self._metrics = RelayMetrics()
+        # One codec per subprotocol, shared by all connections (fan-out encodes once per codec).
+        self._codecs: dict[str, Codec[ClientMessage]] = {
+            sp: server_codec(sp) for sp in SUBPROTOCOLS
+        }
+        self._store: Store | None = None
+        self._owns_store = isinstance(store, str)
+        self._server: Server | None = None
+        self._rooms: dict[str, RoomRunner[Connection]] = {}
+        # client_id -> its current connection (a newer one replaces an older one).
+        self._clients: dict[str, Connection] = {}
+        self._connections: set[Connection] = set()
+        self._stopping = False
+        self._stop_task: asyncio.Task[None] | None = None
+        self._started_at = 0.0
+
+    # --- public API ------------------------------------------------------------------
+
+    @property
+    def port(self) -> int:
+        """The bound TCP port (after start)."""
+        if self._server is None:
+            raise RuntimeError("the relay is not started")
+        return int(next(iter(self._server.sockets)).getsockname()[1])
+
+    @property
+    def url(self) -> str:
+        """``ws://host:port`` for clients (after start)."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"ws://{host}:{self.port}"
+
+    @property
+    def store(self) -> Store:
+        if self._store is None:
+            raise RuntimeError("the relay is not started")
+        return self._store
+
+    @property
+    def store_description(self) -> str:
+        arg = self._store_arg
+        return arg if isinstance(arg, str) else type(arg).__name__
+
+    @property
+    def metrics(self) -> RelayMetrics:
+        return self._metrics
+
+    @property
+    def policy(self) -> Policy:
+        return self._policy
+
+    @property
+    def logger(self) -> logging.Logger:
+        return self._logger
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping
+
+    @property
+    def rooms(self) -> Mapping[str, RoomRunner[Connection]]:
+        """Loaded rooms by name (read-only view)."""
+        return types.MappingProxyType(self._rooms)
+
+    @property
+    def connection_config(self) -> ConnectionConfig:
+        return self._connection_config
+
+    async def __aenter__(self) -> Relay:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop()
+
+    async def start(self) -> None:
+        """Open the store and start listening."""
+        if self._server is not None:
+            raise RuntimeError("the relay is already started")
+        if isinstance(self._store_arg, str):
+            # Opening SQLite may create/migrate the file: keep it off the event loop.
+            self._store = await asyncio.to_thread(open_store, self._store_arg)
+        else:
+            self._store = self._store_arg
+        self._server = await serve(
+            self._handle,
+            self.host,
+            self._requested_port,
+            subprotocols=[Subprotocol(sp) for sp in SUBPROTOCOLS],
+            process_request=HttpEndpoints(self.health, self._metrics, self._policy),
+            # Compression would re-compress every broadcast per receiver, undoing encode-once.
+            compression=None,
+            max_size=self.max_frame_size,
+            ping_interval=self.ping_interval,
+            ping_timeout=self.ping_timeout,
+            close_timeout=self._connection_config.close_timeout,
+        )
+        self._started_at = time.monotonic()
+        self._logger.info("relay listening on %s (store: %s)", self.url, self.store_description)
+
+    async def stop(self) -> None:
+        """Graceful stop: refuse new connections, finish in-flight commits and their
+        acks, close clients with 1001, then close the store (if the relay opened it)."""
+        if self._server is None:
+            return
+        if self._stop_task is None:
+            self._stop_task = asyncio.create_task(self._shutdown(self._server))
+        await asyncio.shield(self._stop_task)
+
+    def health(self) -> dict[str, Any]:
+        """The ``/healthz`` body."""
+        return {
+            "status": "stopping" if self._stopping else "ok",
+            "server": SERVER_NAME,
+            "connections": len(self._connections),
+            "rooms": len(self._rooms),
+            "uptime_s": round(time.monotonic() - self._started_at, 3),
+        }
+
+    # --- RelayContext (used by connections) ------------------------------------------
+
+    def welcome(self, client_id: str, connection_id: str) -> Welcome:
+        limits = {
+            "max_frame_size": self.max_frame_size,
+            "max_batch_ops": MAX_BATCH_OPS,
+            "max_path_length": MAX_PATH_LENGTH,
+            "max_path_depth": MAX_PATH_DEPTH,
+            "max_value_depth": MAX_VALUE_DEPTH,
+            "send_queue_limit": self._connection_config.send_queue_limit,
+            "max_inflight": self._connection_config.max_inflight,
+            "max_delta": self.max_delta,
+        }
+        return Welcome(PROTOCOL_VERSION, client_id, connection_id, SERVER_NAME, limits)
+
+    def room(self, name: str) -> RoomRunner[Connection]:
+        runner = self._rooms.get(name)
+        if runner is None:
+            runner = RoomRunner[Connection](
+                name,
+                self.store,
+                snapshot_every=self.snapshot_every,
+                max_delta=self.max_delta,
+                metrics=self._metrics,
+                on_exit=self._room_exited,
+                logger=self._logger,
+            )
+            self._rooms[name] = runner
+            self._metrics.rooms.inc()
+            runner.start()
+        return runner
+
+    def register(self, connection: Connection) -> None:
+        old = self._clients.get(connection.client_id)
+        if old is not None and old is not connection:
+            old.close(CloseCode.REPLACED, "replaced by a newer connection", flush=False)
+        self._clients[connection.client_id] = connection
+
+    def unregister(self, connection: Connection) -> None:
+        if self._clients.get(connection.client_id) is connection:
+            del self._clients[connection.client_id]
+
+    # --- internals -------------------------------------------------------------------
+
+    async def _handle(self, ws: ServerConnection) -> None:
+        codec = self._codecs[ws.subprotocol or JSON_SUBPROTOCOL]
+        connection = Connection(ws, self, codec)
+        self._connections.add(connection)
+        self._metrics.connections.inc()
+        try:
+            await connection.run()
+        finally:
+            self._connections.discard(connection)
+            self._metrics.connections.dec()
+
+    def _room_exited(self, runner: RoomRunner[Connection]) -> None:
+        if self._rooms.get(runner.name) is runner:
+            del self._rooms[runner.name]
+            self._metrics.rooms.dec()
+
+    async def _shutdown(self, server: Server) -> None:
+        self._stopping = True
+        # Stop listening; handshakes in progress get 503. Open connections stay for now.
+        server.close(close_connections=False)
+        # Commit what the rooms accepted and queue its acks and broadcasts.
+        await asyncio.gather(*(runner.stop() for runner in list(self._rooms.values())))
+        # Flush each send queue, then close with 1001: clients reconnect and resume.
+        for connection in list(self._connections):
+            connection.close(CloseCode.GOING_AWAY, "relay shutting down")
+        await server.wait_closed()
+        if self._owns_store and self._store is not None:
+            await self._store.close()
+        self._logger.info("relay stopped")

@@ -1,0 +1,128 @@
+"""Test helpers: a raw wire-protocol client and deadline-bounded waits.
+
+Timeouts are multiples of ``MS``, scaled by ``LIVEWIDGETS_TEST_TIMEOUT_FACTOR`` on
+slow machines; waits are on messages or conditions, never sleep-then-assert.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from typing import Any, TypeVar
+
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
+from websockets.typing import Subprotocol
+
+from livewidgets.protocol import (
+    JSON_SUBPROTOCOL,
+    PROTOCOL_VERSION,
+    Ack,
+    Batch,
+    Hello,
+    Join,
+    Joined,
+    Op,
+    OpMessage,
+    ServerMessage,
+    Welcome,
+    client_codec,
+)
+
+MS = 0.001 * float(os.environ.get("LIVEWIDGETS_TEST_TIMEOUT_FACTOR", "1"))
+TIMEOUT = 5000 * MS
+
+T = TypeVar("T")
+
+
+class RawClient:
+    """A raw ``websockets`` client that speaks the livewidgets wire protocol."""
+
+    def __init__(self, ws: ClientConnection, subprotocol: str) -> None:
+        self.ws = ws
+        self.codec = client_codec(subprotocol)
+        self.welcome: Welcome | None = None
+
+    @classmethod
+    async def connect(
+        cls,
+        url: str,
+        *,
+        subprotocol: str = JSON_SUBPROTOCOL,
+        client_id: str | None = None,
+        user: str = "",
+        hello: bool = True,
+        **options: Any,
+    ) -> RawClient:
+        """Connect; unless ``hello=False``, send hello and wait for welcome."""
+        ws = await connect(url, subprotocols=[Subprotocol(subprotocol)], **options)
+        client = cls(ws, subprotocol)
+        if hello:
+            await client.send(Hello(PROTOCOL_VERSION, client_id=client_id, user=user))
+            client.welcome = await client.expect(Welcome)
+        return client
+
+    @property
+    def client_id(self) -> str:
+        assert self.welcome is not None
+        return self.welcome.client_id
+
+    async def send(self, message: Any) -> None:
+        await self.ws.send(self.codec.frame(message))
+
+    async def recv(self, timeout: float = TIMEOUT) -> ServerMessage:
+        async with asyncio.timeout(timeout):
+            frame = await self.ws.recv()
+        return self.codec.decode(frame)
+
+    async def expect(self, kind: type[T], timeout: float = TIMEOUT) -> T:
+        """The next message, which must be a ``kind``."""
+        message = await self.recv(timeout)
+        assert isinstance(message, kind), f"expected {kind.__name__}, got {message!r}"
+        return message
+
+    async def recv_until(
+        self, kind: type[T], timeout: float = TIMEOUT
+    ) -> tuple[list[ServerMessage], T]:
+        """Messages up to the first ``kind`` (bounded by ``timeout`` overall)."""
+        before: list[ServerMessage] = []
+        async with asyncio.timeout(timeout):
+            while True:
+                message = await self.recv(timeout)
+                if isinstance(message, kind):
+                    return before, message
+                before.append(message)
+
+    async def join(
+        self, room: str, since: int | None = None, presence: dict[str, Any] | None = None
+    ) -> tuple[list[ServerMessage], Joined]:
+        await self.send(Join(room, since, presence))
+        return await self.recv_until(Joined)
+
+    async def op(self, room: str, seq: int, op: Op, base: int = 0) -> None:
+        await self.send(OpMessage(room, seq, base, op))
+
+    async def batch(self, room: str, seq: int, ops: list[Op], base: int = 0) -> None:
+        await self.send(Batch(room, seq, base, ops))
+
+    async def ack(self, timeout: float = TIMEOUT) -> Ack:
+        return await self.expect(Ack, timeout)
+
+    async def closed(self, timeout: float = TIMEOUT) -> int | None:
+        """Read (and drop) messages until the connection closes; the close code."""
+        async with asyncio.timeout(timeout):
+            try:
+                while True:
+                    await self.ws.recv()
+            except ConnectionClosed:
+                pass
+        return self.ws.close_code
+
+    async def close(self) -> None:
+        await self.ws.close()
+
+    async def __aenter__(self) -> RawClient:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()

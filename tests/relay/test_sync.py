@@ -1,0 +1,313 @@
+"""Ordering, exactly-once, resume, encodings, group commit and fan-out over a real relay."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any
+
+import pytest
+
+from livewidgets.protocol import (
+    JSON_SUBPROTOCOL,
+    MSGPACK_SUBPROTOCOL,
+    Ack,
+    Broadcast,
+    IncrementOp,
+    Joined,
+    PushOp,
+    SetOp,
+    Snapshot,
+)
+from livewidgets.protocol.codec import Codec
+from livewidgets.relay import Relay
+from livewidgets.relay.room import LogEntry
+from livewidgets.relay.store import StoreError
+from livewidgets.relay.store.memory import MemoryStore
+
+from ..conftest import RelayFactory
+from .helpers import TIMEOUT, RawClient
+
+
+async def state_of(relay: Relay, room: str) -> tuple[int, dict[str, Any]]:
+    """(version, state) as a fresh client sees it on joining."""
+    async with await RawClient.connect(relay.url) as client:
+        before, joined = await client.join(room)
+        assert isinstance(before[0], Snapshot)
+        return joined.version, before[0].state
+
+
+async def test_two_clients_see_one_order(relay: Relay) -> None:
+    """Concurrent ops from two clients reach both in one order with consecutive versions."""
+    a = await RawClient.connect(relay.url, user="ann")
+    b = await RawClient.connect(relay.url, user="bob")
+    await a.join("room")
+    await b.join("room")
+    await a.recv()  # bob's presence
+    count = 40
+
+    async def send_all(client: RawClient, name: str) -> None:
+        for seq in range(1, count + 1):
+            await client.op("room", seq, PushOp("log", value=f"{name}{seq}"))
+
+    async def versions_seen(client: RawClient) -> list[tuple[int, str]]:
+        seen: list[tuple[int, str]] = []
+        while len(seen) < 2 * count:
+            message = await client.recv()
+            if isinstance(message, Ack):
+                seen.append((message.version, f"own{message.client_seq}"))
+            elif isinstance(message, Broadcast):
+                seen.append((message.version, f"{message.origin[:1]}{message.client_seq}"))
+        return seen
+
+    results = await asyncio.gather(
+        send_all(a, "a"), send_all(b, "b"), versions_seen(a), versions_seen(b)
+    )
+    seen_a, seen_b = results[2], results[3]
+    assert [v for v, _ in seen_a] == list(range(1, 2 * count + 1))
+    assert [v for v, _ in seen_b] == list(range(1, 2 * count + 1))
+    # Each client's ops keep their send order in the room order.
+    from_a = [who for _, who in seen_b if not who.startswith("own")]
+    assert [int(w[1:]) for w in from_a] == list(range(1, count + 1))
+    version, state = await state_of(relay, "room")
+    assert version == 2 * count and len(state["log"]) == 2 * count
+    await a.close()
+    await b.close()
+
+
+async def test_resend_is_acked_not_reapplied(relay: Relay) -> None:
+    """A resent op gets its original version again (duplicate) and is applied once."""
+    a = await RawClient.connect(relay.url, client_id="alice")
+    b = await RawClient.connect(relay.url)
+    await a.join("r")
+    await b.join("r")
+    await a.recv()  # b's presence
+    await a.op("r", 1, IncrementOp("n", by=1))
+    assert await a.ack() == Ack("r", 1, 1)
+    await a.op("r", 1, IncrementOp("n", by=1))
+    assert await a.ack() == Ack("r", 1, 1, duplicate=True)
+    await a.op("r", 2, IncrementOp("n", by=1))
+    assert await a.ack() == Ack("r", 2, 2)
+    assert [m.version for m in [await b.expect(Broadcast), await b.expect(Broadcast)]] == [1, 2]
+    assert relay.metrics.value("livewidgets_duplicate_ops_total") == 1
+    assert await state_of(relay, "r") == (2, {"n": 2})
+    await a.close()
+    await b.close()
+
+
+async def test_resend_after_reconnect_is_deduplicated(relay: Relay) -> None:
+    """After a reconnect with the same client_id, resent ops are acked as duplicates."""
+    first = await RawClient.connect(relay.url, client_id="alice")
+    await first.join("r")
+    for seq in (1, 2, 3):
+        await first.op("r", seq, IncrementOp("n", by=10))
+    acks = [await first.ack() for _ in range(3)]
+    await first.close()
+    again = await RawClient.connect(relay.url, client_id="alice")
+    before, joined = await again.join("r", since=1)
+    assert [m.version for m in before if isinstance(m, Broadcast)] == [2, 3]
+    assert {m.origin for m in before if isinstance(m, Broadcast)} == {"alice"}
+    for seq in (2, 3):  # the "pending" ops, resent in order
+        await again.op("r", seq, IncrementOp("n", by=10))
+    resent = [await again.ack(), await again.ack()]
+    assert [(a.version, a.duplicate) for a in resent] == [(2, True), (3, True)]
+    assert [a.version for a in acks] == [1, 2, 3] and joined.version == 3
+    assert await state_of(relay, "r") == (3, {"n": 30})
+    await again.close()
+
+
+async def test_join_since_returns_exactly_the_missing_ops(relay: Relay) -> None:
+    """join(since=v) sends broadcasts v+1..head then joined(delta); since=head sends none."""
+    a = await RawClient.connect(relay.url)
+    await a.join("r")
+    for seq in range(1, 11):
+        await a.op("r", seq, SetOp(f"k{seq}", value=seq))
+        await a.ack()
+    b = await RawClient.connect(relay.url)
+    before, joined = await b.join("r", since=4)
+    assert [(type(m), m.version) for m in before] == [(Broadcast, v) for v in range(5, 11)]
+    assert [m.ops[0] for m in before] == [SetOp(f"k{v}", value=v) for v in range(5, 11)]
+    assert (joined.version, joined.mode) == (10, "delta")
+    c = await RawClient.connect(relay.url)
+    others = {a.client_id: {"user": ""}, b.client_id: {"user": ""}}
+    assert await c.join("r", since=10) == ([], Joined("r", 10, "delta", others))
+    assert relay.metrics.value("livewidgets_joins_total", mode="delta") == 2
+    for client in (a, b, c):
+        await client.close()
+
+
+async def test_msgpack_and_json_clients_interoperate(relay: Relay) -> None:
+    """A msgpack client and a JSON client in one room exchange ops and presence."""
+    j = await RawClient.connect(relay.url, subprotocol=JSON_SUBPROTOCOL, user="json")
+    m = await RawClient.connect(relay.url, subprotocol=MSGPACK_SUBPROTOCOL, user="pack")
+    assert j.ws.subprotocol == JSON_SUBPROTOCOL and m.ws.subprotocol == MSGPACK_SUBPROTOCOL
+    await j.join("r")
+    await m.join("r", presence={"cursor": 3})
+    await j.recv()  # m's presence
+    value = {"text": "héllo ✓", "n": 1.5, "list": [1, None, True]}
+    await m.op("r", 1, SetOp("doc", value=value))
+    assert await m.ack() == Ack("r", 1, 1)
+    got = await j.expect(Broadcast)
+    assert got.ops == [SetOp("doc", value=value)] and got.origin == m.client_id
+    await j.op("r", 1, IncrementOp("doc/n", by=2))
+    await j.ack()
+    assert (await m.expect(Broadcast)).ops == [IncrementOp("doc/n", by=2)]
+    # Frames really are binary on msgpack and text on JSON.
+    await j.send(SetOp("x"))  # not a client message: any error frame will do
+    assert isinstance(await j.ws.recv(), str)
+    await m.ws.send(b"\xc1")
+    assert isinstance(await m.ws.recv(), bytes)
+    assert (await state_of(relay, "r"))[1] == {"doc": {**value, "n": 3.5}}
+    await j.close()
+    await m.close()
+
+
+async def test_second_connection_replaces_first(relay: Relay) -> None:
+    """A new connection with the same client_id closes the older one with 4010."""
+    old = await RawClient.connect(relay.url, client_id="same")
+    await old.join("r", presence={"v": 1})
+    peer = await RawClient.connect(relay.url)
+    await peer.join("r")
+    new = await RawClient.connect(relay.url, client_id="same")
+    assert await old.closed() == 4010
+    _, joined = await new.join("r", presence={"v": 2})
+    assert joined.presence == {peer.client_id: {"user": ""}}
+    await peer.close()
+    await new.close()
+
+
+async def test_fanout_encodes_once_per_codec(relay: Relay, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A broadcast to 3 JSON and 2 msgpack members is encoded twice, not five times."""
+    clients = [
+        await RawClient.connect(relay.url, subprotocol=sp)
+        for sp in [JSON_SUBPROTOCOL] * 3 + [MSGPACK_SUBPROTOCOL] * 2
+    ]
+    sender = await RawClient.connect(relay.url)
+    for client in [*clients, sender]:
+        await client.join("r")
+    encoded: list[str] = []
+    original = Codec.encode
+
+    def counting(self: Codec[Any], message: Any) -> bytes:
+        if isinstance(message, Broadcast):
+            encoded.append(self.subprotocol)
+        return original(self, message)
+
+    monkeypatch.setattr(Codec, "encode", counting)
+    await sender.op("r", 1, SetOp("k", value=1))
+    await sender.ack()
+    for client in clients:
+        _, broadcast = await client.recv_until(Broadcast)
+        assert broadcast.version == 1
+    assert sorted(encoded) == [JSON_SUBPROTOCOL, MSGPACK_SUBPROTOCOL]
+    for client in [*clients, sender]:
+        await client.close()
+
+
+class GatedStore(MemoryStore):
+    """A memory store whose appends wait for ``gate`` and record what became durable."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = asyncio.Event()
+        self.first_append = asyncio.Event()
+        self.batches: list[list[int]] = []
+        self.durable: set[int] = set()
+
+    async def append(self, room: str, entries: Sequence[LogEntry]) -> None:
+        self.first_append.set()
+        await self.gate.wait()
+        await super().append(room, entries)
+        self.batches.append([e.version for e in entries])
+        self.durable.update(e.version for e in entries)
+
+
+async def test_group_commit_and_durable_before_ack(relay_factory: RelayFactory) -> None:
+    """Ops arriving during a commit go out in one append; acks/broadcasts follow it, in order."""
+    store = GatedStore()
+    relay = await relay_factory(store=store)
+    a = await RawClient.connect(relay.url)
+    b = await RawClient.connect(relay.url)
+    await a.join("r")
+    await b.join("r")
+    await a.recv()  # b's presence
+    await a.op("r", 1, IncrementOp("n"))
+    await asyncio.wait_for(store.first_append.wait(), TIMEOUT)
+    for seq in range(2, 21):
+        await a.op("r", seq, IncrementOp("n"))
+    # A connection's frames are handled in order: once "other" is joined, ops 2..20
+    # are queued in room "r" behind the commit in flight.
+    await a.join("other")
+    store.gate.set()
+    for version in range(1, 21):
+        ack = await a.ack()
+        assert ack.version == version and version in store.durable
+        broadcast = await b.expect(Broadcast)
+        assert broadcast.version == version and version in store.durable
+    assert store.batches == [[1], list(range(2, 21))]
+    assert relay.metrics.value("livewidgets_commit_entries_count") == 2
+    for client in (a, b):
+        await client.close()
+
+
+async def test_snapshot_every_compacts_the_store(relay_factory: RelayFactory) -> None:
+    """With snapshot_every=5, after 12 ops the store holds a snapshot at 10 and log 11..12."""
+    store = MemoryStore()
+    relay = await relay_factory(store=store, snapshot_every=5)
+    a = await RawClient.connect(relay.url)
+    await a.join("r")
+    for seq in range(1, 13):
+        await a.op("r", seq, IncrementOp("n"))
+        await a.ack()
+    record = await store.load("r")
+    assert record.snapshot_version == 10 and record.snapshot_state == {"n": 10}
+    assert [e.version for e in record.log] == [11, 12]
+    await a.close()
+
+
+class FailingStore(MemoryStore):
+    """A memory store whose next append fails once ``fail`` is set."""
+
+    fail = False
+
+    async def append(self, room: str, entries: Sequence[LogEntry]) -> None:
+        if self.fail:
+            self.fail = False
+            raise StoreError("disk on fire")
+        await super().append(room, entries)
+
+
+async def test_store_failure_closes_members_who_resume(
+    relay_factory: RelayFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A failed commit closes the room's members with 1011; resent ops then apply once."""
+    store = FailingStore()
+    relay = await relay_factory(store=store)
+    a = await RawClient.connect(relay.url, client_id="alice")
+    await a.join("r")
+    await a.op("r", 1, IncrementOp("n"))
+    await a.ack()
+    store.fail = True
+    await a.op("r", 2, IncrementOp("n"))
+    assert await a.closed() == 1011
+    assert "disk on fire" in caplog.text
+    again = await RawClient.connect(relay.url, client_id="alice")
+    await again.join("r", since=1)
+    await again.op("r", 2, IncrementOp("n"))
+    assert await again.ack() == Ack("r", 2, 2)
+    assert await state_of(relay, "r") == (2, {"n": 2})
+    await again.close()
+
+
+async def test_empty_room_is_unloaded_and_reloaded(relay: Relay) -> None:
+    """When its last member leaves the room is unloaded; the next join reloads it."""
+    a = await RawClient.connect(relay.url)
+    await a.join("r")
+    await a.op("r", 1, SetOp("k", value="v"))
+    await a.ack()
+    runner = relay.rooms["r"]
+    await a.close()
+    async with asyncio.timeout(TIMEOUT):
+        await asyncio.shield(runner._task)  # type: ignore[arg-type]
+    assert "r" not in relay.rooms
+    assert await state_of(relay, "r") == (1, {"k": "v"})
