@@ -26,6 +26,8 @@ __all__ = ["__version__", "load_ipython_extension", "unload_ipython_extension", 
 
 
 def __getattr__(name: str) -> Any:
+    if name == "asyncio":  # the asyncio-native API, ``livewidgets.asyncio.connect``
+        return importlib.import_module("livewidgets.asyncio")
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'livewidgets' has no attribute {name!r}")

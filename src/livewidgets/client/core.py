@@ -113,6 +113,9 @@ class Changed:
     before: dict[str, Any]
     after: dict[str, Any]
     local: bool
+    # Ops that turn ``before`` into ``after`` exactly, when known (cursor transforms use
+    # their text deltas); None when the change is a recomputation (diff instead).
+    ops: Sequence[Op] | None = None
 
 
 @dataclass(frozen=True)
@@ -193,7 +196,7 @@ class RoomSync:
         events: list[Event] = []
         if self._compose_keystroke(ops, batch, handle, priority):
             self.visible = after
-            return [Changed(before, after, local=True)]
+            return [Changed(before, after, local=True, ops=ops)]
         if len(self.pending) >= self.max_pending:
             events += self._make_room(priority)
             before = self.visible
@@ -204,7 +207,7 @@ class RoomSync:
         self.next_seq += 1
         self.pending.append(pending)
         self.visible = after
-        events.append(Changed(before, after, local=True))
+        events.append(Changed(before, after, local=True, ops=ops))
         return events + self._send_ready(now)
 
     def _compose_keystroke(
@@ -306,8 +309,8 @@ class RoomSync:
             return self._diverged(f"relay op does not apply here: {exc}")
         self.version = message.version
         before = self.visible
-        self._rebase_pending(message.ops)
-        return self._replay(before)
+        seen_after_pending = self._rebase_pending(message.ops)
+        return self._replay(before, seen_after_pending)
 
     def _on_ack(self, message: Ack, now: float) -> list[Event]:
         pending = self._find(message.client_seq)
@@ -420,19 +423,25 @@ class RoomSync:
         later = self.pending[self.pending.index(pending) + 1 :]
         self._rebase_pending(inverse, later)
 
-    def _rebase_pending(self, concurrent: Iterable[Op], pending_ops: Iterable[Pending] | None = None) -> None:
-        others = list(concurrent)
+    def _rebase_pending(
+        self, concurrent: Iterable[Op], pending_ops: Iterable[Pending] | None = None
+    ) -> list[Op] | None:
+        """Transform pending ops over ``concurrent``; returns ``concurrent`` as it applies
+        on top of the pending ops (None if some op could not be rebased)."""
+        others: list[Op] | None = list(concurrent)
         for pending in self.pending if pending_ops is None else pending_ops:
             if not others:
-                return
+                break
             if not pending.replayed:
                 continue
             try:
                 pending.ops, others = transform_ops(pending.ops, others)
             except TextReplaced:
                 pending.doomed = True
+                others = None
+        return others
 
-    def _replay(self, before: dict[str, Any]) -> list[Event]:
+    def _replay(self, before: dict[str, Any], ops: Sequence[Op] | None = None) -> list[Event]:
         """Recompute visible = confirmed + pending; skip ops that cannot apply now."""
         visible = self.confirmed
         for pending in self.pending:
@@ -441,9 +450,10 @@ class RoomSync:
             try:
                 visible = apply_ops(visible, pending.ops)
             except OpError:
+                ops = None  # skipped: ``ops`` no longer describe the change exactly
                 continue  # the relay will refuse it too; its reject rolls it back
         self.visible = visible
-        return [] if visible is before else [Changed(before, visible, local=False)]
+        return [] if visible is before else [Changed(before, visible, local=False, ops=ops)]
 
     def _diverged(self, reason: str) -> list[Event]:
         self._need_snapshot = True

@@ -53,8 +53,9 @@ from .core import (
     RoomSync,
     Send,
 )
-from .events import Emitter, Subscriptions
+from .events import Emitter, Subscriptions, call_isolated
 from .metrics import Metrics
+from .presence import LocalPresence
 
 __all__ = ["Engine", "EngineConfig"]
 
@@ -79,6 +80,12 @@ class EngineConfig:
     max_pending: int = 10_000
     max_frame_size: int = 1 << 20
     binary: bool = False
+    # Presence: at most this many updates per second (the latest always goes out),
+    # and "idle" after this many seconds without local activity.
+    presence_rate: float = 20.0
+    idle_after: float = 60.0
+    name: str | None = None
+    color: str | None = None
     ssl: Any = None
     rng: random.Random | None = None
 
@@ -108,7 +115,15 @@ class Engine:
         self.subscriptions = Subscriptions()
         self.state = "disconnected"
         self.attempt = 0
-        self.local_presence: dict[str, Any] = {}
+        self.presence = LocalPresence(
+            user,
+            name=self.config.name,
+            color=self.config.color,
+            idle_after=self.config.idle_after,
+            rate=self.config.presence_rate,
+        )
+        self._presence_timer: asyncio.TimerHandle | None = None
+        self._change_listeners: list[Callable[..., Any]] = []
         # Guards ``core`` (writes come from user threads, relay messages from the loop).
         self._lock = threading.RLock()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -172,7 +187,11 @@ class Engine:
         while not self._closing:
             self._set_state("connecting" if self.metrics.successes == 0 else "reconnecting",
                             attempt=self.attempt)
-            code = await self._connect_once()
+            try:
+                code = await self._connect_once()
+            except Exception:  # a bug here must not end syncing: log it, reconnect
+                log.exception("[livewidgets] connection failed unexpectedly")
+                code = None
             if code is None:
                 failures += 1
             else:
@@ -257,7 +276,7 @@ class Engine:
         await ws.wait_closed()
         code = ws.close_code if ws.close_code is not None else 1006
         # Our own normal close is not the relay's verdict: only _closing stops us then.
-        if ws.close_rcvd is None and code == 1000 and not self._closing:
+        if ws.protocol.close_rcvd is None and code == 1000 and not self._closing:
             code = 1006
         return code
 
@@ -275,7 +294,7 @@ class Engine:
             raise FrameError("invalid_message", f"expected welcome, got {type(welcome).__name__}")  # type: ignore[arg-type]
         self.connection_id = welcome.connection_id
         with self._lock:
-            events = self.core.connection_opened(self.local_presence or None)
+            events = self.core.connection_opened(self.presence.snapshot())
         self._dispatch(events)
 
     def _on_frame(self, frame: bytes | str) -> None:
@@ -332,6 +351,9 @@ class Engine:
             self.metrics.rtt_samples.append(latency)
             with self._lock:
                 events = self.core.tick(time.monotonic(), self.config.ack_timeout)
+                went_idle = self.presence.check_idle()
+            if went_idle:
+                self._schedule_presence()
             self.metrics.retries += sum(isinstance(e, Send) for e in events)
             self._dispatch(events)
 
@@ -343,16 +365,41 @@ class Engine:
         if self.state == "closed":
             raise SessionClosed("the session is closed")
         ack = ack or Ack()
+        if self.presence.touch():
+            self._call_in_loop(self._schedule_presence)
         with self._lock:
             events = self.core.submit(ops, batch=batch, handle=(ack, time.monotonic()),
                                       priority=priority, now=time.monotonic())
         self._dispatch(events)
         return ack
 
-    def set_presence(self, state: dict[str, Any]) -> None:
-        self.local_presence = state
+    def update_presence(self, fields: dict[str, Any]) -> None:
+        """Merge fields into our presence and publish (throttled, latest wins)."""
+        with self._lock:
+            self.presence.update(fields)
+        self._call_in_loop(self._schedule_presence)
+
+    def _schedule_presence(self) -> None:
+        """Loop thread: send now if the rate allows, else once when it does."""
+        if self.state != "connected" or self._presence_timer is not None:
+            return
+        delay = self.presence.delay()
+        if delay <= 0:
+            self._send_presence()
+        elif self._loop is not None:
+            self._presence_timer = self._loop.call_later(delay, self._send_presence)
+
+    def _send_presence(self) -> None:
+        self._presence_timer = None
         if self.state == "connected":
+            with self._lock:
+                state = self.presence.snapshot()
             self._enqueue([Presence(room=self.core.room, state=state)])
+
+    def add_change_listener(self, listener: Callable[..., Any]) -> Callable[[], None]:
+        """``listener(before, after, ops)`` on each visible change (ops None if unknown)."""
+        self._change_listeners.append(listener)
+        return lambda: self._change_listeners.remove(listener) if listener in self._change_listeners else None
 
     # --- events -------------------------------------------------------------------
 
@@ -364,12 +411,15 @@ class Engine:
                 sends.append(event.message)
             elif isinstance(event, Changed):
                 self.subscriptions.notify(event.before, event.after)
+                for listener in list(self._change_listeners):
+                    call_isolated(listener, event.before, event.after, event.ops)
             elif isinstance(event, Acked):
                 self._resolve(event)
             elif isinstance(event, Failed):
                 self._fail(event)
             elif isinstance(event, PresenceChanged):
-                self.events.emit("presence", {"client_id": event.client_id,
+                kind = "join" if event.before is None else "leave" if event.after is None else "update"
+                self.events.emit("presence", {"client_id": event.client_id, "kind": kind,
                                               "before": event.before, "after": event.after})
             elif isinstance(event, JoinedRoom):
                 self._joined(event)
@@ -400,8 +450,6 @@ class Engine:
     def _joined(self, event: JoinedRoom) -> None:
         self.attempt = 0
         self._set_state("connected", version=event.version, mode=event.mode)
-        if self.local_presence:
-            self._enqueue([Presence(room=self.core.room, state=self.local_presence)])
         if self._joined_once is not None and not self._joined_once.done():
             self._joined_once.set_result(None)
 

@@ -10,7 +10,7 @@ from typing import Any
 from ..state.ops import get_path
 from ..state.paths import parse_path
 
-__all__ = ["EVENTS", "Emitter", "Subscriptions"]
+__all__ = ["EVENTS", "Emitter", "Subscriptions", "call_isolated"]
 
 log = logging.getLogger("livewidgets.client")
 
@@ -31,7 +31,7 @@ EVENTS = frozenset(
 )
 
 
-def _call(callback: Callable[..., Any], *args: Any) -> None:
+def call_isolated(callback: Callable[..., Any], *args: Any) -> None:
     """Run one handler; its exception is logged, never passed to the engine or other handlers."""
     try:
         callback(*args)
@@ -65,7 +65,7 @@ class Emitter:
         with self._lock:
             handlers = list(self._handlers.get(event, ()))
         for handler in handlers:
-            _call(handler, payload)
+            call_isolated(handler, payload)
 
 
 class Subscriptions:
@@ -97,4 +97,4 @@ class Subscriptions:
             # Identity first: untouched subtrees are shared, so most checks stop here.
             if old is new or (type(old) is type(new) and old == new):
                 continue
-            _call(callback, new, path)
+            call_isolated(callback, new, path)

@@ -32,6 +32,7 @@ from ..state.paths import parse_path
 from .ack import Ack
 from .core import Priority
 from .engine import Engine, EngineConfig
+from .text import SharedText
 
 __all__ = ["AsyncSession", "Session", "SessionAPI", "connect", "connect_async"]
 
@@ -64,6 +65,7 @@ class SessionAPI:
         self._engine = engine
         self._batch = _BatchContext()
         self._conflict_handlers: dict[str, ConflictHandler] = {}
+        self._texts: dict[str, SharedText] = {}
         engine.events.on("conflict", self._on_conflict)
 
     # --- reading ------------------------------------------------------------------
@@ -218,9 +220,24 @@ class SessionAPI:
         """Peers in the room (client_id -> their presence), not including this client."""
         return {k: v for k, v in self._engine.core.presence.items() if k != self.client_id}
 
+    @property
+    def my_presence(self) -> dict[str, Any]:
+        """What this client publishes (user, name, color, status, cursors, ...)."""
+        return dict(self._engine.presence.fields)
+
     def update_presence(self, **fields: Any) -> None:
-        """Merge ``fields`` into this client's presence and publish it."""
-        self._engine.set_presence({**self._engine.local_presence, **shareable(fields)})
+        """Merge ``fields`` into this client's presence (None removes a key) and publish it,
+        throttled to ``presence_rate`` per second with the latest value always sent."""
+        self._engine.update_presence(shareable(fields))
+
+    # --- text ---------------------------------------------------------------------
+
+    def text(self, path: str) -> SharedText:
+        """The collaborative text at ``path`` (one handle per path)."""
+        handle = self._texts.get(path)
+        if handle is None:
+            handle = self._texts[path] = SharedText(self, path)
+        return handle
 
 
 def _path(path: str) -> str:
