@@ -22,8 +22,10 @@ import os
 import re
 import secrets
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import jwt
 
@@ -81,13 +83,15 @@ class TokenClaims:
         return (time.time() if now is None else now) >= self.expires_at
 
 
-def load_secret(secret_file: str | None = None, env: dict[str, str] | None = None) -> bytes | None:
+def load_secret(
+    secret_file: str | None = None, env: Mapping[str, str] | None = None
+) -> bytes | None:
     """The relay secret from a file (stripped) or ``LIVEWIDGETS_SECRET``; None if neither."""
-    env = os.environ if env is None else env
+    environ: Mapping[str, str] = os.environ if env is None else env
     if secret_file:
         secret = Path(secret_file).read_bytes().strip()
-    elif env.get("LIVEWIDGETS_SECRET"):
-        secret = env["LIVEWIDGETS_SECRET"].encode()
+    elif environ.get("LIVEWIDGETS_SECRET"):
+        secret = environ["LIVEWIDGETS_SECRET"].encode()
     else:
         return None
     if len(secret) < MIN_SECRET_BYTES:
@@ -134,7 +138,7 @@ def issue_token(
 
 def verify_token(secret: bytes, token: str, *, now: float | None = None) -> TokenClaims:
     """Check signature, expiry and claim types; raise TokenExpired / TokenError."""
-    options = {"require": ["exp", "sub", "room", "role", "jti"], "verify_exp": now is None}
+    options: Any = {"require": ["exp", "sub", "room", "role", "jti"], "verify_exp": now is None}
     try:
         claims = jwt.decode(token, secret, algorithms=[ALGORITHM], options=options)
     except jwt.ExpiredSignatureError:

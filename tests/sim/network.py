@@ -122,8 +122,13 @@ class Simulation:
         if kind < 0.7:
             return [DeleteOp(path=rng.choice(["a/x", "b", "list"]))]
         if kind < 0.8:
-            return [SetOp(path=rng.choice(["a/y", "b"]), value=rng.randrange(100),
-                          if_version=client.core.version if rng.random() < 0.3 else None)]
+            return [
+                SetOp(
+                    path=rng.choice(["a/y", "b"]),
+                    value=rng.randrange(100),
+                    if_version=client.core.version if rng.random() < 0.3 else None,
+                )
+            ]
         return [SetOp(path=rng.choice(["a/x", "b"]), value=rng.randrange(100))]
 
     def _text_edit(self, text: str) -> TextOp:
@@ -166,16 +171,22 @@ class Simulation:
     def relay_receive(self, conn: Connection, message: Any) -> None:
         client = conn.client
         if isinstance(message, Join):
-            catch_up = self.relay.catch_up(message.since, client_id=client.name,
-                                           max_delta=self.max_delta)
+            catch_up = self.relay.catch_up(
+                message.since, client_id=client.name, max_delta=self.max_delta
+            )
             if catch_up.mode == "snapshot":
                 assert catch_up.state is not None
-                conn.to_client.append(Snapshot(room=ROOM, version=catch_up.version,
-                                               state=catch_up.state, last_seq=catch_up.last_seq))
+                conn.to_client.append(
+                    Snapshot(
+                        room=ROOM,
+                        version=catch_up.version,
+                        state=catch_up.state,
+                        last_seq=catch_up.last_seq,
+                    )
+                )
             for entry in catch_up.entries:
                 conn.to_client.append(self._broadcast(entry))
-            conn.to_client.append(Joined(room=ROOM, version=catch_up.version,
-                                         mode=catch_up.mode))
+            conn.to_client.append(Joined(room=ROOM, version=catch_up.version, mode=catch_up.mode))
             conn.joined = True
             return
         assert isinstance(message, (OpMessage, Batch))
@@ -183,25 +194,44 @@ class Simulation:
         outcome = self.relay.submit(client.name, message.client_seq, message.base_version, ops)
         if isinstance(outcome, Accepted):
             self.log.append(outcome.entry)
-            conn.to_client.append(Ack(room=ROOM, client_seq=message.client_seq,
-                                      version=outcome.entry.version))
+            conn.to_client.append(
+                Ack(room=ROOM, client_seq=message.client_seq, version=outcome.entry.version)
+            )
             frame = self._broadcast(outcome.entry)
             for other in self.clients:
                 if other.conn is not None and other.conn is not conn and other.conn.joined:
                     other.conn.to_client.append(frame)
         elif isinstance(outcome, Duplicate):
-            conn.to_client.append(Ack(room=ROOM, client_seq=message.client_seq,
-                                      version=outcome.version, duplicate=True))
+            conn.to_client.append(
+                Ack(
+                    room=ROOM,
+                    client_seq=message.client_seq,
+                    version=outcome.version,
+                    duplicate=True,
+                )
+            )
         else:
-            conn.to_client.append(Reject(room=ROOM, client_seq=message.client_seq,
-                                         code=outcome.code.value, message=outcome.message,
-                                         path=outcome.path, current=outcome.current,
-                                         current_version=outcome.current_version))
+            conn.to_client.append(
+                Reject(
+                    room=ROOM,
+                    client_seq=message.client_seq,
+                    code=outcome.code.value,
+                    message=outcome.message,
+                    path=outcome.path,
+                    current=outcome.current,
+                    current_version=outcome.current_version,
+                )
+            )
 
     @staticmethod
     def _broadcast(entry: Any) -> Broadcast:
-        return Broadcast(room=ROOM, version=entry.version, origin=entry.client_id,
-                         client_seq=entry.client_seq, ops=list(entry.ops))
+        return Broadcast(
+            room=ROOM,
+            version=entry.version,
+            origin=entry.client_id,
+            client_seq=entry.client_seq,
+            ops=list(entry.ops),
+        )
 
     # --- scheduler ------------------------------------------------------------------
 
@@ -209,8 +239,13 @@ class Simulation:
         """Do one random thing; returns False when nothing was left to deliver."""
         self.now += 1
         rng = self.rng
-        queues = [(c, q) for c in self.clients if c.conn is not None
-                  for q in (c.conn.to_relay, c.conn.to_client) if q]
+        queues = [
+            (c, q)
+            for c in self.clients
+            if c.conn is not None
+            for q in (c.conn.to_relay, c.conn.to_client)
+            if q
+        ]
         roll = rng.random()
         if faults and roll < 0.02:
             client = rng.choice(self.clients)

@@ -417,7 +417,9 @@ class RoomSync:
         for op in pending.ops:
             if isinstance(op, TextOp):
                 text = get_path(state, op.path, "")
-                if isinstance(text, str) and text_ot.base_length(op.delta) == text_ot.utf16_len(text):
+                if isinstance(text, str) and text_ot.base_length(op.delta) == text_ot.utf16_len(
+                    text
+                ):
                     inverse.insert(0, TextOp(path=op.path, delta=text_ot.invert(op.delta, text)))
             state = _try_apply(state, [op])
         later = self.pending[self.pending.index(pending) + 1 :]

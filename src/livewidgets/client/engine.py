@@ -10,6 +10,7 @@ thread under the same lock. Callbacks run outside the lock.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import threading
@@ -157,10 +158,8 @@ class Engine:
             await self._ws.close(CloseCode.NORMAL, "client closed")
         if self._task is not None:
             self._task.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-            except asyncio.CancelledError:
-                pass
         self._finish()
 
     def _finish(self) -> None:
@@ -185,8 +184,10 @@ class Engine:
         delays = self._delays()
         failures = 0
         while not self._closing:
-            self._set_state("connecting" if self.metrics.successes == 0 else "reconnecting",
-                            attempt=self.attempt)
+            self._set_state(
+                "connecting" if self.metrics.successes == 0 else "reconnecting",
+                attempt=self.attempt,
+            )
             try:
                 code = await self._connect_once()
             except Exception:  # a bug here must not end syncing: log it, reconnect
@@ -222,9 +223,9 @@ class Engine:
     async def _connect_once(self) -> int | None:
         """One connection's life. Returns its close code, or None if it never opened."""
         self.metrics.attempts += 1
-        subprotocols = [MSGPACK_SUBPROTOCOL, JSON_SUBPROTOCOL] if self.config.binary else [
-            JSON_SUBPROTOCOL
-        ]
+        subprotocols = (
+            [MSGPACK_SUBPROTOCOL, JSON_SUBPROTOCOL] if self.config.binary else [JSON_SUBPROTOCOL]
+        )
         try:
             ws = await connect(
                 self.url,
@@ -282,8 +283,9 @@ class Engine:
 
     async def _handshake(self, ws: ClientConnection) -> None:
         assert self._codec is not None
-        hello = Hello(protocol=PROTOCOL_VERSION, client_id=self.client_id, user=self.user,
-                      token=self.token)
+        hello = Hello(
+            protocol=PROTOCOL_VERSION, client_id=self.client_id, user=self.user, token=self.token
+        )
         await self._send_frame(ws, self._codec.frame(hello))
         frame = await asyncio.wait_for(ws.recv(), self.config.open_timeout)
         self.metrics.received(frame)
@@ -342,8 +344,10 @@ class Engine:
                 latency = await asyncio.wait_for(pong, self.config.heartbeat_timeout)
             except TimeoutError:
                 self.metrics.heartbeat_timeouts += 1
-                log.warning("[livewidgets] relay silent for %.1f s: reconnecting",
-                            self.config.heartbeat_timeout)
+                log.warning(
+                    "[livewidgets] relay silent for %.1f s: reconnecting",
+                    self.config.heartbeat_timeout,
+                )
                 ws.transport.abort()
                 return
             except ConnectionClosed:
@@ -359,8 +363,14 @@ class Engine:
 
     # --- writes (any thread) ------------------------------------------------------
 
-    def submit(self, ops: list[Any], *, batch: bool = False,
-               priority: Priority = Priority.NORMAL, ack: Ack | None = None) -> Ack:
+    def submit(
+        self,
+        ops: list[Any],
+        *,
+        batch: bool = False,
+        priority: Priority = Priority.NORMAL,
+        ack: Ack | None = None,
+    ) -> Ack:
         """Apply ops locally now, queue them for the relay; returns their Ack."""
         if self.state == "closed":
             raise SessionClosed("the session is closed")
@@ -368,8 +378,13 @@ class Engine:
         if self.presence.touch():
             self._call_in_loop(self._schedule_presence)
         with self._lock:
-            events = self.core.submit(ops, batch=batch, handle=(ack, time.monotonic()),
-                                      priority=priority, now=time.monotonic())
+            events = self.core.submit(
+                ops,
+                batch=batch,
+                handle=(ack, time.monotonic()),
+                priority=priority,
+                now=time.monotonic(),
+            )
         self._dispatch(events)
         return ack
 
@@ -399,7 +414,9 @@ class Engine:
     def add_change_listener(self, listener: Callable[..., Any]) -> Callable[[], None]:
         """``listener(before, after, ops)`` on each visible change (ops None if unknown)."""
         self._change_listeners.append(listener)
-        return lambda: self._change_listeners.remove(listener) if listener in self._change_listeners else None
+        return lambda: (
+            self._change_listeners.remove(listener) if listener in self._change_listeners else None
+        )
 
     # --- events -------------------------------------------------------------------
 
@@ -418,9 +435,18 @@ class Engine:
             elif isinstance(event, Failed):
                 self._fail(event)
             elif isinstance(event, PresenceChanged):
-                kind = "join" if event.before is None else "leave" if event.after is None else "update"
-                self.events.emit("presence", {"client_id": event.client_id, "kind": kind,
-                                              "before": event.before, "after": event.after})
+                kind = (
+                    "join" if event.before is None else "leave" if event.after is None else "update"
+                )
+                self.events.emit(
+                    "presence",
+                    {
+                        "client_id": event.client_id,
+                        "kind": kind,
+                        "before": event.before,
+                        "after": event.after,
+                    },
+                )
             elif isinstance(event, JoinedRoom):
                 self._joined(event)
             elif isinstance(event, Resync):
@@ -438,11 +464,22 @@ class Engine:
 
     def _fail(self, event: Failed) -> None:
         self.metrics.rejects += 1
-        error = rejection(event.code, event.message, path=event.path, current=event.current,
-                          current_version=event.current_version)
-        payload = {"error": error, "code": event.code, "message": event.message,
-                   "path": event.path, "ops": event.ops, "current": event.current,
-                   "current_version": event.current_version}
+        error = rejection(
+            event.code,
+            event.message,
+            path=event.path,
+            current=event.current,
+            current_version=event.current_version,
+        )
+        payload = {
+            "error": error,
+            "code": event.code,
+            "message": event.message,
+            "path": event.path,
+            "ops": event.ops,
+            "current": event.current,
+            "current_version": event.current_version,
+        }
         for ack, _ in event.handles:
             ack._fail(error)
         self.events.emit("conflict" if event.code == "conflict" else "rejected", payload)
@@ -503,14 +540,21 @@ class Engine:
 
     def metrics_dict(self) -> dict[str, Any]:
         with self._lock:
-            depth, in_flight, version = (len(self.core.pending), self.core.in_flight,
-                                         self.core.version)
-        return self.metrics.as_dict(queue_depth=depth, in_flight=in_flight, version=version,
-                                    state=self.state, attempt=self.attempt)
+            depth, in_flight, version = (
+                len(self.core.pending),
+                self.core.in_flight,
+                self.core.version,
+            )
+        return self.metrics.as_dict(
+            queue_depth=depth,
+            in_flight=in_flight,
+            version=version,
+            state=self.state,
+            attempt=self.attempt,
+        )
 
 
 def _version() -> str:
     from .. import __version__
 
     return __version__
-

@@ -16,6 +16,23 @@ def _percentile(samples: list[float], fraction: float) -> float:
     return ordered[index]
 
 
+_COUNTERS = (
+    "attempts",
+    "successes",
+    "failures",
+    "disconnections",
+    "messages_sent",
+    "messages_received",
+    "bytes_sent",
+    "bytes_received",
+    "retries",
+    "rejects",
+    "send_failures",
+    "decode_errors",
+    "heartbeat_timeouts",
+)
+
+
 @dataclass
 class Metrics:
     """Counters kept by the engine; read them through :meth:`as_dict`."""
@@ -61,7 +78,7 @@ class Metrics:
         """A plain snapshot: counters, RTT avg/p50/p99 in ms, uptime in s, plus ``extra``."""
         now = time.monotonic()
         samples = list(self.rtt_samples)
-        rtt = {"rtt_avg_ms": None, "rtt_p50_ms": None, "rtt_p99_ms": None}
+        rtt: dict[str, float | None] = {"rtt_avg_ms": None, "rtt_p50_ms": None, "rtt_p99_ms": None}
         if samples:
             rtt = {
                 "rtt_avg_ms": 1000 * sum(samples) / len(samples),
@@ -69,14 +86,7 @@ class Metrics:
                 "rtt_p99_ms": 1000 * _percentile(samples, 0.99),
             }
         up = now - self.connected_since if self.connected_since is not None else 0.0
-        counters = {
-            name: getattr(self, name)
-            for name in (
-                "attempts successes failures disconnections messages_sent messages_received "
-                "bytes_sent bytes_received retries rejects send_failures decode_errors "
-                "heartbeat_timeouts"
-            ).split()
-        }
+        counters = {name: getattr(self, name) for name in _COUNTERS}
         return {
             **counters,
             **rtt,

@@ -111,14 +111,27 @@ class SessionAPI:
 
     # --- writing ------------------------------------------------------------------
 
-    def set(self, path: str, value: Any, *, if_version: int | None = None,
-            priority: Priority = Priority.NORMAL) -> Ack:
+    def set(
+        self,
+        path: str,
+        value: Any,
+        *,
+        if_version: int | None = None,
+        priority: Priority = Priority.NORMAL,
+    ) -> Ack:
         """Replace the value at ``path`` (last write in room order wins)."""
-        return self._write(SetOp(path=_path(path), value=shareable(value), if_version=if_version),
-                           priority)
+        return self._write(
+            SetOp(path=_path(path), value=shareable(value), if_version=if_version), priority
+        )
 
-    def merge(self, path: str, mapping: dict[str, Any], *, if_version: int | None = None,
-              priority: Priority = Priority.NORMAL) -> Ack:
+    def merge(
+        self,
+        path: str,
+        mapping: dict[str, Any],
+        *,
+        if_version: int | None = None,
+        priority: Priority = Priority.NORMAL,
+    ) -> Ack:
         """Shallow-merge keys into the mapping at ``path``."""
         if not isinstance(mapping, dict):
             raise ValueError(f"merge needs a mapping, not {type(mapping).__name__}")
@@ -133,13 +146,13 @@ class SessionAPI:
             item["id"] = uuid.uuid4().hex[:16]
         return self._write(PushOp(path=_path(path), value=item), priority)
 
-    def remove(self, path: str, item_id: str | int, *,
-               priority: Priority = Priority.NORMAL) -> Ack:
+    def remove(self, path: str, item_id: str | int, *, priority: Priority = Priority.NORMAL) -> Ack:
         """Remove the list items whose ``id`` is ``item_id`` (idempotent)."""
         return self._write(RemoveOp(path=_path(path), id=item_id), priority)
 
-    def increment(self, path: str, n: int | float = 1, *,
-                  priority: Priority = Priority.NORMAL) -> Ack:
+    def increment(
+        self, path: str, n: int | float = 1, *, priority: Priority = Priority.NORMAL
+    ) -> Ack:
         """Add ``n`` to the number at ``path``; concurrent increments all count."""
         if isinstance(n, bool) or not isinstance(n, (int, float)):
             raise ValueError(f"increment needs a number, not {type(n).__name__}")
@@ -196,15 +209,23 @@ class SessionAPI:
         to keep theirs. ``conflict`` has path, mine (my ops), theirs, their_version."""
         parse_path(path)
         self._conflict_handlers[path] = handler
-        return lambda: self._conflict_handlers.pop(path, None)  # type: ignore[func-returns-value]
+
+        def remove() -> None:
+            self._conflict_handlers.pop(path, None)
+
+        return remove
 
     def _on_conflict(self, payload: dict[str, Any]) -> None:
         path = payload.get("path")
         handler = self._conflict_handlers.get(path) if path else None
-        if handler is None:
+        if handler is None or path is None:
             return
-        conflict = {"path": path, "mine": payload["ops"], "theirs": payload["current"],
-                    "their_version": payload["current_version"]}
+        conflict = {
+            "path": path,
+            "mine": payload["ops"],
+            "theirs": payload["current"],
+            "their_version": payload["current_version"],
+        }
         resolution = handler(conflict)
         if resolution is None:
             return
@@ -259,8 +280,9 @@ class _LoopThread:
         with cls._lock:
             if cls._loop is None or cls._loop.is_closed():
                 loop = asyncio.new_event_loop()
-                thread = threading.Thread(target=loop.run_forever, name="livewidgets-io",
-                                          daemon=True)
+                thread = threading.Thread(
+                    target=loop.run_forever, name="livewidgets-io", daemon=True
+                )
                 thread.start()
                 cls._loop = loop
             return cls._loop
@@ -292,8 +314,10 @@ class Session(SessionAPI):
         self.close()
 
     def __repr__(self) -> str:
-        return (f"<livewidgets.Session room={self.room!r} user={self.user!r} "
-                f"{self.connection_state} v{self.version}>")
+        return (
+            f"<livewidgets.Session room={self.room!r} user={self.user!r} "
+            f"{self.connection_state} v{self.version}>"
+        )
 
 
 class AsyncSession(SessionAPI):
@@ -313,15 +337,29 @@ class AsyncSession(SessionAPI):
         await self.close()
 
 
-def _engine(url: str, room: str, user: str | None, token: str | None, client_id: str | None,
-            options: dict[str, Any]) -> Engine:
+def _engine(
+    url: str,
+    room: str,
+    user: str | None,
+    token: str | None,
+    client_id: str | None,
+    options: dict[str, Any],
+) -> Engine:
     config = EngineConfig(**options)
     return Engine(url, room, user=user or "", token=token, client_id=client_id, config=config)
 
 
-def connect(url: str, room: str, user: str | None = None, token: str | None = None, *,
-            client_id: str | None = None, wait: bool = True, timeout: float = 10.0,
-            **options: Any) -> Session:
+def connect(
+    url: str,
+    room: str,
+    user: str | None = None,
+    token: str | None = None,
+    *,
+    client_id: str | None = None,
+    wait: bool = True,
+    timeout: float = 10.0,
+    **options: Any,
+) -> Session:
     """Join ``room`` on the relay at ``url``; blocks until joined when ``wait``.
 
     ``options`` are :class:`EngineConfig` fields (backoff, max_attempts, heartbeat_interval,
@@ -344,9 +382,17 @@ def connect(url: str, room: str, user: str | None = None, token: str | None = No
     return session
 
 
-async def connect_async(url: str, room: str, user: str | None = None, token: str | None = None,
-                        *, client_id: str | None = None, wait: bool = True,
-                        timeout: float = 10.0, **options: Any) -> AsyncSession:
+async def connect_async(
+    url: str,
+    room: str,
+    user: str | None = None,
+    token: str | None = None,
+    *,
+    client_id: str | None = None,
+    wait: bool = True,
+    timeout: float = 10.0,
+    **options: Any,
+) -> AsyncSession:
     """Asyncio twin of :func:`connect`, on the running loop."""
     engine = _engine(url, room, user, token, client_id, options)
     engine.start()

@@ -135,8 +135,9 @@ class SharedText:
 
     # --- engine callbacks ---------------------------------------------------------
 
-    def _on_change(self, before: dict[str, Any], after: dict[str, Any],
-                   ops: Sequence[Op] | None) -> None:
+    def _on_change(
+        self, before: dict[str, Any], after: dict[str, Any], ops: Sequence[Op] | None
+    ) -> None:
         old, new = get_path(before, self.path), get_path(after, self.path)
         if old is new or old == new:
             return
@@ -147,8 +148,7 @@ class SharedText:
             delta = text_ot.diff(old_text, new_text)
         with self._lock:
             self._cursors = {
-                cid: text_ot.transform_selection(sel, delta)
-                for cid, sel in self._cursors.items()
+                cid: text_ot.transform_selection(sel, delta) for cid, sel in self._cursors.items()
             }
             callbacks = list(self._callbacks)
             cursor_callbacks = list(self._cursor_callbacks) if self._cursors else []

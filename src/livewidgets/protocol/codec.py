@@ -75,9 +75,11 @@ class Codec(Generic[M]):
         """Decode and validate one frame; raise :class:`FrameError` on any problem."""
         if isinstance(frame, str) == self.binary:
             kind = "text" if isinstance(frame, str) else "binary"
-            raise FrameError(ErrorCode.BAD_FRAME, f"{kind} frame on a {self.subprotocol} connection")
+            raise FrameError(
+                ErrorCode.BAD_FRAME, f"{kind} frame on a {self.subprotocol} connection"
+            )
         try:
-            message: M = self._decode(frame)
+            message: M = self._decode(frame)  # type: ignore[arg-type]  # str is fine for JSON
         except msgspec.ValidationError as exc:
             raise self._explain(frame, str(exc)) from None
         except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as exc:
@@ -88,14 +90,14 @@ class Codec(Generic[M]):
 
     def _explain(self, frame: bytes | str, detail: str) -> FrameError:
         try:
-            raw = self._decode_any(frame)
+            raw = self._decode_any(frame)  # type: ignore[arg-type]
         except Exception:  # the typed pass already parsed it; be defensive anyway
             raw = None
         kind = raw.get("type") if isinstance(raw, dict) else None
         if not isinstance(kind, str):
             return FrameError(ErrorCode.INVALID_MESSAGE, "frame must be an object with a `type`")
         if kind not in self._known_types:
-            return FrameError(ErrorCode.UNKNOWN_TYPE, f"unknown message type {kind[:64]!r}", None)
+            return FrameError(ErrorCode.UNKNOWN_TYPE, f"unknown message type {kind[:64]!r}")
         match = _AT.search(detail)
         where = match["where"] if match else ""
         code = ErrorCode.INVALID_MESSAGE
@@ -110,7 +112,8 @@ def _check_values(message: OpMessage | Batch) -> None:
         try:
             check_value(getattr(op, "value", None))
         except OpError as exc:
-            raise FrameError(ErrorCode.INVALID_OP, f"{op.path}: {exc}", message.__struct_config__.tag) from None
+            tag = str(message.__struct_config__.tag)
+            raise FrameError(ErrorCode.INVALID_OP, f"{op.path}: {exc}", tag) from None
 
 
 def _tags(union: Any) -> frozenset[str]:

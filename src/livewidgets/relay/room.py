@@ -121,7 +121,9 @@ class RoomCore:
         self.dedupe[entry.client_id] = (entry.client_seq, entry.version)
         self.ops_since_snapshot += 1
 
-    def submit(self, client_id: str, client_seq: int, base_version: int, ops: Sequence[Op]) -> Outcome:
+    def submit(
+        self, client_id: str, client_seq: int, base_version: int, ops: Sequence[Op]
+    ) -> Outcome:
         """Order one op/batch: dedupe, rebase text, check preconditions, apply."""
         last_seq, last_version = self.dedupe.get(client_id, (0, 0))
         if client_seq <= last_seq:
@@ -194,10 +196,13 @@ class RoomCore:
                 return Duplicate(entry.version)
         return Rejected(
             ErrorCode.STALE_SEQ,
-            f"client_seq {seq} was processed before (latest is {last_seq}) and is no longer on record",
+            f"client_seq {seq} was processed before (latest is {last_seq}) "
+            "and is no longer on record",
         )
 
-    def _remember_reject(self, client_id: str, seq: int, outcome: Rejected, limit: int = 1024) -> None:
+    def _remember_reject(
+        self, client_id: str, seq: int, outcome: Rejected, limit: int = 1024
+    ) -> None:
         self._rejected[(client_id, seq)] = outcome
         while len(self._rejected) > limit:
             self._rejected.popitem(last=False)

@@ -41,4 +41,5 @@ __all__ = [
     "join_path",
     "parse_path",
     "text",
+    "touched_paths",
 ]

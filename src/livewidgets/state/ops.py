@@ -75,31 +75,31 @@ class _OpBase(
     if_version: Annotated[int, Meta(ge=0)] | None = None
 
 
-class SetOp(_OpBase, tag="set"):
+class SetOp(_OpBase, tag="set", frozen=True):
     value: Any = None
 
 
-class MergeOp(_OpBase, tag="merge"):
+class MergeOp(_OpBase, tag="merge", frozen=True):
     value: dict[str, Any] = {}
 
 
-class PushOp(_OpBase, tag="push"):
+class PushOp(_OpBase, tag="push", frozen=True):
     value: Any = None
 
 
-class RemoveOp(_OpBase, tag="remove"):
+class RemoveOp(_OpBase, tag="remove", frozen=True):
     id: str | int = ""
 
 
-class IncrementOp(_OpBase, tag="increment"):
+class IncrementOp(_OpBase, tag="increment", frozen=True):
     by: int | float = 1
 
 
-class DeleteOp(_OpBase, tag="delete"):
+class DeleteOp(_OpBase, tag="delete", frozen=True):
     pass
 
 
-class TextOp(_OpBase, tag="text"):
+class TextOp(_OpBase, tag="text", frozen=True):
     delta: list[int | str] = []
 
 
@@ -242,7 +242,9 @@ def _remove(op: Any) -> Callable[[Any], Any]:
             return _MISSING
         if not isinstance(current, list):
             raise _mismatch(op, current, "list")
-        kept = [item for item in current if not (isinstance(item, dict) and item.get("id") == op.id)]
+        kept = [
+            item for item in current if not (isinstance(item, dict) and item.get("id") == op.id)
+        ]
         return current if len(kept) == len(current) else kept
 
     return change
