@@ -353,12 +353,14 @@ def _proc_state(pid: int) -> str | None:
 
 
 def _looks_like_relay(pid: int) -> bool:
-    """Whether ``pid``'s command line is a livewidgets relay (guards against pid reuse)."""
+    """Whether ``pid`` runs ``... -m livewidgets.cli relay ...`` as we start it (guards
+    against signalling an unrelated process that reused the pid)."""
     try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     except OSError:
         return False
-    return b"livewidgets" in cmdline and b"relay" in cmdline
+    wanted = [b"-m", b"livewidgets.cli", b"relay"]
+    return any(args[i : i + 3] == wanted for i in range(len(args) - 2))
 
 
 def _healthy(url: str, timeout: float) -> bool:

@@ -1,0 +1,303 @@
+"""``%load_ext livewidgets`` and the ``%livewidgets`` line magic.
+
+::
+
+    %livewidgets connect [URL] [--room R] [--user U] [--name N] [--token T]
+                         [--heartbeat SECONDS] [--timeout SECONDS]
+    %livewidgets status
+    %livewidgets disconnect
+    %livewidgets relay start|stop|status
+
+``connect`` without URL uses ``$LIVEWIDGETS_URL``, else the local relay of this
+user on this machine (started if none runs, see :mod:`.local_relay`). The room
+defaults to ``$LIVEWIDGETS_ROOM`` or ``"default"``, the user to
+``$JUPYTERHUB_USER`` or the OS user, the token to ``$LIVEWIDGETS_TOKEN``, the
+heartbeat (ping interval and pong timeout, seconds) to ``$LIVEWIDGETS_HEARTBEAT``.
+The session becomes the kernel's current one (``livewidgets.session()``); widgets
+shared on a previous session move to the new one.
+
+While connected, the kernel publishes ``kernel="busy"|"idle"`` and ``cell=<execution
+count>`` in its presence around every cell (IPython's ``pre_run_cell`` and
+``post_run_cell`` events; one small presence frame each).
+
+The same operations are plain functions for code: :func:`connect`,
+:func:`disconnect`, :func:`status`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import shlex
+from dataclasses import dataclass
+from typing import Any, NoReturn
+
+from ..client.session import Session
+from ..client.session import connect as _connect_session
+from ..errors import SessionClosed
+from . import identity, local_relay
+from .runtime import set_current_session
+from .share import bindings, rebind
+
+__all__ = [
+    "connect",
+    "disconnect",
+    "load_ipython_extension",
+    "status",
+    "unload_ipython_extension",
+]
+
+
+@dataclass
+class _Connection:
+    """What this kernel is connected to (for status and presence)."""
+
+    session: Session
+    url: str
+    # Where the URL came from: "argument", "$LIVEWIDGETS_URL" or "local relay".
+    source: str
+
+
+class _State:
+    """Per-kernel state of the extension (one IPython shell per process)."""
+
+    shell: Any = None
+    connection: _Connection | None = None
+
+
+_state = _State()
+
+
+# --- the API the magic calls -------------------------------------------------------------
+
+
+def connect(
+    url: str | None = None,
+    *,
+    room: str | None = None,
+    user: str | None = None,
+    name: str | None = None,
+    token: str | None = None,
+    timeout: float = 10.0,
+    **options: Any,
+) -> Session:
+    """Connect this kernel (see the module docstring for the defaults); returns the
+    session, which :func:`livewidgets.session` returns from now on."""
+    source = "argument"
+    if not url:
+        url, source = os.environ.get("LIVEWIDGETS_URL", ""), "$LIVEWIDGETS_URL"
+    if not url:
+        url, source = local_relay.ensure_relay().url, "local relay"
+    room = room or identity.default_room()
+    user = user or identity.default_user()
+    token = token or os.environ.get("LIVEWIDGETS_TOKEN") or None
+    heartbeat = os.environ.get("LIVEWIDGETS_HEARTBEAT")
+    if heartbeat:
+        options.setdefault("heartbeat_interval", float(heartbeat))
+        options.setdefault("heartbeat_timeout", float(heartbeat))
+    # The client publishes user, name and colour (derived from the user) in presence.
+    options.setdefault("name", name or identity.default_name(user))
+    try:
+        session = _connect_session(url, room, user, token, timeout=timeout, **options)
+    except (TimeoutError, SessionClosed) as exc:
+        raise ConnectionError(
+            f"livewidgets: could not join room {room!r} on {url} within {timeout} s "
+            f"({type(exc).__name__}: {exc}); is the relay running? "
+            "`%livewidgets relay status` shows the local one"
+        ) from exc
+    session.update_presence(kernel="idle", cell=_execution_count())
+    old = _state.connection
+    _state.connection = _Connection(session, url, source)
+    set_current_session(session)
+    if old is not None:
+        rebind(old.session, session)
+        old.session.close()
+    return session
+
+
+def disconnect() -> bool:
+    """Close this kernel's session (its shared widgets stop syncing); False if none."""
+    connection = _state.connection
+    if connection is None:
+        return False
+    _state.connection = None
+    set_current_session(None)
+    rebind(connection.session, None)
+    connection.session.close()
+    return True
+
+
+def status() -> str:
+    """One or two lines describing this kernel's connection."""
+    connection = _state.connection
+    if connection is None:
+        return "livewidgets: not connected (run `%livewidgets connect`)"
+    s = connection.session
+    metrics = s.metrics
+    peers = sorted({str(p.get("name") or p.get("user") or "?") for p in s.presence.values()})
+    rtt = metrics.get("rtt_p50_ms")
+    rtt_text = f"{rtt:.1f} ms" if isinstance(rtt, (int, float)) else "n/a"
+    return (
+        f"livewidgets: {s.connection_state}, room {s.room!r} as {s.user!r} on "
+        f"{connection.url} ({connection.source})\n"
+        f"  version {s.version}, {s.pending} pending, rtt p50 {rtt_text}, "
+        f"{len(bindings(s))} shared widget traits, peers: {', '.join(peers) or 'none'}"
+    )
+
+
+def _relay_status() -> str:
+    info = local_relay.read_info()
+    if info is None:
+        return f"livewidgets: no local relay recorded in {local_relay.runtime_file()}"
+    alive = "running" if local_relay.is_alive(info) else "NOT answering (stale file)"
+    return (
+        f"livewidgets: local relay {info.url} pid {info.pid}, {alive}\n"
+        f"  store {info.store}, log {info.log}"
+    )
+
+
+# --- the magic ----------------------------------------------------------------------------
+
+
+class _ParserExit(Exception):
+    """argparse wanted to exit (after -h): the magic just returns."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports errors as UsageError instead of exiting the kernel."""
+
+    def error(self, message: str) -> NoReturn:
+        from IPython.core.error import UsageError
+
+        raise UsageError(f"{self.prog}: {message}\n{self.format_usage()}")
+
+    def exit(self, status: int = 0, message: str | None = None) -> NoReturn:
+        if message:
+            print(message, end="")
+        raise _ParserExit(status)
+
+
+def _build_parser() -> _Parser:
+    parser = _Parser(prog="%livewidgets", description="Live shared widgets for this kernel.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    c = sub.add_parser("connect", help="join a room (default: the local relay)")
+    c.add_argument("url", nargs="?", help="relay URL (default: $LIVEWIDGETS_URL, else local)")
+    c.add_argument("--room", help="room name (default: $LIVEWIDGETS_ROOM or 'default')")
+    c.add_argument("--user", help="user id (default: $JUPYTERHUB_USER or the OS user)")
+    c.add_argument("--name", help="display name (default: $LIVEWIDGETS_NAME or the user)")
+    c.add_argument("--token", help="access token (default: $LIVEWIDGETS_TOKEN)")
+    c.add_argument(
+        "--heartbeat",
+        type=float,
+        metavar="SECONDS",
+        help="ping interval and pong timeout (default: $LIVEWIDGETS_HEARTBEAT or 5)",
+    )
+    c.add_argument(
+        "--timeout",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="how long to wait for the room (default: %(default)s)",
+    )
+    sub.add_parser("status", help="show the connection")
+    sub.add_parser("disconnect", help="leave the room")
+    r = sub.add_parser("relay", help="manage the local relay")
+    r.add_argument("action", choices=["start", "stop", "status"])
+    return parser
+
+
+def livewidgets_magic(line: str) -> None:
+    """``%livewidgets connect|status|disconnect|relay ...`` (``%livewidgets -h``)."""
+    try:
+        args = _build_parser().parse_args(shlex.split(line))
+    except _ParserExit:
+        return
+    if args.command == "connect":
+        options: dict[str, Any] = {}
+        if args.heartbeat is not None:
+            options.update(heartbeat_interval=args.heartbeat, heartbeat_timeout=args.heartbeat)
+        session = connect(
+            args.url,
+            room=args.room,
+            user=args.user,
+            name=args.name,
+            token=args.token,
+            timeout=args.timeout,
+            **options,
+        )
+        assert _state.connection is not None
+        print(
+            f"livewidgets: connected to room {session.room!r} as {session.user!r} on "
+            f"{_state.connection.url} ({_state.connection.source})"
+        )
+    elif args.command == "disconnect":
+        print("livewidgets: disconnected" if disconnect() else "livewidgets: not connected")
+    elif args.command == "relay":
+        _relay_command(args.action)
+    else:  # "status", or no subcommand
+        print(status())
+
+
+def _relay_command(action: str) -> None:
+    if action == "start":
+        info = local_relay.ensure_relay()
+        print(f"livewidgets: local relay {info.url} pid {info.pid}")
+    elif action == "stop":
+        stopped = local_relay.stop_relay()
+        print(
+            f"livewidgets: stopped the local relay pid {stopped.pid}"
+            if stopped
+            else "livewidgets: no local relay was running"
+        )
+    else:
+        print(_relay_status())
+
+
+# --- presence around cells --------------------------------------------------------------
+
+
+def _execution_count() -> int | None:
+    shell = _state.shell
+    count = getattr(shell, "execution_count", None)
+    return count if isinstance(count, int) else None
+
+
+def _publish(**fields: Any) -> None:
+    connection = _state.connection
+    if connection is None or connection.session.connection_state == "closed":
+        return
+    connection.session.update_presence(**fields)
+
+
+def _pre_run_cell(info: Any = None) -> None:
+    # During pre_run_cell the shell's counter is the number of the cell about to run.
+    _publish(kernel="busy", cell=_execution_count())
+
+
+def _post_run_cell(result: Any = None) -> None:
+    _publish(kernel="idle", cell=getattr(result, "execution_count", None))
+
+
+# --- IPython entry points -----------------------------------------------------------------
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    """Register ``%livewidgets`` and the busy/idle presence hooks (idempotent)."""
+    if _state.shell is ipython:
+        return
+    if _state.shell is not None:
+        unload_ipython_extension(_state.shell)
+    _state.shell = ipython
+    ipython.register_magic_function(livewidgets_magic, "line", "livewidgets")
+    ipython.events.register("pre_run_cell", _pre_run_cell)
+    ipython.events.register("post_run_cell", _post_run_cell)
+
+
+def unload_ipython_extension(ipython: Any) -> None:
+    """Remove the presence hooks (the magic stays until the kernel restarts)."""
+    for event, callback in (("pre_run_cell", _pre_run_cell), ("post_run_cell", _post_run_cell)):
+        with contextlib.suppress(ValueError):  # not registered
+            ipython.events.unregister(event, callback)
+    if _state.shell is ipython:
+        _state.shell = None
