@@ -21,7 +21,8 @@ count>`` in its presence around every cell (IPython's ``pre_run_cell`` and
 ``post_run_cell`` events; one small presence frame each).
 
 The same operations are plain functions for code: :func:`connect`,
-:func:`disconnect`, :func:`status`.
+:func:`disconnect`, :func:`status`, and :func:`relay_url` says where this kernel is
+connected.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ __all__ = [
     "connect",
     "disconnect",
     "load_ipython_extension",
+    "relay_url",
     "status",
     "unload_ipython_extension",
 ]
@@ -126,6 +128,14 @@ def disconnect() -> bool:
     rebind(connection.session, None)
     connection.session.close()
     return True
+
+
+def relay_url() -> str:
+    """The URL of the relay this kernel is connected to (e.g. to connect a second,
+    simulated user in a demo); RuntimeError when not connected."""
+    if _state.connection is None:
+        raise RuntimeError("livewidgets: not connected (run `%livewidgets connect`)")
+    return _state.connection.url
 
 
 def status() -> str:
