@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
@@ -38,6 +38,10 @@ T = TypeVar("T")
 class RawClient:
     """A raw ``websockets`` client that speaks the livewidgets wire protocol."""
 
+    # Every client connected during the current test (tests/relay/conftest.py aborts
+    # leftovers, so a failing test does not leak sockets into the next one).
+    opened: ClassVar[list[RawClient]] = []
+
     def __init__(self, ws: ClientConnection, subprotocol: str) -> None:
         self.ws = ws
         self.codec = client_codec(subprotocol)
@@ -57,6 +61,7 @@ class RawClient:
         """Connect; unless ``hello=False``, send hello and wait for welcome."""
         ws = await connect(url, subprotocols=[Subprotocol(subprotocol)], **options)
         client = cls(ws, subprotocol)
+        cls.opened.append(client)
         if hello:
             await client.send(Hello(PROTOCOL_VERSION, client_id=client_id, user=user))
             client.welcome = await client.expect(Welcome)
@@ -71,8 +76,7 @@ class RawClient:
         await self.ws.send(self.codec.frame(message))
 
     async def recv(self, timeout: float = TIMEOUT) -> ServerMessage:
-        async with asyncio.timeout(timeout):
-            frame = await self.ws.recv()
+        frame = await asyncio.wait_for(self.ws.recv(), timeout)
         return self.codec.decode(frame)
 
     async def expect(self, kind: type[T], timeout: float = TIMEOUT) -> T:
@@ -85,13 +89,15 @@ class RawClient:
         self, kind: type[T], timeout: float = TIMEOUT
     ) -> tuple[list[ServerMessage], T]:
         """Messages up to the first ``kind`` (bounded by ``timeout`` overall)."""
+        return await asyncio.wait_for(self._recv_until(kind), timeout)
+
+    async def _recv_until(self, kind: type[T]) -> tuple[list[ServerMessage], T]:
         before: list[ServerMessage] = []
-        async with asyncio.timeout(timeout):
-            while True:
-                message = await self.recv(timeout)
-                if isinstance(message, kind):
-                    return before, message
-                before.append(message)
+        while True:
+            message = await self.recv()
+            if isinstance(message, kind):
+                return before, message
+            before.append(message)
 
     async def join(
         self, room: str, since: int | None = None, presence: dict[str, Any] | None = None
@@ -110,13 +116,14 @@ class RawClient:
 
     async def closed(self, timeout: float = TIMEOUT) -> int | None:
         """Read (and drop) messages until the connection closes; the close code."""
-        async with asyncio.timeout(timeout):
-            try:
-                while True:
-                    await self.ws.recv()
-            except ConnectionClosed:
-                pass
-        return self.ws.close_code
+        return await asyncio.wait_for(self._drain(), timeout)
+
+    async def _drain(self) -> int | None:
+        try:
+            while True:
+                await self.ws.recv()
+        except ConnectionClosed:
+            return self.ws.close_code
 
     async def close(self) -> None:
         await self.ws.close()

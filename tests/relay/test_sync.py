@@ -307,7 +307,6 @@ async def test_empty_room_is_unloaded_and_reloaded(relay: Relay) -> None:
     await a.ack()
     runner = relay.rooms["r"]
     await a.close()
-    async with asyncio.timeout(TIMEOUT):
-        await asyncio.shield(runner._task)  # type: ignore[arg-type]
+    await asyncio.wait_for(asyncio.shield(runner._task), TIMEOUT)  # type: ignore[arg-type]
     assert "r" not in relay.rooms
     assert await state_of(relay, "r") == (1, {"k": "v"})

@@ -17,10 +17,11 @@ import asyncio
 import logging
 import time
 import types
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.exceptions import NegotiationError
 from websockets.typing import Subprotocol
 
 from .. import __version__
@@ -39,6 +40,23 @@ from .store import Store, open_store
 __all__ = ["SERVER_NAME", "Relay"]
 
 SERVER_NAME = f"livewidgets/{__version__}"
+
+
+def _select_subprotocol(
+    connection: ServerConnection, offered: Sequence[Subprotocol]
+) -> Subprotocol | None:
+    """The client's first supported encoding; none offered means JSON (docs/protocol.md).
+
+    websockets' default would refuse a client that offers no subprotocol.
+    """
+    for subprotocol in offered:
+        if subprotocol in SUBPROTOCOLS:
+            return subprotocol
+    if offered:
+        raise NegotiationError(
+            f"unsupported subprotocol; expected one of {', '.join(SUBPROTOCOLS)}"
+        )
+    return None
 
 
 class Relay:
@@ -184,6 +202,7 @@ class Relay:
             self.host,
             self._requested_port,
             subprotocols=[Subprotocol(sp) for sp in SUBPROTOCOLS],
+            select_subprotocol=_select_subprotocol,
             process_request=HttpEndpoints(self.health, self._metrics, self._policy),
             # Compression would re-compress every broadcast per receiver, undoing encode-once.
             compression=None,
