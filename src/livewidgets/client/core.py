@@ -281,17 +281,22 @@ class RoomSync:
         return handler(self, message, now) if handler else []
 
     def _on_snapshot(self, message: Snapshot, now: float) -> list[Event]:
-        before, old_confirmed = self.visible, self.confirmed
+        before = self.visible
+        # Ops the relay already processed (a prefix of pending) are in the snapshot, or
+        # were refused: either way the snapshot decides. The ops after them were made on
+        # top of them, so the merge base is our old state plus those ops.
+        base = self.confirmed
         for pending in self.pending:
             if pending.seq <= message.last_seq and not pending.settled:
-                self._withdraw(pending)
+                if pending.replayed:
+                    base = _try_apply(base, pending.ops)
                 pending.settled = True
         self.confirmed, self.version = message.state, message.version
         self._need_snapshot = False
         # We cannot see the ops between our state and the snapshot, so rebase pending
         # text edits over the difference of each string (a three-way merge).
         live = [p for p in self.pending if p.replayed]
-        self._rebase_pending(_text_differences(old_confirmed, message.state, live))
+        self._rebase_pending(_text_differences(base, message.state, live))
         return self._replay(before)
 
     def _on_broadcast(self, message: Broadcast, now: float) -> list[Event]:
@@ -517,7 +522,7 @@ def _text_differences(
         if not isinstance(after, str):
             changes.append(DeleteOp(path=op.path))  # the string is gone: edits to it are void
         elif before != after:
-            changes.append(TextOp(path=op.path, delta=text_ot.diff(before, after)))
+            changes.append(TextOp(path=op.path, delta=text_ot.diff_regions(before, after)))
     return changes
 
 

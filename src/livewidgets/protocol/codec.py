@@ -15,7 +15,7 @@ import msgspec
 
 from ..state.ops import OpError, check_value
 from .codes import ErrorCode
-from .messages import Batch, ClientMessage, OpMessage, ServerMessage
+from .messages import Batch, ClientMessage, Join, OpMessage, Presence, ServerMessage
 
 __all__ = [
     "JSON_SUBPROTOCOL",
@@ -33,7 +33,8 @@ SUBPROTOCOLS = (JSON_SUBPROTOCOL, MSGPACK_SUBPROTOCOL)
 
 M = TypeVar("M")
 
-_AT = re.compile(r" - at `(?P<where>[^`]*)`$")
+# msgspec ends its messages with "... at `$.op.path`" (or "in `$.op.value`").
+_AT = re.compile(r"`(?P<where>\$[^`]*)`$")
 
 
 class FrameError(Exception):
@@ -82,17 +83,17 @@ class Codec(Generic[M]):
             message: M = self._decode(frame)  # type: ignore[arg-type]  # str is fine for JSON
         except msgspec.ValidationError as exc:
             raise self._explain(frame, str(exc)) from None
-        except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as exc:
+        except (msgspec.DecodeError, UnicodeError, RecursionError) as exc:
             raise FrameError(ErrorCode.BAD_FRAME, f"malformed frame: {exc}") from None
-        if isinstance(message, (OpMessage, Batch)):
-            _check_values(message)
+        _check_values(message)
         return message
 
     def _explain(self, frame: bytes | str, detail: str) -> FrameError:
         try:
             raw = self._decode_any(frame)  # type: ignore[arg-type]
-        except Exception:  # the typed pass already parsed it; be defensive anyway
-            raw = None
+        except (msgspec.DecodeError, UnicodeError, RecursionError) as exc:
+            # Typed decoding stops at the first bad field; untyped sees the whole frame.
+            return FrameError(ErrorCode.BAD_FRAME, f"malformed frame: {exc}")
         kind = raw.get("type") if isinstance(raw, dict) else None
         if not isinstance(kind, str):
             return FrameError(ErrorCode.INVALID_MESSAGE, "frame must be an object with a `type`")
@@ -101,16 +102,25 @@ class Codec(Generic[M]):
         match = _AT.search(detail)
         where = match["where"] if match else ""
         code = ErrorCode.INVALID_MESSAGE
-        if where.startswith(("$.op", "$.ops")):
+        if where == "$.op" or where.startswith(("$.op.", "$.ops[")):
             code = ErrorCode.INVALID_PATH if where.endswith(".path") else ErrorCode.INVALID_OP
         return FrameError(code, f"{kind}: {detail}", kind)
 
 
-def _check_values(message: OpMessage | Batch) -> None:
+def _check_values(message: Any) -> None:
+    """Values the schema types as Any must still be plain JSON data (msgpack allows more)."""
+    if isinstance(message, (Presence, Join)):
+        try:
+            check_value(message.presence if isinstance(message, Join) else message.state)
+        except OpError as exc:
+            raise FrameError(ErrorCode.INVALID_MESSAGE, f"presence: {exc}") from None
+        return
+    if not isinstance(message, (OpMessage, Batch)):
+        return
     ops = [message.op] if isinstance(message, OpMessage) else message.ops
     for op in ops:
         try:
-            check_value(getattr(op, "value", None))
+            check_value(getattr(op, "value", getattr(op, "by", None)))
         except OpError as exc:
             tag = str(message.__struct_config__.tag)
             raise FrameError(ErrorCode.INVALID_OP, f"{op.path}: {exc}", tag) from None

@@ -40,9 +40,6 @@ class ErrorCode(str, enum.Enum):
     LIMIT_EXCEEDED = "limit_exceeded"
     # Too many messages too fast (token bucket empty).
     RATE_LIMITED = "rate_limited"
-    # The resent op was processed before and cannot be acknowledged again
-    # (it was rejected, or the log was compacted past it).
-    STALE_SEQ = "stale_seq"
     # Authentication / authorization (see docs/security.md).
     AUTH_REQUIRED = "auth_required"
     AUTH_INVALID = "auth_invalid"

@@ -47,8 +47,8 @@ PROTOCOL_VERSION = 1
 MAX_BATCH_OPS = 1000
 
 Path = Annotated[str, Meta(min_length=1, max_length=MAX_PATH_LENGTH, pattern=PATH_PATTERN)]
-RoomName = Annotated[str, Meta(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:@/+-]+$")]
-ClientId = Annotated[str, Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:-]+$")]
+RoomName = Annotated[str, Meta(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:@/+-]+\Z")]
+ClientId = Annotated[str, Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:-]+\Z")]
 Version = Annotated[int, Meta(ge=0)]
 Seq = Annotated[int, Meta(ge=1)]
 ShortText = Annotated[str, Meta(max_length=256)]

@@ -118,7 +118,8 @@ class RoomCore:
         self.version = entry.version
         self.clock.record((p for op in entry.ops for p in touched_paths(op)), entry.version)
         self.window.append(entry)
-        self.dedupe[entry.client_id] = (entry.client_seq, entry.version)
+        if entry.client_seq > self.dedupe.get(entry.client_id, (0, 0))[0]:
+            self.dedupe[entry.client_id] = (entry.client_seq, entry.version)
         self.ops_since_snapshot += 1
 
     def submit(
@@ -194,11 +195,10 @@ class RoomCore:
         for entry in reversed(self.window):
             if entry.client_id == client_id and entry.client_seq == seq:
                 return Duplicate(entry.version)
-        return Rejected(
-            ErrorCode.STALE_SEQ,
-            f"client_seq {seq} was processed before (latest is {last_seq}) "
-            "and is no longer on record",
-        )
+        oldest = self.window[0].version if self.window else self.version + 1
+        # Older than the window and not a remembered refusal: it was applied, before
+        # ``oldest`` (refusals are rare and remembered; see docs/protocol.md).
+        return Duplicate(oldest - 1)
 
     def _remember_reject(
         self, client_id: str, seq: int, outcome: Rejected, limit: int = 1024

@@ -50,6 +50,8 @@ __all__ = [
 ]
 
 MAX_VALUE_DEPTH = 64
+# Integers must fit msgpack's int64 (every codec must be able to carry every value).
+MIN_INT, MAX_INT = -(2**63), 2**63 - 1
 
 
 class OpError(ValueError):
@@ -124,7 +126,11 @@ def check_value(value: Any, *, depth: int = 0) -> None:
     """Check that ``value`` is plain JSON data (str keys, finite numbers, bounded depth)."""
     if depth > MAX_VALUE_DEPTH:
         raise OpError("invalid_op", f"value is nested deeper than {MAX_VALUE_DEPTH} levels")
-    if value is None or isinstance(value, (str, bool, int)):
+    if value is None or isinstance(value, (str, bool)):
+        return
+    if isinstance(value, int):
+        if not MIN_INT <= value <= MAX_INT:
+            raise OpError("invalid_op", "integers must fit in 64 bits")
         return
     if isinstance(value, float):
         if not math.isfinite(value):
@@ -181,9 +187,10 @@ def _update(node: Any, segments: Sequence[str], index: int, change: Callable[[An
         )
     base: dict[str, Any] = {} if absent else node
     key = segments[index]
-    new_child = _update(base.get(key, _MISSING), segments, index + 1, change)
-    if new_child is _MISSING and key not in base:
-        return node  # removing something absent changes nothing: keep identity
+    old_child = base.get(key, _MISSING)
+    new_child = _update(old_child, segments, index + 1, change)
+    if new_child is old_child:
+        return node  # nothing changed below (e.g. removing something absent): keep identity
     copy = dict(base)
     if new_child is _MISSING:
         del copy[key]
@@ -253,12 +260,14 @@ def _remove(op: Any) -> Callable[[Any], Any]:
 def _increment(op: Any) -> Callable[[Any], Any]:
     def change(current: Any) -> Any:
         if current is _MISSING or current is None:
-            return op.by
+            current = 0
         if isinstance(current, bool) or not isinstance(current, (int, float)):
             raise _mismatch(op, current, "number")
         result = current + op.by
-        if isinstance(result, float) and not math.isfinite(result):
-            raise OpError("invalid_op", f"increment at `{op.path}` overflows", op.path)
+        try:
+            check_value(result)
+        except OpError:
+            raise OpError("invalid_op", f"increment at `{op.path}` overflows", op.path) from None
         return result
 
     return change

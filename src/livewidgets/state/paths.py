@@ -20,7 +20,7 @@ __all__ = [
 MAX_PATH_LENGTH = 512
 MAX_PATH_DEPTH = 32
 # Used by the wire schema (protocol.messages) so the relay checks paths while decoding.
-PATH_PATTERN = r"^[^/\x00-\x1f]+(/[^/\x00-\x1f]+)*$"
+PATH_PATTERN = r"^[^/\x00-\x1f]+(/[^/\x00-\x1f]+)*\Z"
 
 
 class InvalidPath(ValueError):

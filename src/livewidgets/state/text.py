@@ -35,6 +35,7 @@ All failures raise :class:`TextOpError` (a ``ValueError``) saying what is wrong.
 
 from __future__ import annotations
 
+import difflib
 from typing import TypeAlias
 
 __all__ = [
@@ -44,6 +45,7 @@ __all__ = [
     "base_length",
     "compose",
     "diff",
+    "diff_regions",
     "edit",
     "from_utf16",
     "invert",
@@ -271,6 +273,27 @@ def diff(old: str, new: str) -> Delta:
             utf16_len(old[len(old) - end :]),
         ]
     )
+
+
+def diff_regions(old: str, new: str) -> Delta:
+    """Like :func:`diff`, but keeps every unchanged stretch in between (difflib).
+
+    Used for three-way merges, where an edit made elsewhere must not swallow the
+    text between two separate changes. Slower (difflib is roughly quadratic in the
+    changed middle), so only for resyncs, not for every keystroke.
+    """
+    out: Delta = []
+    for tag, i1, i2, j1, j2 in difflib.SequenceMatcher(
+        None, old, new, autojunk=False
+    ).get_opcodes():
+        if tag == "equal":
+            _push(out, utf16_len(old[i1:i2]))
+            continue
+        if j2 > j1:
+            _push(out, new[j1:j2])
+        if i2 > i1:
+            _push(out, -utf16_len(old[i1:i2]))
+    return normalize(out)
 
 
 def invert(delta: Delta, base_text: str) -> Delta:
