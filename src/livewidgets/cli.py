@@ -69,7 +69,7 @@ COMMANDS: list[Callable[[Subparsers], None]] = [_add_relay]
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="livewidgets", description="Live shared Jupyter widgets.")
     parser.add_argument("--version", action="version", version=f"livewidgets {__version__}")
-    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    subparsers = parser.add_subparsers(dest="command", title="commands", required=True)
     for add in COMMANDS:
         add(subparsers)
     return parser
@@ -112,8 +112,8 @@ async def _serve_relay(args: argparse.Namespace) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    await relay.start()
     try:
+        await relay.start()
         # Scripts and tests wait for this exact line (the port is known only now).
         print(f"livewidgets relay listening on {relay.url} (store: {args.store})", flush=True)
         await stop.wait()

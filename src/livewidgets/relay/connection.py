@@ -56,6 +56,8 @@ from .runner import RoomRunner
 __all__ = ["Connection", "ConnectionConfig", "RelayContext"]
 
 _ANONYMOUS = Principal(user="")
+# Policy denials of an op that are transient: answered with an error, not a reject.
+_RETRY_LATER = frozenset({ErrorCode.RATE_LIMITED})
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,6 +157,12 @@ class Connection:
     async def run(self) -> None:
         """Handshake, then serve frames until the connection closes; always cleans up."""
         self._writer = asyncio.create_task(self._write_loop())
+        address = _address(self.ws)
+        denied = self.relay.policy.on_connect(address)
+        if denied is not None:
+            self._deny(denied, None, close=CloseCode.POLICY_VIOLATION)
+            await self._finish_writer()
+            return
         try:
             if await self._handshake():
                 await self._read_loop()
@@ -165,6 +173,8 @@ class Connection:
             self.close(CloseCode.INTERNAL_ERROR, "internal error")
         finally:
             await self._cleanup()
+            principal = self.principal if self.principal is not _ANONYMOUS else None
+            self.relay.policy.on_close(principal, address)
 
     async def _handshake(self) -> bool:
         """Wait for a valid hello and answer welcome; False if the connection is refused."""
@@ -285,6 +295,7 @@ class Connection:
         if runner is None:
             self._not_joined(message.room, "leave")
             return
+        self.relay.policy.on_leave(self.principal, message.room)
         await self._put(runner, LeaveRoom(self))
 
     async def _on_op(self, message: OpMessage) -> None:
@@ -301,13 +312,15 @@ class Connection:
             self._not_joined(room, ref)
             return
         denied = self.relay.policy.on_write(self.principal, room, ops, time.monotonic())
-        if denied is not None:
+        if denied is not None and denied.code in _RETRY_LATER:
+            self._deny(denied, ref, room)  # an error: the op stays pending on the client
+        elif denied is not None:
             self.relay.metrics.rejects.labels(denied.code.value).inc()
             self.send(Reject(room, seq, denied.code.value, denied.message))
             if denied.close is not None:
                 self.close(denied.close, denied.code.value)
-            return
-        await self._put(runner, Submit(self, seq, base, ops))
+        else:
+            await self._put(runner, Submit(self, seq, base, ops))
 
     async def _on_presence(self, message: Presence) -> None:
         runner = self.rooms.get(message.room)
@@ -338,10 +351,14 @@ class Connection:
     def _not_joined(self, room: str, ref: str) -> None:
         self._error(ErrorCode.NOT_JOINED, f"join room {room!r} first", ref, room)
 
-    def _deny(self, denied: Denied, ref: str, room: str | None = None) -> None:
+    def _deny(
+        self, denied: Denied, ref: str | None, room: str | None = None, *, close: int | None = None
+    ) -> None:
+        """Answer a policy denial with an error; close if it says so (or ``close``)."""
         self._error(denied.code, denied.message, ref, room)
-        if denied.close is not None:
-            self.close(denied.close, denied.code.value)
+        code = denied.close if denied.close is not None else close
+        if code is not None:
+            self.close(code, denied.code.value)
 
     def _error(
         self, code: ErrorCode, message: str, ref: str | None = None, room: str | None = None
@@ -399,6 +416,15 @@ class Connection:
             self._queued_bytes -= len(item)
             await self.ws.send(item, text=text)
             self.relay.metrics.bytes_out.inc(len(item))
+
+
+def _address(ws: ServerConnection) -> str | None:
+    """The peer's IP address (None if the socket does not say)."""
+    try:
+        peer = ws.remote_address
+    except OSError:
+        return None
+    return str(peer[0]) if isinstance(peer, tuple) and peer else None
 
 
 def _tag(message: Any) -> str:

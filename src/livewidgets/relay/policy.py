@@ -6,11 +6,18 @@ The relay asks its policy at every decision point and does what it says:
 hook            when                                             typical use
 ==============  ===============================================  ======================
 check_request   HTTP upgrade request, before the handshake       Origin allowlist
+on_connect      WebSocket open, before hello                     connections per IP
 on_hello        the hello frame                                  verify a token, roles
 on_join         each join                                        room scope, read role
+on_leave        each leave (not on close: see on_close)          room counts
 on_write        each op / batch, before it reaches the room      write role, rate limit
 on_presence     each presence update                             throttling
+on_close        the connection ended (if on_connect admitted it) release counts
 ==============  ===============================================  ======================
+
+A denial of ``on_write`` is answered with ``reject`` (the op is final: the client
+rolls it back), except ``rate_limited``, which is an ``error``: the op stays
+pending and is resent later (docs/protocol.md "Errors").
 
 Hooks are synchronous and pure apart from the policy's own state (e.g. token
 buckets); ``now`` is passed in (monotonic seconds) so limits are testable.
@@ -57,17 +64,27 @@ class Policy(Protocol):
         """Before the WebSocket handshake; a denial becomes HTTP 403."""
         ...
 
+    def on_connect(self, address: str | None) -> Denied | None:
+        """A WebSocket opened from ``address`` (IP); a denial closes it."""
+        ...
+
     def on_hello(self, hello: Hello, request: Request | None) -> Principal | Denied:
         """Authenticate the connection (denials should set ``close``)."""
         ...
 
     def on_join(self, principal: Principal, room: str) -> Denied | None: ...
 
+    def on_leave(self, principal: Principal, room: str) -> None: ...
+
     def on_write(
         self, principal: Principal, room: str, ops: Sequence[Op], now: float
     ) -> Denied | None: ...
 
     def on_presence(self, principal: Principal, room: str, now: float) -> Denied | None: ...
+
+    def on_close(self, principal: Principal | None, address: str | None) -> None:
+        """The connection ended; ``principal`` is None if it never got past hello."""
+        ...
 
 
 class AllowAll:
@@ -76,10 +93,16 @@ class AllowAll:
     def check_request(self, request: Request) -> Denied | None:
         return None
 
+    def on_connect(self, address: str | None) -> Denied | None:
+        return None
+
     def on_hello(self, hello: Hello, request: Request | None) -> Principal | Denied:
         return Principal(user=hello.user)
 
     def on_join(self, principal: Principal, room: str) -> Denied | None:
+        return None
+
+    def on_leave(self, principal: Principal, room: str) -> None:
         return None
 
     def on_write(
@@ -88,4 +111,7 @@ class AllowAll:
         return None
 
     def on_presence(self, principal: Principal, room: str, now: float) -> Denied | None:
+        return None
+
+    def on_close(self, principal: Principal | None, address: str | None) -> None:
         return None

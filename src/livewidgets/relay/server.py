@@ -197,20 +197,12 @@ class Relay:
             self._store = await asyncio.to_thread(open_store, self._store_arg)
         else:
             self._store = self._store_arg
-        self._server = await serve(
-            self._handle,
-            self.host,
-            self._requested_port,
-            subprotocols=[Subprotocol(sp) for sp in SUBPROTOCOLS],
-            select_subprotocol=_select_subprotocol,
-            process_request=HttpEndpoints(self.health, self._metrics, self._policy),
-            # Compression would re-compress every broadcast per receiver, undoing encode-once.
-            compression=None,
-            max_size=self.max_frame_size,
-            ping_interval=self.ping_interval,
-            ping_timeout=self.ping_timeout,
-            close_timeout=self._connection_config.close_timeout,
-        )
+        try:
+            self._server = await self._listen()
+        except BaseException:
+            if self._owns_store:  # e.g. the port is taken: do not leak the open store
+                await self._store.close()
+            raise
         self._started_at = time.monotonic()
         self._logger.info("relay listening on %s (store: %s)", self.url, self.store_description)
 
@@ -276,6 +268,23 @@ class Relay:
             del self._clients[connection.client_id]
 
     # --- internals -------------------------------------------------------------------
+
+    async def _listen(self) -> Server:
+        server: Server = await serve(
+            self._handle,
+            self.host,
+            self._requested_port,
+            subprotocols=[Subprotocol(sp) for sp in SUBPROTOCOLS],
+            select_subprotocol=_select_subprotocol,
+            process_request=HttpEndpoints(self.health, self._metrics, self._policy),
+            # Compression would re-compress every broadcast per receiver, undoing encode-once.
+            compression=None,
+            max_size=self.max_frame_size,
+            ping_interval=self.ping_interval,
+            ping_timeout=self.ping_timeout,
+            close_timeout=self._connection_config.close_timeout,
+        )
+        return server
 
     async def _handle(self, ws: ServerConnection) -> None:
         codec = self._codecs[ws.subprotocol or JSON_SUBPROTOCOL]

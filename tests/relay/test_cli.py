@@ -1,0 +1,48 @@
+"""The ``livewidgets relay`` command line (the crash test runs it as a real process)."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import pytest
+
+from livewidgets.cli import build_parser, main
+
+
+def test_relay_options_parse() -> None:
+    """relay takes host, port, store, snapshot interval, frame size and log level."""
+    args = build_parser().parse_args(
+        [
+            *["relay", "--host", "0.0.0.0", "--port", "9000", "--store", "memory://"],
+            *["--snapshot-every", "50", "--max-frame-size", "4096", "--log-level", "debug"],
+        ]
+    )
+    assert (args.host, args.port, args.store) == ("0.0.0.0", 9000, "memory://")
+    assert (args.snapshot_every, args.max_frame_size, args.log_level) == (50, 4096, "debug")
+
+
+def test_a_subcommand_is_required(capsys: pytest.CaptureFixture[str]) -> None:
+    """Without a subcommand the CLI prints usage and exits with status 2."""
+    with pytest.raises(SystemExit) as exit_:
+        main([])
+    assert exit_.value.code == 2 and "relay" in capsys.readouterr().err
+
+
+def test_bad_store_fails_cleanly(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """An unusable store URL or path is one error line and status 1, not a traceback."""
+    assert main(["relay", "--port", "0", "--store", "redis://nowhere"]) == 1
+    assert "unsupported store URL" in capsys.readouterr().err
+    missing = tmp_path / "missing" / "rooms.db"
+    assert main(["relay", "--port", "0", "--store", f"sqlite:///{missing}"]) == 1
+    assert "unable to open database file" in capsys.readouterr().err
+
+
+def test_port_in_use_fails_cleanly(capsys: pytest.CaptureFixture[str]) -> None:
+    """A taken port is one error line and status 1."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert main(["relay", "--port", str(port), "--store", "memory://"]) == 1
+    assert "address already in use" in capsys.readouterr().err.lower()
