@@ -1,0 +1,126 @@
+/* livewidgets build: sources sha256:0f778201608660a30764c5599bdaabefa2f6856e7da494911bdf718bcdb68e83 (esbuild 0.28.2) */
+
+// src/util.js
+function h(tag, props = {}, children = []) {
+  const node = document.createElement(tag);
+  if (props.className) node.className = props.className;
+  if (props.text !== void 0) node.textContent = props.text;
+  if (props.title !== void 0) node.title = props.title;
+  for (const [key, value] of Object.entries(props.attrs ?? {})) node.setAttribute(key, value);
+  for (const [key, value] of Object.entries(props.style ?? {})) node.style.setProperty(key, value);
+  for (const child of children) {
+    if (child === null || child === void 0 || child === false) continue;
+    node.append(typeof child === "string" ? document.createTextNode(child) : child);
+  }
+  return node;
+}
+var Disposer = class {
+  constructor() {
+    this.fns = [];
+  }
+  /** @param {() => void} fn */
+  add(fn) {
+    this.fns.push(fn);
+    return fn;
+  }
+  /**
+   * @param {EventTarget} target @param {string} type
+   * @param {(event: any) => void} fn @param {AddEventListenerOptions} [options]
+   */
+  on(target, type, fn, options) {
+    target.addEventListener(type, fn, options);
+    this.add(() => target.removeEventListener(type, fn, options));
+  }
+  /** `model.on` with its `model.off`. @param {Model} model @param {string} event @param {(...args: any[]) => void} fn */
+  model(model, event, fn) {
+    model.on(event, fn);
+    this.add(() => model.off(event, fn));
+  }
+  dispose() {
+    for (const fn of this.fns.splice(0).reverse()) {
+      try {
+        fn();
+      } catch (error) {
+        console.warn("[anywidget] livewidgets: cleanup failed", error);
+      }
+    }
+  }
+};
+function errorLine(model, disposer) {
+  const line = h("div", { className: "lw-error", attrs: { role: "status" } });
+  const draw = () => {
+    const text = String(model.get("error") ?? "");
+    line.textContent = text;
+    line.hidden = !text;
+  };
+  disposer.model(model, "change:error", draw);
+  draw();
+  return line;
+}
+
+// src/conflict_resolver.js
+function pretty(value) {
+  return value === void 0 ? "" : JSON.stringify(value, null, 2);
+}
+function initialize(_ctx) {
+}
+function render({ model, el }) {
+  const d = new Disposer();
+  const title = h("div", { className: "lw-conflict-title" });
+  const message = h("div", { className: "lw-muted lw-conflict-message" });
+  const mine = h("pre", { className: "lw-conflict-value" });
+  const theirs = h("pre", { className: "lw-conflict-value" });
+  const theirsTitle = h("div", { className: "lw-conflict-side-title" });
+  const keepMine = h("button", {
+    className: "lw-button lw-primary",
+    text: "Keep mine",
+    attrs: { type: "button" }
+  });
+  const keepTheirs = h("button", {
+    className: "lw-button",
+    text: "Keep theirs",
+    attrs: { type: "button" }
+  });
+  const root = h("div", { className: "lw-widget lw-conflict", attrs: { role: "alert" } }, [
+    title,
+    message,
+    h("div", { className: "lw-conflict-sides" }, [
+      h("div", { className: "lw-conflict-side" }, [
+        h("div", { className: "lw-conflict-side-title", text: "Mine" }),
+        mine
+      ]),
+      h("div", { className: "lw-conflict-side" }, [theirsTitle, theirs])
+    ]),
+    h("div", { className: "lw-conflict-actions" }, [keepMine, keepTheirs]),
+    errorLine(model, d)
+  ]);
+  el.append(root);
+  d.add(() => root.remove());
+  const draw = () => {
+    root.hidden = !model.get("active");
+    title.textContent = `Conflict at ${model.get("conflict_path") || model.get("path") || ""}`;
+    message.textContent = String(model.get("message") ?? "");
+    mine.textContent = model.get("mine_exists") === false ? "(deleted)" : pretty(model.get("mine"));
+    theirs.textContent = pretty(model.get("theirs"));
+    theirsTitle.textContent = `Theirs (v${model.get("their_version") ?? 0})`;
+  };
+  d.on(keepMine, "click", () => model.send({ type: "keep_mine" }));
+  d.on(keepTheirs, "click", () => model.send({ type: "keep_theirs" }));
+  for (const name of [
+    "active",
+    "conflict_path",
+    "message",
+    "mine",
+    "mine_exists",
+    "theirs",
+    "their_version"
+  ]) {
+    d.model(model, `change:${name}`, draw);
+  }
+  draw();
+  return () => d.dispose();
+}
+var conflict_resolver_default = { initialize, render };
+export {
+  conflict_resolver_default as default
+};
