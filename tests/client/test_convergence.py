@@ -8,8 +8,6 @@ from collections import Counter
 from contextlib import AsyncExitStack
 from typing import Any
 
-import pytest
-
 from livewidgets.client import Ack, AsyncSession
 from livewidgets.relay import Relay
 
@@ -84,11 +82,6 @@ class Faults:
             proxy.refuse(False)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: Engine._outbox survives a lost connection; writes racing a cut livelock "
-    "the reconnect (see test_reconnect.py::test_writes_racing_a_cut_resume_by_delta)",
-)
 async def test_clients_converge_under_random_faults(relay: Relay, connect: Connect) -> None:
     """5 clients, 300 random ops, 10 cuts/stalls/refusals: all equal a fresh client's state."""
     rng = random.Random(SEED)

@@ -346,13 +346,6 @@ def test_no_eviction_of_equal_or_higher_priority() -> None:
         sync.submit([SetOp(path="b", value=1)], priority=Priority.LOW)
 
 
-_EVICTION_BUG = (
-    "BUG: core.RoomSync._make_room checks `victim.sent` (reset by connection_lost) instead "
-    "of `victim.transmitted`: an op sent before a disconnect, which the relay may have "
-    "applied, is evicted and reported Failed(queue_full) although it takes effect"
-)
-
-
 def transmitted_low_priority_op_then_offline() -> RoomSync:
     """A full queue (2) whose newest op is low priority and was sent before a disconnect."""
     sync = joined(max_pending=2)
@@ -363,7 +356,6 @@ def transmitted_low_priority_op_then_offline() -> RoomSync:
     return sync
 
 
-@pytest.mark.xfail(strict=True, reason=_EVICTION_BUG)
 def test_eviction_spares_ops_the_relay_may_already_hold() -> None:
     """An op sent before a disconnect is not 'unsent': a full queue raises instead."""
     sync = transmitted_low_priority_op_then_offline()
@@ -371,7 +363,6 @@ def test_eviction_spares_ops_the_relay_may_already_hold() -> None:
         sync.submit([SetOp(path="y", value=1)], handle="high-y", priority=Priority.HIGH)
 
 
-@pytest.mark.xfail(strict=True, reason=_EVICTION_BUG)
 def test_a_write_reported_failed_never_takes_effect() -> None:
     """If eviction reports a write Failed, the relay must not apply it behind our back."""
     sync = transmitted_low_priority_op_then_offline()

@@ -93,11 +93,6 @@ async def test_max_attempts_gives_up(relay: Relay, proxy: Proxy, connect: Connec
         a.set("k", 1)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: Engine._finish (end of _run after reconnect_failed) calls ._fail on "
-    "(Ack, created) tuples: AttributeError kills the task, state never 'closed', Acks hang",
-)
 async def test_giving_up_fails_pending_writes(relay: Relay, proxy: Proxy, connect: Connect) -> None:
     """Writes still queued when the engine gives up fail with SessionClosed."""
     a = await connect(proxy.url, max_attempts=2)
@@ -189,12 +184,6 @@ async def test_ack_timeout_resends_and_relay_dedupes(
 # --- frame limits -------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: an op larger than the relay's max_frame_size closes with 1009 and the "
-    "engine resends it on every reconnect forever (docs/protocol.md: the client MUST NOT "
-    "resend it and rejects the op locally)",
-)
 async def test_oversized_write_is_rejected_not_resent_forever(
     relay_factory: RelayFactory, connect: Connect
 ) -> None:
@@ -247,12 +236,6 @@ async def silent_server() -> AsyncIterator[int]:
         yield next(iter(server.sockets)).getsockname()[1]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: Engine._serve turns a handshake timeout into close code 1002, which _run "
-    "counts as a connection that opened: failures reset to 0 and backoff restarts, so "
-    "max_attempts never triggers and the delay never grows against such a server",
-)
 async def test_no_welcome_within_open_timeout_is_a_failed_attempt(
     silent_server: int, connect: Connect
 ) -> None:

@@ -144,13 +144,6 @@ async def test_short_gaps_resume_by_delta_not_snapshot(
     await eventually(lambda: a.state == b.state == {"a": 5, "b": 5})
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: Engine._outbox is not cleared when a connection ends: op frames queued for "
-    "the dead connection go out on the next one before `join`, the relay answers "
-    "not_joined, the core resyncs (abort + snapshot), and ops re-queued meanwhile repeat "
-    "it: a reconnect livelock",
-)
 async def test_writes_racing_a_cut_resume_by_delta(
     relay: Relay, proxy: Proxy, connect: Connect
 ) -> None:

@@ -345,11 +345,6 @@ async def test_writes_after_close_raise(relay: Relay, connect: Connect) -> None:
         a.set("k", 1)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: Engine._finish calls handle._fail() on the (Ack, created) tuples the "
-    "engine stores as core handles: AttributeError, state never 'closed'",
-)
 async def test_close_with_pending_writes_fails_them(
     relay: Relay, proxy: Proxy, connect: Connect
 ) -> None:

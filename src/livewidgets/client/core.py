@@ -234,7 +234,7 @@ class RoomSync:
         """Evict the newest unsent, independent op of lower priority, or raise QueueFull."""
         for index in range(len(self.pending) - 1, -1, -1):
             victim = self.pending[index]
-            if victim.sent or victim.priority >= priority:
+            if victim.transmitted or victim.priority >= priority:
                 continue
             if any(later.touches(victim) for later in self.pending[index + 1 :]):
                 continue  # later ops build on it: dropping it would change their meaning

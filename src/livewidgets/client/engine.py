@@ -30,11 +30,15 @@ from ..protocol import (
     JSON_SUBPROTOCOL,
     MSGPACK_SUBPROTOCOL,
     PROTOCOL_VERSION,
+    Batch,
     CloseCode,
     Error,
+    ErrorCode,
     FrameError,
     Hello,
+    OpMessage,
     Presence,
+    Reject,
     Welcome,
     client_codec,
 )
@@ -137,6 +141,10 @@ class Engine:
         self._resync = False
         self._joined_once: asyncio.Future[None] | None = None
         self._idle = threading.Condition(self._lock)
+        # Whether the current connection got to "joined" (see _run's backoff).
+        self._joined_here = False
+        # The relay's limits from its welcome (max_frame_size, ...).
+        self.limits: dict[str, int] = {}
 
     # --- lifecycle (loop thread) --------------------------------------------------
 
@@ -165,10 +173,11 @@ class Engine:
     def _finish(self) -> None:
         with self._lock:
             handles = [h for p in self.core.pending for h in p.handles]
-        for handle in handles:
-            handle._fail(SessionClosed("the session closed before the relay acknowledged"))
+        for ack, _ in handles:
+            ack._fail(SessionClosed("the session closed before the relay acknowledged"))
         if self._joined_once is not None and not self._joined_once.done():
             self._joined_once.set_exception(SessionClosed("the session closed before joining"))
+            self._joined_once.exception()  # mark retrieved: nobody may be waiting
         self._set_state("closed")
         with self._idle:
             self._idle.notify_all()
@@ -188,16 +197,19 @@ class Engine:
                 "connecting" if self.metrics.successes == 0 else "reconnecting",
                 attempt=self.attempt,
             )
+            self._joined_here = False
             try:
                 code = await self._connect_once()
             except Exception:  # a bug here must not end syncing: log it, reconnect
                 log.exception("[livewidgets] connection failed unexpectedly")
                 code = None
-            if code is None:
-                failures += 1
-            else:
+            # Only a connection that got as far as joining resets the backoff: a relay
+            # that accepts TCP but never welcomes us is still a failed attempt.
+            if self._joined_here:
                 failures = 0
                 delays = self._delays()
+            else:
+                failures += 1
             if self._closing or self._should_stop(code):
                 break
             if self.config.max_attempts is not None and failures >= self.config.max_attempts:
@@ -243,6 +255,9 @@ class Engine:
                 return int(CloseCode.AUTH_INVALID)
             return None
         self._ws, self._codec = ws, client_codec(ws.subprotocol)
+        # Frames queued for the previous connection are stale: the join goes first, and
+        # pending ops are resent from the core after it.
+        self._outbox.clear()
         try:
             return await self._serve(ws)
         finally:
@@ -295,6 +310,7 @@ class Engine:
         if not isinstance(welcome, Welcome):
             raise FrameError("invalid_message", f"expected welcome, got {type(welcome).__name__}")  # type: ignore[arg-type]
         self.connection_id = welcome.connection_id
+        self.limits = dict(welcome.limits)
         with self._lock:
             events = self.core.connection_opened(self.presence.snapshot())
         self._dispatch(events)
@@ -322,14 +338,38 @@ class Engine:
         while True:
             while self._outbox:
                 message = self._outbox[0]
+                frame = self._codec.frame(message)
+                if self._too_large(message, frame):
+                    self._outbox.popleft()
+                    continue
                 try:
-                    await self._send_frame(ws, self._codec.frame(message))
+                    await self._send_frame(ws, frame)
                 except ConnectionClosed:
                     self.metrics.send_failures += 1
                     return  # the ops stay pending and are resent after reconnect
                 self._outbox.popleft()
             self._outbox_ready.clear()
             await self._outbox_ready.wait()
+
+    def _too_large(self, message: Any, frame: bytes | str) -> bool:
+        """Refuse locally an op the relay would close the connection for (1009).
+
+        Resending it after every reconnect would loop forever; the core rolls it back.
+        """
+        limit = self.limits.get("max_frame_size")
+        size = len(frame.encode() if isinstance(frame, str) else frame)
+        if limit is None or size <= limit or not isinstance(message, (OpMessage, Batch)):
+            return False
+        reject = Reject(
+            room=message.room,
+            client_seq=message.client_seq,
+            code=ErrorCode.TOO_LARGE.value,
+            message=f"the op is {size} bytes encoded; the relay accepts at most {limit}",
+        )
+        with self._lock:
+            events = self.core.receive(reject, time.monotonic())
+        self._dispatch(events)
+        return True
 
     async def _send_frame(self, ws: ClientConnection, frame: bytes | str) -> None:
         await ws.send(frame)
@@ -486,6 +526,7 @@ class Engine:
 
     def _joined(self, event: JoinedRoom) -> None:
         self.attempt = 0
+        self._joined_here = True
         self._set_state("connected", version=event.version, mode=event.mode)
         if self._joined_once is not None and not self._joined_once.done():
             self._joined_once.set_result(None)
