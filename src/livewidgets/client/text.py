@@ -136,7 +136,11 @@ class SharedText:
     # --- engine callbacks ---------------------------------------------------------
 
     def _on_change(
-        self, before: dict[str, Any], after: dict[str, Any], ops: Sequence[Op] | None
+        self,
+        before: dict[str, Any],
+        after: dict[str, Any],
+        ops: Sequence[Op] | None,
+        local: bool = False,
     ) -> None:
         old, new = get_path(before, self.path), get_path(after, self.path)
         if old is new or old == new:
@@ -146,6 +150,7 @@ class SharedText:
         delta = _exact_delta(self.path, ops) if ops is not None else None
         if delta is None or text_ot.base_length(delta) != text_ot.utf16_len(old_text):
             delta = text_ot.diff(old_text, new_text)
+        self._move_own_cursor(delta, local)
         with self._lock:
             self._cursors = {
                 cid: text_ot.transform_selection(sel, delta) for cid, sel in self._cursors.items()
@@ -159,8 +164,29 @@ class SharedText:
             for cursor_callback in cursor_callbacks:
                 call_isolated(cursor_callback, cursors)
 
+    def _move_own_cursor(self, delta: list[int | str], local: bool) -> None:
+        """Keep our published cursor on its character, so a later publish is right.
+
+        Peers move it themselves as edits arrive, so this sends nothing now.
+        """
+        engine = self._session._engine
+        with engine._lock:
+            cursors = engine.presence.fields.get("cursors") or {}
+            mine = cursors.get(self.path)
+            if not isinstance(mine, dict):
+                return
+            anchor, head = text_ot.transform_selection(
+                (mine.get("anchor", 0), mine.get("head", 0)), delta, own=local
+            )
+            engine.presence.fields["cursors"] = {
+                **cursors,
+                self.path: {"anchor": anchor, "head": head},
+            }
+
     def _on_presence(self, payload: dict[str, Any]) -> None:
-        if self._take_cursor(payload["client_id"], payload["after"]):
+        before, after = payload.get("before") or {}, payload.get("after") or {}
+        status_changed = before.get("status") != after.get("status")
+        if self._take_cursor(payload["client_id"], payload["after"]) or status_changed:
             cursors = self.cursors
             with self._lock:
                 callbacks = list(self._cursor_callbacks)
