@@ -314,13 +314,6 @@ async def test_own_cursor_moves_with_own_typing_and_is_republished(connect: Conn
     assert tc.value[:6] == "hello,"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: client/text.py SharedText._on_change moves peers' cursors with "
-    "own=False for every change, even the cursor owner's own insert at its caret, "
-    "while the owner moves its published cursor with own=True: until the owner "
-    "publishes again, peers show its caret before the text it just typed",
-)
 async def test_peers_see_a_caret_after_the_text_its_owner_typed_there(
     connect: Connect,
 ) -> None:

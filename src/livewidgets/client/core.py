@@ -116,6 +116,8 @@ class Changed:
     # Ops that turn ``before`` into ``after`` exactly, when known (cursor transforms use
     # their text deltas); None when the change is a recomputation (diff instead).
     ops: Sequence[Op] | None = None
+    # The client whose op caused the change (None for recomputations).
+    origin: str | None = None
 
 
 @dataclass(frozen=True)
@@ -196,7 +198,7 @@ class RoomSync:
         events: list[Event] = []
         if self._compose_keystroke(ops, batch, handle, priority):
             self.visible = after
-            return [Changed(before, after, local=True, ops=ops)]
+            return [Changed(before, after, local=True, ops=ops, origin=self.client_id)]
         if len(self.pending) >= self.max_pending:
             events += self._make_room(priority)
             before = self.visible
@@ -207,7 +209,7 @@ class RoomSync:
         self.next_seq += 1
         self.pending.append(pending)
         self.visible = after
-        events.append(Changed(before, after, local=True, ops=ops))
+        events.append(Changed(before, after, local=True, ops=ops, origin=self.client_id))
         return events + self._send_ready(now)
 
     def _compose_keystroke(
@@ -315,7 +317,7 @@ class RoomSync:
         self.version = message.version
         before = self.visible
         seen_after_pending = self._rebase_pending(message.ops)
-        return self._replay(before, seen_after_pending)
+        return self._replay(before, seen_after_pending, message.origin)
 
     def _on_ack(self, message: Ack, now: float) -> list[Event]:
         pending = self._find(message.client_seq)
@@ -448,7 +450,9 @@ class RoomSync:
                 others = None
         return others
 
-    def _replay(self, before: dict[str, Any], ops: Sequence[Op] | None = None) -> list[Event]:
+    def _replay(
+        self, before: dict[str, Any], ops: Sequence[Op] | None = None, origin: str | None = None
+    ) -> list[Event]:
         """Recompute visible = confirmed + pending; skip ops that cannot apply now."""
         visible = self.confirmed
         for pending in self.pending:
@@ -460,7 +464,9 @@ class RoomSync:
                 ops = None  # skipped: ``ops`` no longer describe the change exactly
                 continue  # the relay will refuse it too; its reject rolls it back
         self.visible = visible
-        return [] if visible is before else [Changed(before, visible, local=False, ops=ops)]
+        if visible is before:
+            return []
+        return [Changed(before, visible, local=False, ops=ops, origin=origin)]
 
     def _diverged(self, reason: str) -> list[Event]:
         self._need_snapshot = True

@@ -452,8 +452,7 @@ class Engine:
             self._enqueue([Presence(room=self.core.room, state=state)])
 
     def add_change_listener(self, listener: Callable[..., Any]) -> Callable[[], None]:
-        """``listener(before, after, ops, local)`` on each visible change (ops None if
-        unknown; local True for this client's own writes)."""
+        """``listener(change)`` with the core's :class:`Changed` event on each visible change."""
         self._change_listeners.append(listener)
         return lambda: (
             self._change_listeners.remove(listener) if listener in self._change_listeners else None
@@ -470,7 +469,7 @@ class Engine:
             elif isinstance(event, Changed):
                 self.subscriptions.notify(event.before, event.after)
                 for listener in list(self._change_listeners):
-                    call_isolated(listener, event.before, event.after, event.ops, event.local)
+                    call_isolated(listener, event)
             elif isinstance(event, Acked):
                 self._resolve(event)
             elif isinstance(event, Failed):

@@ -17,6 +17,7 @@ from ..state import text as text_ot
 from ..state.ops import Op, TextOp, get_path, touched_paths
 from ..state.paths import is_related, parse_path
 from .ack import Ack
+from .core import Changed
 from .events import call_isolated
 
 if TYPE_CHECKING:
@@ -135,14 +136,9 @@ class SharedText:
 
     # --- engine callbacks ---------------------------------------------------------
 
-    def _on_change(
-        self,
-        before: dict[str, Any],
-        after: dict[str, Any],
-        ops: Sequence[Op] | None,
-        local: bool = False,
-    ) -> None:
-        old, new = get_path(before, self.path), get_path(after, self.path)
+    def _on_change(self, change: Changed) -> None:
+        ops = change.ops
+        old, new = get_path(change.before, self.path), get_path(change.after, self.path)
         if old is new or old == new:
             return
         old_text = old if isinstance(old, str) else ""
@@ -150,10 +146,13 @@ class SharedText:
         delta = _exact_delta(self.path, ops) if ops is not None else None
         if delta is None or text_ot.base_length(delta) != text_ot.utf16_len(old_text):
             delta = text_ot.diff(old_text, new_text)
-        self._move_own_cursor(delta, local)
+        self._move_own_cursor(delta, change.local)
         with self._lock:
+            # A peer typing at its own caret pushes that caret along (own=True), as its
+            # owner sees it; everyone else's cursor stays before the inserted text.
             self._cursors = {
-                cid: text_ot.transform_selection(sel, delta) for cid, sel in self._cursors.items()
+                cid: text_ot.transform_selection(sel, delta, own=cid == change.origin)
+                for cid, sel in self._cursors.items()
             }
             callbacks = list(self._callbacks)
             cursor_callbacks = list(self._cursor_callbacks) if self._cursors else []
