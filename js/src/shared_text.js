@@ -42,6 +42,9 @@ const MIRRORED = [
   "padding-left",
 ];
 
+// How long a peer's name label stays open after they move their cursor (ms).
+const LABEL_MS = 3000;
+
 /** @param {Peer[]} peers @param {Delta} delta @returns {Peer[]} */
 function movePeers(peers, delta) {
   return peers.map((p) => ({
@@ -141,6 +144,13 @@ function render({ model, el }) {
   /** @type {number | null} cursors published at a revision this view has not reached */
   let cursorsPending = null;
   let composing = false;
+  /** @type {Map<string, number>} performance.now() when each peer last moved its cursor */
+  const movedAt = new Map();
+  /** @type {ReturnType<typeof setTimeout> | null} redraw when a label should fold */
+  let foldTimer = null;
+  d.add(() => {
+    if (foldTimer !== null) clearTimeout(foldTimer);
+  });
   /** @type {any[]} kernel messages held back while an IME composition is open */
   const held = [];
 
@@ -186,14 +196,25 @@ function render({ model, el }) {
     }
     cursorsPending = null;
     const list = model.get("cursors");
-    peers = (Array.isArray(list) ? list : []).map((c) => ({
-      client_id: String(c.client_id),
-      name: String(c.name ?? ""),
-      color: String(c.color ?? ""),
-      active: c.active !== false,
-      anchor: sync.toLocal(Number(c.anchor) || 0),
-      head: sync.toLocal(Number(c.head) || 0),
-    }));
+    const before = new Map(peers.map((p) => [p.client_id, p]));
+    const now = performance.now();
+    peers = (Array.isArray(list) ? list : []).map((c) => {
+      const peer = {
+        client_id: String(c.client_id),
+        name: String(c.name ?? ""),
+        color: String(c.color ?? ""),
+        active: c.active !== false,
+        anchor: sync.toLocal(Number(c.anchor) || 0),
+        head: sync.toLocal(Number(c.head) || 0),
+      };
+      // Moved by its owner (not just carried along by edits, which we applied too):
+      // show the name label for a while.
+      const old = before.get(peer.client_id);
+      if (!old || old.anchor !== peer.anchor || old.head !== peer.head) {
+        movedAt.set(peer.client_id, now);
+      }
+      return peer;
+    });
     schedule();
   }
 
@@ -239,12 +260,20 @@ function render({ model, el }) {
     content.replaceChildren(...nodes);
     const box = overlay.getBoundingClientRect();
     const origin = wrap.getBoundingClientRect();
+    const now = performance.now();
+    let nextFold = Infinity;
     labels.replaceChildren(
       ...carets.map(({ peer, el: caret }) => {
         const color = safeColor(peer.color);
+        // The name shows for LABEL_MS after the peer moved, then folds into a small
+        // flag on the caret so it does not hide the text around it.
+        const shownFor = LABEL_MS - (now - (movedAt.get(peer.client_id) ?? -Infinity));
+        const folded = shownFor <= 0;
+        if (!folded) nextFold = Math.min(nextFold, shownFor);
         const label = h("div", {
           className: `lw-caret-label${peer.active === false ? " lw-inactive" : ""}`,
           text: peer.name || "anonymous",
+          title: peer.name || "anonymous",
           style: { "background-color": color, color: readableOn(color) },
         });
         const r = caret.getBoundingClientRect();
@@ -253,11 +282,15 @@ function render({ model, el }) {
         // Above the caret, or below its line when there is no room above.
         const above = r.top - box.top >= 14;
         label.style.left = `${Math.max(0, r.left - origin.left)}px`;
-        label.style.top = above ? `${r.top - origin.top}px` : `${r.bottom - origin.top}px`;
-        label.classList.toggle("lw-below", !above);
+        label.style.top =
+          above || folded ? `${r.top - origin.top}px` : `${r.bottom - origin.top}px`;
+        label.classList.toggle("lw-below", !above && !folded);
+        label.classList.toggle("lw-folded", folded);
         return label;
       }),
     );
+    if (foldTimer !== null) clearTimeout(foldTimer);
+    foldTimer = Number.isFinite(nextFold) ? setTimeout(schedule, nextFold + 20) : null;
   }
 
   textarea.rows = Number(model.get("rows") ?? 8);

@@ -126,16 +126,15 @@ export function readableOn(/** @type {string} */ color) {
   return (lum + 0.05) / 0.05 > 1.05 / (lum + 0.05) ? "#111" : "#fff";
 }
 
-/** Up to two initials (the kernel sends them too; this is the fallback). */
+/** Up to two initials, punctuation skipped (the kernel sends them; this is the fallback). */
 export function initialsOf(/** @type {string} */ name) {
-  const words = String(name || "?")
+  const firsts = String(name || "")
     .replace(/[_.]/g, " ")
-    .trim()
     .split(/\s+/)
-    .filter(Boolean);
-  const first = (/** @type {string} */ w) => Array.from(w)[0] ?? "?";
-  const letters = words.length > 1 ? [first(words[0]), first(words[1])] : [first(words[0] ?? "?")];
-  return letters.join("").toUpperCase();
+    .map((w) => /[\p{L}\p{N}]\p{M}*/u.exec(w)?.[0])
+    .filter((x) => x !== undefined);
+  const letters = firsts.length > 1 ? firsts.slice(0, 2) : firsts.slice(0, 1);
+  return letters.join("").toUpperCase() || "?";
 }
 
 /**

@@ -130,6 +130,47 @@ describe("SharedText view", () => {
     expect(before.join("")).toBe("XXYab");
   });
 
+  it("folds a name label a while after the peer stopped moving", () => {
+    vi.useFakeTimers({
+      toFake: [
+        "setTimeout",
+        "clearTimeout",
+        "requestAnimationFrame",
+        "cancelAnimationFrame",
+        "performance",
+      ],
+    });
+    try {
+      const { model, el, textarea } = setup({ value: "abcdef" });
+      const label = () => /** @type {HTMLElement} */ (el.querySelector(".lw-caret-label"));
+      model.update({
+        cursors: [{ client_id: "p", anchor: 4, head: 4, name: "P", color: "#f00" }],
+        cursors_rev: 0,
+      });
+      vi.advanceTimersByTime(50);
+      expect(label().classList.contains("lw-folded")).toBe(false);
+      vi.advanceTimersByTime(3100);
+      expect(label().classList.contains("lw-folded")).toBe(true);
+      // Carried along by an edit (ours): still folded. Moved by its owner: open again.
+      type(textarea, "Xabcdef", 1);
+      // The kernel republishes the same cursor at the same revision (our edit unacked).
+      model.update({
+        cursors: [{ client_id: "p", anchor: 4, head: 4, name: "P", color: "#f00" }],
+        cursors_rev: 0,
+      });
+      vi.advanceTimersByTime(50);
+      expect(label().classList.contains("lw-folded")).toBe(true);
+      model.update({
+        cursors: [{ client_id: "p", anchor: 1, head: 1, name: "P", color: "#f00" }],
+        cursors_rev: 0,
+      });
+      vi.advanceTimersByTime(50);
+      expect(label().classList.contains("lw-folded")).toBe(false);
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+
   it("holds cursors published at a revision it has not reached yet", async () => {
     const { model, el } = setup({ value: "ab", rev: 0 });
     model.update({

@@ -334,7 +334,9 @@ describe("util", () => {
   it("initialsOf", () => {
     expect(initialsOf("Ada Lovelace")).toBe("AL");
     expect(initialsOf("grace")).toBe("G");
-    expect(initialsOf("\u{1F600} smile")).toBe("\u{1F600}S");
+    expect(initialsOf("\u{1F600} smile")).toBe("S");
     expect(initialsOf("")).toBe("?");
+    expect(initialsOf("Bob <img src=x>")).toBe("BI");
+    expect(initialsOf("e\u0301mile zola")).toBe("E\u0301Z");
   });
 });

@@ -100,6 +100,8 @@ def test_initials_and_segments() -> None:
     assert initials("Ada Lovelace") == "AL"
     assert initials("e\u0301mile zola") == "E\u0301Z"
     assert initials("") == "?"
+    assert initials(EVIL) == "IS"
+    assert initials("Bob <img src=x>") == "BI"
     assert path_segment("a/b%c") == "a%2Fb%25c"
     assert path_segment("") == "%"
 
@@ -439,7 +441,7 @@ def test_presence_lists_peers_with_colour_and_label(
     b = connect("bob", name=EVIL)
     (_me, bob) = wait_until(lambda: len(bar.peers) == 2 and bar.peers, message="bob appears")
     assert bob["name"] == EVIL and bob["color"] == color_for("bob") and not bob["is_self"]
-    b.update_presence(cell="cell 3", kernel="busy")
+    b.update_presence(cell=3, kernel="busy")
     wait_until(lambda: bar.peers[1]["label"] == "cell 3", message="bob's cell")
     assert bar.peers[1]["kernel"] == "busy"
     b.close()

@@ -1,4 +1,4 @@
-/* livewidgets build: sources sha256:0f778201608660a30764c5599bdaabefa2f6856e7da494911bdf718bcdb68e83 (esbuild 0.28.2) */
+/* livewidgets build: sources sha256:6c73cbcd24ab67fe887f2c9fcd0b22f0cc7d94f6da266e522f0b917e65a5b9d5 (esbuild 0.28.2) */
 
 // src/util.js
 function h(tag, props = {}, children = []) {
@@ -84,10 +84,9 @@ function readableOn(color) {
   return (lum + 0.05) / 0.05 > 1.05 / (lum + 0.05) ? "#111" : "#fff";
 }
 function initialsOf(name) {
-  const words = String(name || "?").replace(/[_.]/g, " ").trim().split(/\s+/).filter(Boolean);
-  const first = (w) => Array.from(w)[0] ?? "?";
-  const letters = words.length > 1 ? [first(words[0]), first(words[1])] : [first(words[0] ?? "?")];
-  return letters.join("").toUpperCase();
+  const firsts = String(name || "").replace(/[_.]/g, " ").split(/\s+/).map((w) => /[\p{L}\p{N}]\p{M}*/u.exec(w)?.[0]).filter((x) => x !== void 0);
+  const letters = firsts.length > 1 ? firsts.slice(0, 2) : firsts.slice(0, 1);
+  return letters.join("").toUpperCase() || "?";
 }
 function errorLine(model, disposer) {
   const line = h("div", { className: "lw-error", attrs: { role: "status" } });

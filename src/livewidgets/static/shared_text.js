@@ -1,4 +1,4 @@
-/* livewidgets build: sources sha256:0f778201608660a30764c5599bdaabefa2f6856e7da494911bdf718bcdb68e83 (esbuild 0.28.2) */
+/* livewidgets build: sources sha256:6c73cbcd24ab67fe887f2c9fcd0b22f0cc7d94f6da266e522f0b917e65a5b9d5 (esbuild 0.28.2) */
 
 // src/ot.js
 var TextOpError = class extends Error {
@@ -518,6 +518,7 @@ var MIRRORED = [
   "padding-bottom",
   "padding-left"
 ];
+var LABEL_MS = 3e3;
 function movePeers(peers, delta) {
   return peers.map((p) => ({
     ...p,
@@ -601,6 +602,11 @@ function render({ model, el }) {
   let peers = [];
   let cursorsPending = null;
   let composing = false;
+  const movedAt = /* @__PURE__ */ new Map();
+  let foldTimer = null;
+  d.add(() => {
+    if (foldTimer !== null) clearTimeout(foldTimer);
+  });
   const held = [];
   const schedule = frameScheduler(draw, d);
   function selection() {
@@ -635,14 +641,23 @@ function render({ model, el }) {
     }
     cursorsPending = null;
     const list = model.get("cursors");
-    peers = (Array.isArray(list) ? list : []).map((c) => ({
-      client_id: String(c.client_id),
-      name: String(c.name ?? ""),
-      color: String(c.color ?? ""),
-      active: c.active !== false,
-      anchor: sync.toLocal(Number(c.anchor) || 0),
-      head: sync.toLocal(Number(c.head) || 0)
-    }));
+    const before = new Map(peers.map((p) => [p.client_id, p]));
+    const now = performance.now();
+    peers = (Array.isArray(list) ? list : []).map((c) => {
+      const peer = {
+        client_id: String(c.client_id),
+        name: String(c.name ?? ""),
+        color: String(c.color ?? ""),
+        active: c.active !== false,
+        anchor: sync.toLocal(Number(c.anchor) || 0),
+        head: sync.toLocal(Number(c.head) || 0)
+      };
+      const old = before.get(peer.client_id);
+      if (!old || old.anchor !== peer.anchor || old.head !== peer.head) {
+        movedAt.set(peer.client_id, now);
+      }
+      return peer;
+    });
     schedule();
   }
   function handle(msg) {
@@ -684,12 +699,18 @@ function render({ model, el }) {
     content.replaceChildren(...nodes);
     const box = overlay.getBoundingClientRect();
     const origin = wrap.getBoundingClientRect();
+    const now = performance.now();
+    let nextFold = Infinity;
     labels.replaceChildren(
       ...carets.map(({ peer, el: caret }) => {
         const color = safeColor(peer.color);
+        const shownFor = LABEL_MS - (now - (movedAt.get(peer.client_id) ?? -Infinity));
+        const folded = shownFor <= 0;
+        if (!folded) nextFold = Math.min(nextFold, shownFor);
         const label = h("div", {
           className: `lw-caret-label${peer.active === false ? " lw-inactive" : ""}`,
           text: peer.name || "anonymous",
+          title: peer.name || "anonymous",
           style: { "background-color": color, color: readableOn(color) }
         });
         const r = caret.getBoundingClientRect();
@@ -697,11 +718,14 @@ function render({ model, el }) {
         label.hidden = !visible && box.height > 0;
         const above = r.top - box.top >= 14;
         label.style.left = `${Math.max(0, r.left - origin.left)}px`;
-        label.style.top = above ? `${r.top - origin.top}px` : `${r.bottom - origin.top}px`;
-        label.classList.toggle("lw-below", !above);
+        label.style.top = above || folded ? `${r.top - origin.top}px` : `${r.bottom - origin.top}px`;
+        label.classList.toggle("lw-below", !above && !folded);
+        label.classList.toggle("lw-folded", folded);
         return label;
       })
     );
+    if (foldTimer !== null) clearTimeout(foldTimer);
+    foldTimer = Number.isFinite(nextFold) ? setTimeout(schedule, nextFold + 20) : null;
   }
   textarea.rows = Number(model.get("rows") ?? 8);
   textarea.placeholder = String(model.get("placeholder") ?? "");

@@ -61,24 +61,30 @@ def color_for(user: str) -> str:
 
 
 def initials(name: str) -> str:
-    """Up to two letters for an avatar: "Ada Lovelace" -> "AL", "grace" -> "G"."""
-    words = [w for w in name.replace("_", " ").replace(".", " ").split() if w]
-    letters = (
-        [_first_letter(w) for w in words[:2]]
-        if len(words) > 1
-        else [_first_letter(words[0]) if words else "?"]
-    )
-    return "".join(letters).upper()
+    """Up to two letters for an avatar: "Ada Lovelace" -> "AL", "grace" -> "G".
+
+    Punctuation is skipped ("<b>Bob</b> x" -> "BX"); a letter keeps its combining
+    marks ("e\u0301mile" -> "E\u0301").
+    """
+    letters = [
+        first
+        for word in name.replace("_", " ").replace(".", " ").split()
+        if (first := _first_letter(word))
+    ]
+    return "".join(letters[:2] if len(letters) > 1 else letters[:1]).upper() or "?"
 
 
 def _first_letter(word: str) -> str:
-    # Keep a base character together with its combining marks ("e\u0301" stays whole).
-    out = word[0]
-    for ch in word[1:]:
-        if not unicodedata.combining(ch):
-            break
-        out += ch
-    return out
+    """The first letter or digit of ``word`` with its combining marks ("" if none)."""
+    for i, ch in enumerate(word):
+        if unicodedata.category(ch)[0] in "LN":
+            out = ch
+            for mark in word[i + 1 :]:
+                if not unicodedata.combining(mark):
+                    break
+                out += mark
+            return out
+    return ""
 
 
 def path_segment(key: str) -> str:

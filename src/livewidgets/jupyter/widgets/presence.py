@@ -19,6 +19,10 @@ __all__ = ["ConnectionStatus", "Presence"]
 def _label(state: dict[str, Any]) -> str:
     """Where a peer is: their cell, else the path their cursor is on."""
     cell = state.get("cell")
+    if (isinstance(cell, int) and not isinstance(cell, bool)) or (
+        isinstance(cell, str) and cell.isdigit()
+    ):
+        return f"cell {cell}"  # an execution count (the %livewidgets magic sets it)
     if cell not in (None, ""):
         return str(cell)
     cursors = state.get("cursors")
