@@ -169,11 +169,13 @@ class RoomCore:
 
     def _rebase(self, client_id: str, base_version: int, ops: Sequence[Op]) -> Sequence[Op]:
         """Transform text ops made at ``base_version`` over the others' ops since."""
-        if base_version == self.version:
+        needs_history = any(op.__struct_config__.tag == "text" for op in ops)
+        if base_version == self.version or not needs_history:
+            # Only text ops change under transform (state.rebase): skip the O(lag) scan,
+            # which a stale base_version would otherwise make O(window) for every op.
             return ops
         oldest = self.window[0].version if self.window else self.version + 1
-        needs_history = any(op.__struct_config__.tag == "text" for op in ops)
-        if needs_history and base_version + 1 < oldest:
+        if base_version + 1 < oldest:
             raise TextReplaced(next(op.path for op in ops if op.__struct_config__.tag == "text"))
         concurrent = [
             op
