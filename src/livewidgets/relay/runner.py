@@ -80,7 +80,7 @@ class RoomRunner(Generic[P]):
         metrics: RelayMetrics,
         on_exit: Callable[[RoomRunner[P]], None],
         logger: logging.Logger,
-        max_batch: int = 4096,
+        max_batch: int = 1024,
     ) -> None:
         self.name = name
         self._store = store
