@@ -410,14 +410,21 @@ class Engine:
         batch: bool = False,
         priority: Priority = Priority.NORMAL,
         ack: Ack | None = None,
+        precondition: Callable[[dict[str, Any]], None] | None = None,
     ) -> Ack:
-        """Apply ops locally now, queue them for the relay; returns their Ack."""
+        """Apply ops locally now, queue them for the relay; returns their Ack.
+
+        ``precondition(visible)`` runs under the engine lock right before the ops apply
+        and may raise to refuse (compare-and-submit without a race with remote ops).
+        """
         if self.state == "closed":
             raise SessionClosed("the session is closed")
         ack = ack or Ack()
         if self.presence.touch():
             self._call_in_loop(self._schedule_presence)
         with self._lock:
+            if precondition is not None:
+                precondition(self.core.visible)
             events = self.core.submit(
                 ops,
                 batch=batch,

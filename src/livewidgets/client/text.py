@@ -23,7 +23,12 @@ from .events import call_isolated
 if TYPE_CHECKING:
     from .session import SessionAPI
 
-__all__ = ["SharedText"]
+__all__ = ["SharedText", "TextChanged"]
+
+
+class TextChanged(ValueError):
+    """``apply_delta(base=...)`` found the text changed: rebase the delta and retry."""
+
 
 TextCallback = Callable[[str, "list[int | str] | None"], Any]
 CursorCallback = Callable[[dict[str, dict[str, Any]]], Any]
@@ -80,9 +85,22 @@ class SharedText:
         delta = text_ot.edit(text_ot.utf16_len(value), first, last - first, text)
         return self.apply_delta(delta)
 
-    def apply_delta(self, delta: Sequence[int | str]) -> Ack:
-        """Apply a UTF-16 delta made against the current ``value``."""
-        return self._session.apply(TextOp(path=self.path, delta=text_ot.validate(list(delta))))
+    def apply_delta(self, delta: Sequence[int | str], *, base: str | None = None) -> Ack:
+        """Apply a UTF-16 delta made against the current ``value``.
+
+        With ``base``, the delta applies only if the text still equals ``base`` at that
+        instant (atomically with respect to remote edits); else :class:`TextChanged`.
+        """
+        op = TextOp(path=self.path, delta=text_ot.validate(list(delta)))
+        if base is None:
+            return self._session.apply(op)
+
+        def unchanged(visible: dict[str, Any]) -> None:
+            current = get_path(visible, self.path, "")
+            if (current if isinstance(current, str) else "") != base:
+                raise TextChanged(f"the text at `{self.path}` changed before the edit applied")
+
+        return self._session._engine.submit([op], precondition=unchanged)
 
     # --- observing ----------------------------------------------------------------
 
