@@ -173,3 +173,18 @@ async def test_graceful_stop_acks_commits_and_closes_1001(tmp_path: Path) -> Non
     finally:
         await store.close()
     assert relay.health()["status"] == "stopping"
+
+
+async def test_stop_does_not_wait_forever_for_a_stuck_client(relay_factory: RelayFactory) -> None:
+    """A client that stopped reading cannot hold stop() beyond about 2 x close_timeout."""
+    relay = await relay_factory(close_timeout=100 * MS)
+    stuck = await RawClient.connect(relay.url, max_queue=1)
+    writer = await RawClient.connect(relay.url)
+    await stuck.join("r")
+    await writer.join("r")
+    stuck.ws.transport.pause_reading()
+    for seq in range(1, 41):  # 10 MB towards a peer that reads nothing
+        await writer.op("r", seq, SetOp("blob", value=f"{seq}{'x' * 256_000}"))
+        await writer.ack()
+    await asyncio.wait_for(relay.stop(), TIMEOUT)
+    stuck.ws.transport.abort()

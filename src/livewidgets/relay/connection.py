@@ -403,6 +403,10 @@ class Connection:
             self._writer.cancel()
         self._closer = asyncio.create_task(self.ws.close(code, reason))
 
+    def abort(self) -> None:
+        """Drop the TCP connection now, without a closing handshake (last resort)."""
+        self.ws.transport.abort()
+
     async def _write_loop(self) -> None:
         text = not self.codec.binary
         while True:

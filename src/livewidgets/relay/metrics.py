@@ -50,7 +50,9 @@ class RelayMetrics:
             "livewidgets_joins", "Joins by catch-up mode (delta = resumed)", ["mode"], registry=r
         )
         self.bytes_in = Counter(
-            "livewidgets_received_bytes", "Payload bytes of frames received", registry=r
+            "livewidgets_received_bytes",
+            "Payload size of frames received (bytes; characters for text frames)",
+            registry=r,
         )
         self.bytes_out = Counter(
             "livewidgets_sent_bytes", "Payload bytes of frames sent", registry=r

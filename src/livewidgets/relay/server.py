@@ -311,7 +311,12 @@ class Relay:
         # Flush each send queue, then close with 1001: clients reconnect and resume.
         for connection in list(self._connections):
             connection.close(CloseCode.GOING_AWAY, "relay shutting down")
-        await server.wait_closed()
+        closed = asyncio.ensure_future(server.wait_closed())
+        # A peer that stopped reading would hold its flush (and us) forever: cut it off.
+        await asyncio.wait({closed}, timeout=2 * self._connection_config.close_timeout)
+        for connection in list(self._connections):
+            connection.abort()
+        await closed
         if self._owns_store and self._store is not None:
             await self._store.close()
         self._logger.info("relay stopped")
