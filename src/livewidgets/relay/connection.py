@@ -70,6 +70,10 @@ class ConnectionConfig:
     max_invalid_frames: int
     max_inflight: int
     close_timeout: float
+    # Heartbeat (None: off). The relay pings itself rather than through websockets'
+    # keepalive so that a dead peer is released at once, not after close_timeout.
+    ping_interval: float | None = None
+    ping_timeout: float | None = None
 
 
 class RelayContext(Protocol):
@@ -135,6 +139,7 @@ class Connection:
         self._close_code: int | None = None
         self._writer: asyncio.Task[None] | None = None
         self._closer: asyncio.Task[None] | None = None
+        self._heartbeat_task: asyncio.Task[None] | None = None
         # Commands queued to rooms and not yet processed, and an event set when below limit.
         self._inflight = 0
         self._capacity = asyncio.Event()
@@ -163,6 +168,8 @@ class Connection:
             self._deny(denied, None, close=CloseCode.POLICY_VIOLATION)
             await self._finish_writer()
             return
+        if self.config.ping_interval is not None:
+            self._heartbeat_task = asyncio.create_task(self._heartbeat(self.config.ping_interval))
         try:
             if await self._handshake():
                 await self._read_loop()
@@ -220,17 +227,46 @@ class Connection:
     async def _read_loop(self) -> None:
         async for frame in self.ws:
             self.relay.metrics.bytes_in.inc(len(frame))
-            if self.relay.stopping:
-                continue  # shutting down: unacked ops are resent after the client reconnects
+            if self.relay.stopping or self._close_code is not None:
+                continue  # closing: unacked ops are resent after the client reconnects
             await self._on_frame(frame)
 
     async def _cleanup(self) -> None:
+        self._release_rooms()
+        self.relay.unregister(self)
+        if self._heartbeat_task is not None:
+            self._heartbeat_task.cancel()
+        await self._finish_writer()
+
+    def _release_rooms(self) -> None:
+        """Leave every room (members are told the presence is gone)."""
         for runner in self.rooms.values():
             self._inflight += 1
             runner.put(LeaveRoom(self))
         self.rooms.clear()
-        self.relay.unregister(self)
-        await self._finish_writer()
+
+    async def _heartbeat(self, interval: float) -> None:
+        """Ping every ``interval``; a peer silent for ``ping_timeout`` is dead.
+
+        Its rooms and presence are released at once (docs/protocol.md "Heartbeats"),
+        then it is closed with 1011; the closing handshake, which a dead peer never
+        completes, no longer delays the others by close_timeout.
+        """
+        while self._close_code is None:
+            await asyncio.sleep(interval)
+            try:
+                await asyncio.wait_for(self._ping(), self.config.ping_timeout)
+            except asyncio.TimeoutError:
+                self.relay.logger.info("%r: no pong in time; dropping it", self)
+                self._release_rooms()
+                self.close(CloseCode.INTERNAL_ERROR, "keepalive ping timeout", flush=False)
+                return
+            except ConnectionClosed:
+                return  # the reader sees it too and cleans up
+
+    async def _ping(self) -> None:
+        pong = await self.ws.ping()
+        await pong
 
     async def _finish_writer(self) -> None:
         """Let a requested close flush (bounded by close_timeout), else stop the writer."""

@@ -111,6 +111,8 @@ class Relay:
             max_invalid_frames=max_invalid_frames,
             max_inflight=max_inflight,
             close_timeout=close_timeout,
+            ping_interval=ping_interval,
+            ping_timeout=ping_timeout,
         )
         self._policy: Policy = policy if policy is not None else AllowAll()
         self._logger = logger or logging.getLogger("livewidgets.relay")
@@ -280,8 +282,8 @@ class Relay:
             # Compression would re-compress every broadcast per receiver, undoing encode-once.
             compression=None,
             max_size=self.max_frame_size,
-            ping_interval=self.ping_interval,
-            ping_timeout=self.ping_timeout,
+            # Connections run their own heartbeat (see Connection._heartbeat).
+            ping_interval=None,
             close_timeout=self._connection_config.close_timeout,
         )
         return server
