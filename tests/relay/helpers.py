@@ -19,12 +19,14 @@ from livewidgets.protocol import (
     PROTOCOL_VERSION,
     Ack,
     Batch,
+    Broadcast,
     Hello,
     Join,
     Joined,
     Op,
     OpMessage,
     ServerMessage,
+    Snapshot,
     Welcome,
     client_codec,
 )
@@ -33,6 +35,18 @@ MS = 0.001 * float(os.environ.get("LIVEWIDGETS_TEST_TIMEOUT_FACTOR", "1"))
 TIMEOUT = 5000 * MS
 
 T = TypeVar("T")
+
+
+def snapshot_in(messages: list[ServerMessage]) -> Snapshot:
+    """The catch-up's snapshot (it must be the first message)."""
+    assert messages and isinstance(messages[0], Snapshot), messages[:1]
+    return messages[0]
+
+
+def broadcasts_in(messages: list[ServerMessage]) -> list[Broadcast]:
+    """The catch-up's messages, which must all be broadcasts."""
+    assert all(isinstance(m, Broadcast) for m in messages), messages
+    return [m for m in messages if isinstance(m, Broadcast)]
 
 
 class RawClient:

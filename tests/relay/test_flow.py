@@ -40,7 +40,7 @@ async def test_slow_consumer_is_closed_4009(relay_factory: RelayFactory) -> None
     count, payload = 60, "x" * 256_000  # 15 MB: more than the kernel buffers hold
 
     async def broadcasts_seen() -> list[int]:
-        versions = []
+        versions: list[int] = []
         while len(versions) < count:
             message = await fast.recv()
             if isinstance(message, Broadcast):
