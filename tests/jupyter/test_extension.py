@@ -109,7 +109,9 @@ def test_cells_publish_busy_and_idle_in_presence(
     def mine() -> dict[str, Any]:
         return peer.presence.get(me, {})
 
-    wait_until(lambda: mine().get("kernel") == "idle", message="idle after connect")
+    wait_until(lambda: mine().get("kernel") == "busy", message="busy in the connect cell")
+    shell.end_cell()
+    wait_until(lambda: mine().get("kernel") == "idle", message="idle after the connect cell")
     shell.execution_count = 5
     shell.start_cell()
     wait_until(lambda: mine().get("kernel") == "busy" and mine().get("cell") == 5, message="busy")

@@ -108,7 +108,9 @@ def connect(
             f"({type(exc).__name__}: {exc}); is the relay running? "
             "`%livewidgets relay status` shows the local one"
         ) from exc
-    session.update_presence(kernel="idle", cell=_execution_count())
+    # Inside IPython, connect runs in a cell: busy now, idle from post_run_cell.
+    running = "busy" if _state.shell is not None else "idle"
+    session.update_presence(kernel=running, cell=_execution_count())
     old = _state.connection
     _state.connection = _Connection(session, url, source)
     set_current_session(session)
@@ -255,11 +257,16 @@ def _relay_command(action: str) -> None:
         print(f"livewidgets: local relay {info.url} pid {info.pid}")
     elif action == "stop":
         stopped = local_relay.stop_relay()
-        print(
-            f"livewidgets: stopped the local relay pid {stopped.pid}"
-            if stopped
-            else "livewidgets: no local relay was running"
-        )
+        if stopped is None:
+            print("livewidgets: no local relay was running")
+            return
+        print(f"livewidgets: stopped the local relay pid {stopped.pid}")
+        connection = _state.connection
+        if connection is not None and connection.url == stopped.url:
+            print(
+                "  this kernel's session will keep trying to reconnect: "
+                "`%livewidgets relay start` or `%livewidgets disconnect`"
+            )
     else:
         print(_relay_status())
 

@@ -146,6 +146,7 @@ def runtime_file() -> Path:
 
 def read_info() -> RelayInfo | None:
     """The runtime file's content, or None if it is missing or unreadable."""
+    _reap()
     try:
         return RelayInfo.from_json(json.loads(runtime_file().read_text()))
     except (OSError, ValueError, KeyError, TypeError):
@@ -319,6 +320,14 @@ def _terminate(pid: int, timeout: float) -> None:
             return
         deadline = time.monotonic() + 2.0
     raise LocalRelayError(f"the local relay (pid {pid}) did not stop")
+
+
+def _reap() -> None:
+    """Collect relays this process started that have ended (stopped by another kernel),
+    so they do not stay zombies until this kernel exits."""
+    for pid, child in list(_children.items()):
+        if child.poll() is not None:
+            _children.pop(pid, None)
 
 
 def _pid_running(pid: int) -> bool:
