@@ -32,11 +32,9 @@ T = TypeVar("T")
 
 FACTOR = float(os.environ.get("LIVEWIDGETS_TEST_TIMEOUT_FACTOR", "1"))
 TIMEOUT = 10.0 * FACTOR
-# The relay's heartbeat in these tests. A silent peer is dropped within PING + PONG +
-# CLOSE: websockets waits close_timeout for the TCP close after a keepalive timeout.
+# The relay's heartbeat in these tests: a silent peer is dropped within PING + PONG.
 RELAY_PING = 0.5
 RELAY_PONG = 1.0
-RELAY_CLOSE = 0.5
 # Client session options for in-process sessions: fast heartbeat and backoff.
 FAST: dict[str, Any] = {"heartbeat_interval": 0.5, "heartbeat_timeout": 1.0}
 
@@ -95,15 +93,13 @@ class ThreadRelay:
 @pytest.fixture
 def heartbeat_timeout() -> float:
     """Longest time the test relay takes to drop a silent peer."""
-    return RELAY_PING + RELAY_PONG + RELAY_CLOSE
+    return RELAY_PING + RELAY_PONG
 
 
 @pytest.fixture(scope="session")
 def relay_url() -> Iterator[str]:
     """URL of one relay (memory store, short heartbeat) shared by the Jupyter tests."""
-    relay = ThreadRelay(
-        ping_interval=RELAY_PING, ping_timeout=RELAY_PONG, close_timeout=RELAY_CLOSE
-    )
+    relay = ThreadRelay(ping_interval=RELAY_PING, ping_timeout=RELAY_PONG)
     yield relay.url
     relay.stop()
 
