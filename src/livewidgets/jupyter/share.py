@@ -44,7 +44,7 @@ from typing import Any
 
 from traitlets import HasTraits, TraitError
 
-from ..client.session import SessionAPI, shareable
+from ..client.session import Session, SessionAPI, shareable
 from ..errors import LivewidgetsError
 from ..state.paths import parse_path
 from .runtime import current_session
@@ -195,11 +195,11 @@ class Binding:
         self._stop()
 
     def flush(self, timeout: float | None = 10.0) -> None:
-        """Write a waiting local value now, then wait until the relay acknowledged it."""
+        """Write a waiting local value now, then wait until the relay acknowledged it
+        (with an AsyncSession, ``await session.flush()`` for the second part)."""
         self._write_pending()
-        flush = getattr(self.session, "flush", None)
-        if callable(flush):
-            flush(timeout)
+        if isinstance(self.session, Session):
+            self.session.flush(timeout)
 
     def __repr__(self) -> str:
         state = "active" if self._active else "ended"
