@@ -89,6 +89,11 @@ class SessionAPI:
         return self._engine.client_id
 
     @property
+    def url(self) -> str:
+        """The relay this session talks to."""
+        return self._engine.url
+
+    @property
     def room(self) -> str:
         return self._engine.core.room
 
