@@ -232,12 +232,6 @@ async def test_frozen_client_is_dropped_after_heartbeat_and_close_timeout(
     assert took < 2 * PING + 0.2 + 1.5
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: relay (server.py/connection.py) drops a peer whose pings time out only "
-    "after websockets' close handshake also times out: presence stays ping_interval + "
-    "ping_timeout + close_timeout (10 s by default), not within the heartbeat timeout",
-)
 async def test_frozen_client_leaves_presence_within_the_heartbeat_timeout(
     dead_peer_room: Any,
 ) -> None:
