@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from . import __version__
+from .relay.security import Limits
 
 __all__ = ["COMMANDS", "build_parser", "main"]
 
@@ -59,11 +60,77 @@ def _add_relay(subparsers: Subparsers) -> None:
         choices=["debug", "info", "warning", "error"],
         help="(default: %(default)s)",
     )
+    security = parser.add_argument_group("security (docs/security.md)")
+    security.add_argument(
+        "--secret-file",
+        metavar="PATH",
+        help="HMAC secret for tokens (else $LIVEWIDGETS_SECRET); with one, every client "
+        "needs a valid token",
+    )
+    security.add_argument(
+        "--insecure",
+        action="store_true",
+        help="allow binding a non-loopback address without a secret",
+    )
+    security.add_argument(
+        "--allow-origin",
+        action="append",
+        default=[],
+        metavar="ORIGIN",
+        help="browser Origin allowed to connect (glob; repeatable); default: any",
+    )
+    security.add_argument("--certfile", metavar="PEM", help="TLS certificate chain: serve wss://")
+    security.add_argument("--keyfile", metavar="PEM", help="TLS private key (with --certfile)")
+    limits = Limits()
+    security.add_argument(
+        "--ops-rate",
+        type=float,
+        default=limits.ops_per_second,
+        metavar="N",
+        help="ops per second per connection, 0 = unlimited (default: %(default)s)",
+    )
+    security.add_argument(
+        "--max-connections-per-ip",
+        type=int,
+        default=limits.max_connections_per_ip,
+        metavar="N",
+        help="(default: %(default)s)",
+    )
     parser.set_defaults(handler=_run_relay)
 
 
+def _add_token(subparsers: Subparsers) -> None:
+    parser = subparsers.add_parser(
+        "token",
+        help="print a signed access token",
+        description="Print a token for --room (a name or glob) with --role, valid for --ttl.",
+    )
+    parser.add_argument("--room", required=True, help="room name or glob, e.g. 'class-*'")
+    parser.add_argument("--user", required=True, help="user id the relay will stamp")
+    parser.add_argument("--role", choices=["read", "write", "admin"], default="write")
+    parser.add_argument("--ttl", default="1h", help="lifetime: 90s, 15m, 1h, 7d (default: 1h)")
+    parser.add_argument("--secret-file", metavar="PATH", help="else $LIVEWIDGETS_SECRET")
+    parser.set_defaults(handler=_run_token)
+
+
+def _run_token(args: argparse.Namespace) -> int:
+    from .auth import issue_token, load_secret, parse_ttl
+
+    try:
+        secret = load_secret(args.secret_file)
+        ttl = parse_ttl(args.ttl)
+    except (OSError, ValueError) as exc:
+        print(f"livewidgets token: {exc}", file=sys.stderr)
+        return 2
+    if secret is None:
+        print("livewidgets token: no secret (--secret-file or LIVEWIDGETS_SECRET)", file=sys.stderr)
+        return 2
+    print(issue_token(secret, user=args.user, room=args.room, role=args.role, ttl=ttl))
+    return 0
+
+
 # Subcommands, in help order. Others plug in here (e.g. token, demo).
-COMMANDS: list[Callable[[Subparsers], None]] = [_add_relay]
+COMMANDS: list[Callable[[Subparsers], None]] = [_add_relay, _add_token]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -98,15 +165,58 @@ def _run_relay(args: argparse.Namespace) -> int:
     return 0
 
 
+def _relay_security(args: argparse.Namespace) -> tuple[Any, Any]:
+    """(policy, ssl context) from the relay's options; ValueError when unsafe."""
+    import ssl
+
+    from .auth import load_secret
+    from .relay.security import SecurityPolicy
+
+    secret = load_secret(args.secret_file)
+    if secret is None and not _is_loopback(args.host) and not args.insecure:
+        raise ValueError(
+            f"refusing to serve {args.host} without a secret: anyone could read and write "
+            "every room. Pass --secret-file (or set LIVEWIDGETS_SECRET), or --insecure."
+        )
+    if secret is None:
+        where = "only this machine can connect" if _is_loopback(args.host) else "INSECURE"
+        print(f"livewidgets relay: no secret, no tokens checked ({where})", file=sys.stderr)
+    limits = Limits(
+        ops_per_second=args.ops_rate or float("inf"),
+        ops_burst=2 * args.ops_rate if args.ops_rate else float("inf"),
+        max_connections_per_ip=args.max_connections_per_ip,
+    )
+    policy = SecurityPolicy(secret, allow_origins=args.allow_origin, limits=limits)
+    context = None
+    if args.certfile:
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(args.certfile, args.keyfile)
+    return policy, context
+
+
+def _is_loopback(host: str) -> bool:
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 async def _serve_relay(args: argparse.Namespace) -> None:
     from .relay import Relay
 
+    policy, context = _relay_security(args)
     relay = Relay(
         args.host,
         args.port,
         store=args.store,
         snapshot_every=args.snapshot_every,
         max_frame_size=args.max_frame_size,
+        policy=policy,
+        ssl=context,
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

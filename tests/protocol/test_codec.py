@@ -15,6 +15,7 @@ from livewidgets.protocol import (
     MSGPACK_SUBPROTOCOL,
     SUBPROTOCOLS,
     Ack,
+    Admin,
     Batch,
     Broadcast,
     ClientMessage,
@@ -74,6 +75,8 @@ CLIENT_MESSAGES: list[Any] = [
     *[OpMessage(room="r", client_seq=i + 1, base_version=i, op=op) for i, op in enumerate(ALL_OPS)],
     Batch(room="r", client_seq=99, base_version=5, ops=ALL_OPS),
     Presence(room="r", state={"cursor": {"anchor": 1, "head": 4}}),
+    Admin(room="r", action="reset"),
+    Admin(room="r", action="kick", client_id="c-2"),
 ]
 
 SERVER_MESSAGES: list[Any] = [

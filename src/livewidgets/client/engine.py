@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import ssl as ssl_module
 import threading
 import time
 import uuid
@@ -85,13 +86,19 @@ class EngineConfig:
     max_pending: int = 10_000
     max_frame_size: int = 1 << 20
     binary: bool = False
+    # Called when the relay ends the session because the token expired (close 4004) or
+    # was refused: return a fresh token to reconnect with it, or None to give up.
+    token_refresh: Callable[[], str | None] | None = None
     # Presence: at most this many updates per second (the latest always goes out),
     # and "idle" after this many seconds without local activity.
     presence_rate: float = 20.0
     idle_after: float = 60.0
     name: str | None = None
     color: str | None = None
+    # TLS for wss:// URLs: an ssl.SSLContext, or ``cafile`` to trust a private CA.
+    # Certificates are always verified unless you pass a context that does not.
     ssl: Any = None
+    cafile: str | None = None
     rng: random.Random | None = None
 
 
@@ -145,6 +152,8 @@ class Engine:
         self._joined_here = False
         # The relay's limits from its welcome (max_frame_size, ...).
         self.limits: dict[str, int] = {}
+        # The last error the relay sent outside any room (e.g. why it refused us).
+        self.last_error: dict[str, Any] | None = None
 
     # --- lifecycle (loop thread) --------------------------------------------------
 
@@ -228,9 +237,28 @@ class Engine:
         if self._resync:
             self._resync = False
             return False
-        if code == CloseCode.AUTH_EXPIRED:
-            self.events.emit("auth_expired", {"error": AuthExpired("token expired")})
+        if code in (CloseCode.AUTH_EXPIRED, CloseCode.AUTH_INVALID):
+            if self._refresh_token():
+                return False
+            if code == CloseCode.AUTH_EXPIRED:
+                error = AuthExpired("the token expired; pass token_refresh= to renew it")
+                self.events.emit("auth_expired", {"error": error})
         return code is not None and code in FINAL_CLOSE_CODES
+
+    def _refresh_token(self) -> bool:
+        """Ask the application for a new token; True if we got a different one."""
+        refresh = self.config.token_refresh
+        if refresh is None:
+            return False
+        try:
+            token = refresh()
+        except Exception:
+            log.exception("[livewidgets] token_refresh failed")
+            return False
+        if not token or token == self.token:
+            return False
+        self.token = token
+        return True
 
     async def _connect_once(self) -> int | None:
         """One connection's life. Returns its close code, or None if it never opened."""
@@ -245,7 +273,7 @@ class Engine:
                 open_timeout=self.config.open_timeout,
                 ping_interval=None,  # our own heartbeat measures RTT and detects dead peers
                 max_size=self.config.max_frame_size,
-                ssl=self.config.ssl,
+                ssl=self._ssl_context(),
                 user_agent_header=f"livewidgets/{_version()}",
             )
         except (OSError, InvalidHandshake, TimeoutError) as exc:
@@ -269,11 +297,21 @@ class Engine:
             if self.state == "connected":
                 self._set_state("disconnected", code=ws.close_code)
 
+    def _ssl_context(self) -> Any:
+        if self.config.ssl is not None or not self.url.startswith("wss:"):
+            return self.config.ssl
+        if self.config.cafile is not None:
+            return ssl_module.create_default_context(cafile=self.config.cafile)
+        return None  # websockets verifies against the system's CAs
+
     async def _serve(self, ws: ClientConnection) -> int:
         assert self._codec is not None
         tasks: list[asyncio.Task[None]] = []
         try:
-            await self._handshake(ws)
+            if not await self._handshake(ws):
+                # The relay refused us (bad token, version, ...): its close code decides.
+                await asyncio.wait_for(ws.wait_closed(), self.config.open_timeout)
+                return ws.close_code if ws.close_code is not None else 1006
             self.metrics.went_up(time.monotonic())
             tasks = [
                 asyncio.create_task(self._writer(ws)),
@@ -296,7 +334,8 @@ class Engine:
             code = 1006
         return code
 
-    async def _handshake(self, ws: ClientConnection) -> None:
+    async def _handshake(self, ws: ClientConnection) -> bool:
+        """Hello → welcome; False if the relay answered with an error instead."""
         assert self._codec is not None
         hello = Hello(
             protocol=PROTOCOL_VERSION, client_id=self.client_id, user=self.user, token=self.token
@@ -306,7 +345,9 @@ class Engine:
         self.metrics.received(frame)
         welcome = self._codec.decode(frame)
         if isinstance(welcome, Error):
-            raise FrameError(welcome.code, welcome.message)  # type: ignore[arg-type]
+            self.last_error = {"code": welcome.code, "message": welcome.message}
+            self.events.emit("error", {**self.last_error, "during": "handshake"})
+            return False
         if not isinstance(welcome, Welcome):
             raise FrameError("invalid_message", f"expected welcome, got {type(welcome).__name__}")  # type: ignore[arg-type]
         self.connection_id = welcome.connection_id
@@ -314,6 +355,7 @@ class Engine:
         with self._lock:
             events = self.core.connection_opened(self.presence.snapshot())
         self._dispatch(events)
+        return True
 
     def _on_frame(self, frame: bytes | str) -> None:
         assert self._codec is not None

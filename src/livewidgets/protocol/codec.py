@@ -15,7 +15,27 @@ import msgspec
 
 from ..state.ops import OpError, check_value
 from .codes import ErrorCode
-from .messages import Batch, ClientMessage, Join, OpMessage, Presence, ServerMessage
+from .messages import (
+    Batch,
+    Broadcast,
+    ClientMessage,
+    Join,
+    OpMessage,
+    Presence,
+    PresenceUpdate,
+    Reject,
+    ServerMessage,
+    Snapshot,
+)
+
+# Message type -> its free-form (Any-typed) field, other than op values.
+_LOOSE_FIELDS: dict[type, str] = {
+    Join: "presence",
+    Presence: "state",
+    PresenceUpdate: "state",
+    Snapshot: "state",
+    Reject: "current",
+}
 
 __all__ = [
     "JSON_SUBPROTOCOL",
@@ -108,16 +128,24 @@ class Codec(Generic[M]):
 
 
 def _check_values(message: Any) -> None:
-    """Values the schema types as Any must still be plain JSON data (msgpack allows more)."""
-    if isinstance(message, (Presence, Join)):
+    """Values the schema types as Any must still be plain JSON data (msgpack allows more).
+
+    Both directions are checked: a compromised relay must not be able to hand a
+    kernel anything but plain data either (docs/security.md).
+    """
+    loose = _LOOSE_FIELDS.get(type(message))
+    if loose is not None:
         try:
-            check_value(message.presence if isinstance(message, Join) else message.state)
+            check_value(getattr(message, loose))
         except OpError as exc:
-            raise FrameError(ErrorCode.INVALID_MESSAGE, f"presence: {exc}") from None
+            raise FrameError(ErrorCode.INVALID_MESSAGE, f"{loose}: {exc}") from None
         return
-    if not isinstance(message, (OpMessage, Batch)):
+    if isinstance(message, OpMessage):
+        ops = [message.op]
+    elif isinstance(message, (Batch, Broadcast)):
+        ops = list(message.ops)
+    else:
         return
-    ops = [message.op] if isinstance(message, OpMessage) else message.ops
     for op in ops:
         try:
             check_value(getattr(op, "value", getattr(op, "by", None)))

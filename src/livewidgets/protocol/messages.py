@@ -18,6 +18,7 @@ from ..state.paths import MAX_PATH_LENGTH, PATH_PATTERN
 __all__ = [
     "PROTOCOL_VERSION",
     "Ack",
+    "Admin",
     "Batch",
     "Broadcast",
     "ClientMessage",
@@ -108,7 +109,16 @@ class Presence(_Message, tag="presence"):
     state: dict[str, Any]
 
 
-ClientMessage: TypeAlias = Hello | Join | Leave | OpMessage | Batch | Presence
+class Admin(_Message, tag="admin"):
+    """Room administration (needs the admin role): ``reset`` deletes every top-level
+    key in one relay-made batch; ``kick`` disconnects ``client_id`` (close 4011)."""
+
+    room: RoomName
+    action: Literal["reset", "kick"]
+    client_id: ClientId | None = None
+
+
+ClientMessage: TypeAlias = Hello | Join | Leave | OpMessage | Batch | Presence | Admin
 
 
 # --- relay -> client --------------------------------------------------------------

@@ -35,6 +35,7 @@ from ..protocol.codec import Codec, FrameError
 from ..protocol.codes import CloseCode, ErrorCode
 from ..protocol.messages import (
     PROTOCOL_VERSION,
+    Admin,
     Batch,
     ClientMessage,
     Error,
@@ -43,23 +44,22 @@ from ..protocol.messages import (
     Leave,
     OpMessage,
     Presence,
-    Reject,
     ServerMessage,
     Welcome,
 )
 from ..state.ops import Op
-from .hub import Command, JoinRoom, LeaveRoom, SetPresence, Submit
+from .hub import Command, JoinRoom, LeaveRoom, ResetRoom, SetPresence, Submit
 from .metrics import RelayMetrics
 from .policy import Denied, Policy, Principal
+from .room import Rejected
 from .runner import RoomRunner
 
 __all__ = ["Connection", "ConnectionConfig", "RelayContext"]
 
 _ANONYMOUS = Principal(user="")
+
+
 # Policy denials of an op that are transient: answered with an error, not a reject.
-_RETRY_LATER = frozenset({ErrorCode.RATE_LIMITED})
-
-
 @dataclass(frozen=True, slots=True)
 class ConnectionConfig:
     """Per-connection limits (see Relay for the meaning of each)."""
@@ -106,6 +106,8 @@ class RelayContext(Protocol):
 
     def unregister(self, connection: Connection) -> None: ...
 
+    def kick(self, client_id: str, room: str) -> bool: ...
+
 
 @dataclass(frozen=True, slots=True)
 class _Close:
@@ -145,6 +147,7 @@ class Connection:
         self._capacity = asyncio.Event()
         self._capacity.set()
         self._invalid_streak = 0
+        self._expiry: asyncio.TimerHandle | None = None
         self._handlers: dict[type, Callable[[Any], Awaitable[None]]] = {
             Hello: self._on_hello_again,
             Join: self._on_join,
@@ -152,6 +155,7 @@ class Connection:
             OpMessage: self._on_op,
             Batch: self._on_batch,
             Presence: self._on_presence,
+            Admin: self._on_admin,
         }
 
     def __repr__(self) -> str:
@@ -217,7 +221,19 @@ class Connection:
         self.client_id = hello.client_id or uuid.uuid4().hex
         self.relay.register(self)
         self.send(self.relay.welcome(self.client_id, self.connection_id))
+        self._schedule_expiry(self.relay.policy.expires_at(granted))
         return True
+
+    def _schedule_expiry(self, expires_at: float | None) -> None:
+        """End the session when its credentials expire (docs/security.md, close 4004)."""
+        if expires_at is None:
+            return
+        delay = max(0.0, expires_at - time.time())
+        self._expiry = asyncio.get_running_loop().call_later(delay, self._expire)
+
+    def _expire(self) -> None:
+        self._error(ErrorCode.AUTH_EXPIRED, "the token expired; reconnect with a fresh one")
+        self.close(CloseCode.AUTH_EXPIRED, "token expired")
 
     def _refuse(self, code: ErrorCode, message: str, close: int, ref: str | None = None) -> bool:
         self._error(code, message, ref)
@@ -232,6 +248,8 @@ class Connection:
             await self._on_frame(frame)
 
     async def _cleanup(self) -> None:
+        if self._expiry is not None:
+            self._expiry.cancel()
         self._release_rooms()
         self.relay.unregister(self)
         if self._heartbeat_task is not None:
@@ -348,15 +366,16 @@ class Connection:
             self._not_joined(room, ref)
             return
         denied = self.relay.policy.on_write(self.principal, room, ops, time.monotonic())
-        if denied is not None and denied.code in _RETRY_LATER:
-            self._deny(denied, ref, room)  # an error: the op stays pending on the client
-        elif denied is not None:
-            self.relay.metrics.rejects.labels(denied.code.value).inc()
-            self.send(Reject(room, seq, denied.code.value, denied.message))
-            if denied.close is not None:
-                self.close(denied.close, denied.code.value)
-        else:
+        if denied is None:
             await self._put(runner, Submit(self, seq, base, ops))
+            return
+        # A refusal is final (the client rolls the op back and is told why), and goes
+        # through the room so it consumes client_seq in order: a resend of it can never
+        # be mistaken for an applied op.
+        refused = Rejected(denied.code, denied.message)
+        await self._put(runner, Submit(self, seq, base, ops, refused=refused))
+        if denied.close is not None:
+            self.close(denied.close, denied.code.value)
 
     async def _on_presence(self, message: Presence) -> None:
         runner = self.rooms.get(message.room)
@@ -368,6 +387,22 @@ class Connection:
             self._deny(denied, "presence", message.room)
             return
         await self._put(runner, SetPresence(self, message.state))
+
+    async def _on_admin(self, message: Admin) -> None:
+        runner = self.rooms.get(message.room)
+        if runner is None:
+            self._not_joined(message.room, "admin")
+            return
+        denied = self.relay.policy.on_admin(self.principal, message.room)
+        if denied is not None:
+            self._deny(denied, "admin", message.room)
+        elif message.action == "reset":
+            await self._put(runner, ResetRoom(self))
+        elif message.client_id is None:
+            self._error(ErrorCode.INVALID_MESSAGE, "kick needs a client_id", "admin", message.room)
+        elif not self.relay.kick(message.client_id, message.room):
+            detail = f"no client {message.client_id!r} in room {message.room!r}"
+            self._error(ErrorCode.INVALID_MESSAGE, detail, "admin", message.room)
 
     async def _put(self, runner: RoomRunner[Connection], command: Command[Connection]) -> None:
         """Queue a room command, first waiting while too many are unprocessed."""

@@ -25,19 +25,25 @@ from ..protocol.messages import (
     ServerMessage,
     Snapshot,
 )
-from ..state.ops import Op
+from ..state.ops import DeleteOp, Op
 from .room import Accepted, Duplicate, LogEntry, Outcome, Rejected, RoomCore
 
 __all__ = [
+    "RESET_ORIGIN",
     "Command",
     "JoinRoom",
     "LeaveRoom",
     "Member",
+    "ResetRoom",
     "RoomHub",
     "Send",
     "SetPresence",
     "Submit",
 ]
+
+
+# The client_id under which the relay logs the entries it makes itself (admin resets).
+RESET_ORIGIN = "relay:reset"
 
 
 class Member(Protocol):
@@ -77,6 +83,8 @@ class Submit(Generic[M]):
     client_seq: int
     base_version: int
     ops: tuple[Op, ...]
+    # Set when the policy refused it: recorded in order, never applied.
+    refused: Rejected | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,7 +95,14 @@ class SetPresence(Generic[M]):
     state: dict[str, Any]
 
 
-Command = JoinRoom[M] | LeaveRoom[M] | Submit[M] | SetPresence[M]
+@dataclass(frozen=True, slots=True)
+class ResetRoom(Generic[M]):
+    """An admin's reset: delete every top-level key, as one entry made by the relay."""
+
+    member: M
+
+
+Command = JoinRoom[M] | LeaveRoom[M] | Submit[M] | SetPresence[M] | ResetRoom[M]
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +133,7 @@ class RoomHub(Generic[M]):
             LeaveRoom: self._leave,
             Submit: self._submit,
             SetPresence: self._set_presence,
+            ResetRoom: self._reset,
         }
 
     def handle(self, command: Command[M]) -> list[Send[M]]:
@@ -180,15 +196,32 @@ class RoomHub(Generic[M]):
 
     def _submit(self, command: Submit[M]) -> list[Send[M]]:
         member = command.member
-        outcome = self.core.submit(
-            member.client_id, command.client_seq, command.base_version, command.ops
-        )
+        if command.refused is not None:
+            outcome = self.core.refuse(member.client_id, command.client_seq, command.refused)
+        else:
+            outcome = self.core.submit(
+                member.client_id, command.client_seq, command.base_version, command.ops
+            )
         reply = _reply(self.name, command.client_seq, outcome)
         sends = [Send((member,), reply)]
         if isinstance(outcome, Accepted):
             self._unsaved.append(outcome.entry)
             sends.extend(self._to_others(member, _broadcast(self.name, outcome.entry)))
         return sends
+
+    def _reset(self, command: ResetRoom[M]) -> list[Send[M]]:
+        ops = [DeleteOp(path=key) for key in self.core.state]
+        if not ops:
+            return []
+        # The relay is the author (its own client id and a growing seq), so every member,
+        # the admin included, applies it as a remote op; the log records who asked nothing
+        # more than that a reset happened at this version.
+        seq = self.core.version + 1
+        outcome = self.core.submit(RESET_ORIGIN, seq, self.core.version, ops)
+        if not isinstance(outcome, Accepted):
+            return []
+        self._unsaved.append(outcome.entry)
+        return [Send(tuple(self.members), _broadcast(self.name, outcome.entry))]
 
     def _to_others(self, member: M, message: ServerMessage) -> list[Send[M]]:
         others = self._others(member)

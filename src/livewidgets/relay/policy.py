@@ -12,6 +12,8 @@ on_join         each join                                        room scope, rea
 on_leave        each leave (not on close: see on_close)          room counts
 on_write        each op / batch, before it reaches the room      write role, rate limit
 on_presence     each presence update                             throttling
+on_admin        each admin message (reset, kick)                 admin role
+expires_at      after hello: when the credentials expire         token expiry (close 4004)
 on_close        the connection ended (if on_connect admitted it) release counts
 ==============  ===============================================  ======================
 
@@ -82,6 +84,12 @@ class Policy(Protocol):
 
     def on_presence(self, principal: Principal, room: str, now: float) -> Denied | None: ...
 
+    def on_admin(self, principal: Principal, room: str) -> Denied | None: ...
+
+    def expires_at(self, principal: Principal) -> float | None:
+        """Unix time at which the connection must end with 4004 (None: never)."""
+        ...
+
     def on_close(self, principal: Principal | None, address: str | None) -> None:
         """The connection ended; ``principal`` is None if it never got past hello."""
         ...
@@ -111,6 +119,12 @@ class AllowAll:
         return None
 
     def on_presence(self, principal: Principal, room: str, now: float) -> Denied | None:
+        return None
+
+    def on_admin(self, principal: Principal, room: str) -> Denied | None:
+        return None
+
+    def expires_at(self, principal: Principal) -> float | None:
         return None
 
     def on_close(self, principal: Principal | None, address: str | None) -> None:

@@ -138,6 +138,19 @@ class RoomCore:
         self._advance(entry)
         return Accepted(entry)
 
+    def refuse(self, client_id: str, client_seq: int, rejected: Rejected) -> Outcome:
+        """Record a refusal decided outside the room (policy: forbidden, rate_limited).
+
+        It consumes ``client_seq`` like any reject, so a resend is answered alike and
+        never mistaken for an applied op; a resend of an op applied before is still acked.
+        """
+        last_seq, last_version = self.dedupe.get(client_id, (0, 0))
+        if client_seq <= last_seq:
+            return self._answer_resend(client_id, client_seq, last_seq, last_version)
+        self.dedupe[client_id] = (client_seq, 0)
+        self._remember_reject(client_id, client_seq, rejected)
+        return rejected
+
     def _check_and_apply(
         self, client_id: str, base_version: int, ops: Sequence[Op]
     ) -> tuple[Op, ...] | Rejected:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl as ssl_module
 import time
 import types
 from collections.abc import Mapping, Sequence
@@ -93,6 +94,7 @@ class Relay:
         max_inflight: int = 256,
         close_timeout: float = 10.0,
         policy: Policy | None = None,
+        ssl: ssl_module.SSLContext | None = None,
         logger: logging.Logger | None = None,
     ) -> None:
         self.host = host
@@ -115,6 +117,8 @@ class Relay:
             ping_timeout=ping_timeout,
         )
         self._policy: Policy = policy if policy is not None else AllowAll()
+        # With a TLS context the relay serves wss:// (and https:// for /healthz).
+        self._ssl = ssl
         self._logger = logger or logging.getLogger("livewidgets.relay")
         self._metrics = RelayMetrics()
         # One codec per subprotocol, shared by all connections (fan-out encodes once per codec).
@@ -143,9 +147,10 @@ class Relay:
 
     @property
     def url(self) -> str:
-        """``ws://host:port`` for clients (after start)."""
+        """``ws://host:port`` (``wss://`` with TLS) for clients (after start)."""
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"ws://{host}:{self.port}"
+        scheme = "wss" if self._ssl is not None else "ws"
+        return f"{scheme}://{host}:{self.port}"
 
     @property
     def store(self) -> Store:
@@ -265,6 +270,14 @@ class Relay:
             old.close(CloseCode.REPLACED, "replaced by a newer connection", flush=False)
         self._clients[connection.client_id] = connection
 
+    def kick(self, client_id: str, room: str) -> bool:
+        """Disconnect ``client_id`` if it is in ``room`` (close 4011); False if not found."""
+        connection = self._clients.get(client_id)
+        if connection is None or room not in connection.rooms:
+            return False
+        connection.close(CloseCode.KICKED, "removed by an admin", flush=False)
+        return True
+
     def unregister(self, connection: Connection) -> None:
         if self._clients.get(connection.client_id) is connection:
             del self._clients[connection.client_id]
@@ -285,6 +298,7 @@ class Relay:
             # Connections run their own heartbeat (see Connection._heartbeat).
             ping_interval=None,
             close_timeout=self._connection_config.close_timeout,
+            ssl=self._ssl,
         )
         return server
 

@@ -1,0 +1,251 @@
+"""The relay's security policy: tokens and roles, origins, connection limits, rate limits.
+
+Implements :class:`~livewidgets.relay.policy.Policy` (docs/security.md). Everything
+that decides is here; the server only asks and obeys. Rate limits are per
+connection token buckets, so one flooding client slows only itself.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import math
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from websockets.http11 import Request
+
+from ..auth import Role, TokenClaims, TokenError, TokenExpired, verify_token
+from ..protocol.codes import CloseCode, ErrorCode
+from ..protocol.messages import Hello
+from ..state.ops import Op
+from .policy import Denied, Principal
+
+__all__ = ["Limits", "SecurityPolicy", "TokenBucket"]
+
+
+@dataclass
+class Limits:
+    """Documented defaults (docs/security.md "Limits")."""
+
+    max_rooms_per_connection: int = 16
+    max_connections_per_room: int = 1000
+    max_connections_per_ip: int = 256
+    # Ops (an op or a batch counts one) and presence updates, per connection.
+    ops_per_second: float = 200.0
+    ops_burst: float = 400.0
+    presence_per_second: float = 40.0
+    presence_burst: float = 80.0
+    # Refusals in a row before the connection is closed with 4008 (sustained flooding).
+    max_rate_violations: int = 200
+
+
+class TokenBucket:
+    """``rate`` tokens per second up to ``burst``; time is passed in (pure)."""
+
+    def __init__(self, rate: float, burst: float, now: float) -> None:
+        self.rate = rate
+        self.burst = burst
+        self.tokens = burst
+        self.updated = now
+
+    def take(self, now: float, cost: float = 1.0) -> bool:
+        if math.isinf(self.rate):
+            return True  # unlimited
+        elapsed = max(0.0, now - self.updated)
+        self.tokens = min(self.burst, self.tokens + elapsed * self.rate)
+        self.updated = now
+        if self.tokens >= cost:
+            self.tokens -= cost
+            return True
+        return False
+
+
+@dataclass
+class _ConnectionState:
+    ops: TokenBucket
+    presence: TokenBucket
+    rooms: set[str] = field(default_factory=set)
+    violations: int = 0
+    address: str | None = None
+
+
+class SecurityPolicy:
+    """Token auth (when a secret is set), origin allowlist, limits and rate limits."""
+
+    def __init__(
+        self,
+        secret: bytes | None = None,
+        *,
+        allow_origins: Sequence[str] = (),
+        limits: Limits | None = None,
+    ) -> None:
+        self.secret = secret
+        # Origin globs, e.g. "https://hub.example.org", "http://localhost:*".
+        self.allow_origins = list(allow_origins)
+        self.limits = limits or Limits()
+        self._states: dict[int, _ConnectionState] = {}
+        self._room_counts: Counter[str] = Counter()
+        self._ip_counts: Counter[str] = Counter()
+
+    # --- Policy hooks -------------------------------------------------------------
+
+    def check_request(self, request: Request) -> Denied | None:
+        """Browsers send Origin; refuse the ones not allowed (kernels send none)."""
+        origin = request.headers.get("Origin")
+        if origin is None or not self.allow_origins:
+            return None
+        if any(fnmatch.fnmatchcase(origin, allowed) for allowed in self.allow_origins):
+            return None
+        return Denied(
+            ErrorCode.FORBIDDEN, f"origin {origin!r} is not allowed", CloseCode.ORIGIN_FORBIDDEN
+        )
+
+    def on_connect(self, address: str | None) -> Denied | None:
+        """A TCP peer opened a WebSocket (before hello)."""
+        if address is not None and self._ip_counts[address] >= self.limits.max_connections_per_ip:
+            return Denied(
+                ErrorCode.LIMIT_EXCEEDED,
+                f"too many connections from {address} (limit {self.limits.max_connections_per_ip})",
+                CloseCode.POLICY_VIOLATION,
+            )
+        if address is not None:
+            self._ip_counts[address] += 1
+        return None
+
+    def on_hello(self, hello: Hello, request: Request | None) -> Principal | Denied:
+        token = hello.token or _bearer(request)
+        if self.secret is None:
+            principal = Principal(user=hello.user, claims={"role": Role.ADMIN.value})
+        elif token is None:
+            return Denied(
+                ErrorCode.AUTH_REQUIRED,
+                "this relay needs a token (hello.token)",
+                CloseCode.AUTH_INVALID,
+            )
+        else:
+            try:
+                claims = verify_token(self.secret, token)
+            except TokenExpired:
+                return Denied(
+                    ErrorCode.AUTH_EXPIRED, "the token has expired", CloseCode.AUTH_EXPIRED
+                )
+            except TokenError as exc:
+                return Denied(ErrorCode.AUTH_INVALID, str(exc), CloseCode.AUTH_INVALID)
+            principal = Principal(user=claims.user, claims=_claims(claims))
+        return principal
+
+    def expires_at(self, principal: Principal) -> float | None:
+        """Unix time when this connection's token expires (None: never)."""
+        value = principal.claims.get("expires_at")
+        return float(value) if value is not None else None
+
+    def on_join(self, principal: Principal, room: str) -> Denied | None:
+        pattern = principal.claims.get("room")
+        if pattern is not None and not fnmatch.fnmatchcase(room, pattern):
+            return Denied(ErrorCode.FORBIDDEN, f"the token does not admit room {room!r}")
+        state = self._state(principal)
+        if room not in state.rooms:
+            if len(state.rooms) >= self.limits.max_rooms_per_connection:
+                return Denied(
+                    ErrorCode.LIMIT_EXCEEDED,
+                    f"at most {self.limits.max_rooms_per_connection} rooms per connection",
+                )
+            if self._room_counts[room] >= self.limits.max_connections_per_room:
+                return Denied(
+                    ErrorCode.LIMIT_EXCEEDED,
+                    f"room {room!r} is full ({self.limits.max_connections_per_room} connections)",
+                )
+            state.rooms.add(room)
+            self._room_counts[room] += 1
+        return None
+
+    def on_leave(self, principal: Principal, room: str) -> None:
+        state = self._states.get(id(principal))
+        if state is not None and room in state.rooms:
+            state.rooms.discard(room)
+            self._release_room(room)
+
+    def on_write(
+        self, principal: Principal, room: str, ops: Sequence[Op], now: float
+    ) -> Denied | None:
+        if not self.role(principal).allows(Role.WRITE):
+            return Denied(ErrorCode.FORBIDDEN, "read-only token: writes are not allowed")
+        return self._rate(principal, self._state(principal).ops, now, "operations")
+
+    def on_presence(self, principal: Principal, room: str, now: float) -> Denied | None:
+        return self._rate(principal, self._state(principal).presence, now, "presence updates")
+
+    def on_admin(self, principal: Principal, room: str) -> Denied | None:
+        if not self.role(principal).allows(Role.ADMIN):
+            return Denied(ErrorCode.FORBIDDEN, "admin role required")
+        return None
+
+    def on_close(self, principal: Principal | None, address: str | None) -> None:
+        """The connection ended: release what it held."""
+        if address is not None and self._ip_counts[address] > 0:
+            self._ip_counts[address] -= 1
+            if not self._ip_counts[address]:
+                del self._ip_counts[address]
+        if principal is None:
+            return
+        state = self._states.pop(id(principal), None)
+        for room in state.rooms if state else ():
+            self._release_room(room)
+
+    # --- internals ----------------------------------------------------------------
+
+    @staticmethod
+    def role(principal: Principal) -> Role:
+        return Role(principal.claims.get("role", Role.READ.value))
+
+    def _state(self, principal: Principal) -> _ConnectionState:
+        state = self._states.get(id(principal))
+        if state is None:
+            limits = self.limits
+            state = self._states[id(principal)] = _ConnectionState(
+                TokenBucket(limits.ops_per_second, limits.ops_burst, -math.inf),
+                TokenBucket(limits.presence_per_second, limits.presence_burst, -math.inf),
+            )
+        return state
+
+    def _rate(
+        self, principal: Principal, bucket: TokenBucket, now: float, what: str
+    ) -> Denied | None:
+        state = self._state(principal)
+        if bucket.take(now):
+            state.violations = 0
+            return None
+        state.violations += 1
+        close = (
+            CloseCode.RATE_LIMITED if state.violations >= self.limits.max_rate_violations else None
+        )
+        return Denied(
+            ErrorCode.RATE_LIMITED,
+            f"too many {what}: at most {bucket.rate:g}/s (burst {bucket.burst:g})",
+            close,
+        )
+
+    def _release_room(self, room: str) -> None:
+        self._room_counts[room] -= 1
+        if self._room_counts[room] <= 0:
+            del self._room_counts[room]
+
+
+def _bearer(request: Request | None) -> str | None:
+    """A token from ``Authorization: Bearer ...`` (never from the URL query)."""
+    if request is None:
+        return None
+    header = request.headers.get("Authorization", "")
+    scheme, _, value = header.partition(" ")
+    return value.strip() or None if scheme.lower() == "bearer" else None
+
+
+def _claims(claims: TokenClaims) -> dict[str, Any]:
+    return {
+        "room": claims.room,
+        "role": claims.role.value,
+        "expires_at": claims.expires_at,
+        "token_id": claims.token_id,
+    }
