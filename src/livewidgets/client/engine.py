@@ -31,6 +31,7 @@ from ..protocol import (
     JSON_SUBPROTOCOL,
     MSGPACK_SUBPROTOCOL,
     PROTOCOL_VERSION,
+    Admin,
     Batch,
     CloseCode,
     Error,
@@ -499,6 +500,11 @@ class Engine:
             with self._lock:
                 state = self.presence.snapshot()
             self._enqueue([Presence(room=self.core.room, state=state)])
+
+    def send_admin(self, action: str, client_id: str | None = None) -> None:
+        """Queue an admin message (reset/kick); it goes out once connected."""
+        message = Admin(room=self.core.room, action=action, client_id=client_id)  # type: ignore[arg-type]
+        self._enqueue([message])
 
     def add_change_listener(self, listener: Callable[..., Any]) -> Callable[[], None]:
         """``listener(change)`` with the core's :class:`Changed` event on each visible change."""

@@ -256,6 +256,17 @@ class SessionAPI:
         throttled to ``presence_rate`` per second with the latest value always sent."""
         self._engine.update_presence(shareable(fields))
 
+    # --- administration (admin role) ---------------------------------------------
+
+    def reset_room(self) -> None:
+        """Delete every top-level key for everyone (admin role; refusals arrive as
+        ``error`` events with code ``forbidden``)."""
+        self._engine.send_admin("reset")
+
+    def kick(self, client_id: str) -> None:
+        """Disconnect a peer from this room (admin role; close code 4011)."""
+        self._engine.send_admin("kick", client_id)
+
     # --- text ---------------------------------------------------------------------
 
     def text(self, path: str) -> SharedText:
