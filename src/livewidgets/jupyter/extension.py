@@ -158,6 +158,39 @@ def status() -> str:
     )
 
 
+def share_link(
+    role: str = "read",
+    *,
+    ttl: str = "2h",
+    room: str | None = None,
+    user: str = "guest",
+    secret_file: str | None = None,
+) -> str:
+    """A capability for this room: a signed token and the line that joins with it.
+
+    Needs the relay's secret (``secret_file`` or ``$LIVEWIDGETS_SECRET``): whoever
+    holds the result can join ``room`` with ``role`` until it expires.
+    """
+    from ..auth import issue_token, load_secret, parse_ttl
+
+    secret = load_secret(secret_file)
+    if secret is None:
+        raise RuntimeError(
+            "livewidgets: share-link needs the relay's secret ($LIVEWIDGETS_SECRET or "
+            "--secret-file); a relay without one admits everyone who can reach it"
+        )
+    connection = _state.connection
+    room = room or (connection.session.room if connection else identity.default_room())
+    url = connection.url if connection else os.environ.get("LIVEWIDGETS_URL", "")
+    token = issue_token(secret, user=user, room=room, role=role, ttl=parse_ttl(ttl))
+    url_part = f"{url} " if url else ""
+    return (
+        f"livewidgets: {role} access to room {room!r} for {ttl}:\n"
+        f"  %livewidgets connect {url_part}--room {shlex.quote(room)} --token {token}\n"
+        f"  token: {token}"
+    )
+
+
 def _relay_status() -> str:
     info = local_relay.read_info()
     if info is None:
@@ -216,6 +249,12 @@ def _build_parser() -> _Parser:
     sub.add_parser("disconnect", help="leave the room")
     r = sub.add_parser("relay", help="manage the local relay")
     r.add_argument("action", choices=["start", "stop", "status"])
+    link = sub.add_parser("share-link", help="print a token + connect line for this room")
+    link.add_argument("--role", choices=["read", "write", "admin"], default="read")
+    link.add_argument("--ttl", default="2h", help="lifetime: 30m, 2h, 7d (default: 2h)")
+    link.add_argument("--room", help="room (default: this kernel's room)")
+    link.add_argument("--user", default="guest", help="user id stamped on holders")
+    link.add_argument("--secret-file", help="the relay's secret (else $LIVEWIDGETS_SECRET)")
     return parser
 
 
@@ -247,6 +286,16 @@ def livewidgets_magic(line: str) -> None:
         print("livewidgets: disconnected" if disconnect() else "livewidgets: not connected")
     elif args.command == "relay":
         _relay_command(args.action)
+    elif args.command == "share-link":
+        print(
+            share_link(
+                args.role,
+                ttl=args.ttl,
+                room=args.room,
+                user=args.user,
+                secret_file=args.secret_file,
+            )
+        )
     else:  # "status", or no subcommand
         print(status())
 
