@@ -130,7 +130,19 @@ def _run_token(args: argparse.Namespace) -> int:
 
 
 # Subcommands, in help order. Others plug in here (e.g. token, demo).
-COMMANDS: list[Callable[[Subparsers], None]] = [_add_relay, _add_token]
+def _add_demo(subparsers: Subparsers) -> None:
+    from . import demo
+
+    parser = subparsers.add_parser(
+        "demo",
+        help="start the local relay and JupyterLab on the examples",
+        description="Start (or reuse) the local relay and JupyterLab on the example notebooks.",
+    )
+    demo.add_arguments(parser)
+    parser.set_defaults(handler=demo.run)
+
+
+COMMANDS: list[Callable[[Subparsers], None]] = [_add_relay, _add_token, _add_demo]
 
 
 def build_parser() -> argparse.ArgumentParser:
