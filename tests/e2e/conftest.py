@@ -1,8 +1,11 @@
-"""Fixtures of the browser suite: one relay, one JupyterLab, one Chromium for the session;
+"""Fixtures of the browser suite: one relay, one JupyterLab, one Chromium for the package;
 a browser context per user (alice, bob); per test, a notebook (and a kernel) per user
 in a room of the test's own.
 
-The fixtures are lazy: modules skipped for a missing browser start nothing.
+The fixtures are lazy: modules skipped for a missing browser start nothing. Their
+scope is this package, not the session: Playwright's sync API keeps an event loop
+running in the main thread while it is open, and the asyncio tests that run after
+this package need the main thread free of it.
 """
 
 from __future__ import annotations
@@ -50,12 +53,12 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     return report
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def e2e_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("e2e")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def relay(e2e_dir: Path) -> Iterator[RelayProcess]:
     """The relay the kernels use (a subprocess, SQLite store, free port)."""
     relay = RelayProcess(e2e_dir / "rooms.db", e2e_dir / "relay.log")
@@ -64,7 +67,7 @@ def relay(e2e_dir: Path) -> Iterator[RelayProcess]:
     relay.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def lab(e2e_dir: Path, relay: RelayProcess) -> Iterator[LabServer]:
     """JupyterLab whose kernels connect to ``relay`` ($LIVEWIDGETS_URL in their env)."""
     server = LabServer(
@@ -82,7 +85,7 @@ def lab(e2e_dir: Path, relay: RelayProcess) -> Iterator[LabServer]:
     server.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser() -> Iterator[Any]:
     from playwright.sync_api import sync_playwright
 
@@ -92,27 +95,27 @@ def browser() -> Iterator[Any]:
         browser.close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def alice_context(browser: Any) -> Iterator[Any]:
     context = browser.new_context(viewport=VIEWPORT)
     yield context
     context.close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def bob_context(browser: Any) -> Iterator[Any]:
     context = browser.new_context(viewport=VIEWPORT)
     yield context
     context.close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def alice_page(alice_context: Any, lab: LabServer) -> Any:
     """Alice's JupyterLab tab (her notebooks open in it, one per test)."""
     return open_lab(alice_context, lab)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def bob_page(bob_context: Any, lab: LabServer) -> Any:
     """Bob's JupyterLab tab."""
     return open_lab(bob_context, lab)
