@@ -161,7 +161,7 @@ def _run(port: int | None, notebook_dir: Path | None, open_browser: bool) -> int
             return 0  # stopped while starting
         first = FIRST_NOTEBOOK if (root / FIRST_NOTEBOOK).exists() else None
         url = lab.url(f"/lab/tree/{first}" if first else "/lab")
-        print(f"livewidgets demo: JupyterLab is at {url}", flush=True)
+        print(f"livewidgets demo: JupyterLab (pid {lab.pid}) is at {url}", flush=True)
         print("livewidgets demo: press Ctrl-C to stop it", flush=True)
         if open_browser:
             webbrowser.open(url)
@@ -281,6 +281,8 @@ class JupyterLab:
                 cwd=self.root,
                 # Its own session: a terminal's Ctrl-C reaches us, and we stop it cleanly.
                 start_new_session=True,
+                # ... and if we are killed outright, it gets SIGTERM (Linux).
+                preexec_fn=_term_with_parent if sys.platform == "linux" else None,
             )
         deadline = time.monotonic() + START_TIMEOUT
         while not self._answers():
@@ -300,6 +302,10 @@ class JupyterLab:
                 )
             stop.wait(_POLL)
         return True
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None else None
 
     def running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
@@ -350,6 +356,16 @@ class JupyterLab:
 
 
 # --- signals -----------------------------------------------------------------------------
+
+
+def _term_with_parent() -> None:
+    """In the JupyterLab child before exec: SIGTERM when the demo process dies
+    (``prctl(PR_SET_PDEATHSIG)``), so a demo killed with SIGKILL leaves no server behind."""
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, int(signal.SIGTERM))
+
 
 # What signal.signal() returns and accepts.
 _Handler = Callable[[int, FrameType | None], Any] | int | signal.Handlers | None

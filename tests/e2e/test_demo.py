@@ -80,6 +80,49 @@ def test_demo_without_jupyterlab_prints_the_install_hint(demo_env: dict[str, str
     assert local_relay.read_info() is None  # it stopped before starting anything
 
 
+def start_demo(notebooks: Path, out: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    """``python -m livewidgets.demo --no-browser --port 0 --dir notebooks``, output to ``out``."""
+    command = [sys.executable, "-m", "livewidgets.demo", "--no-browser", "--port", "0"]
+    with open(out, "wb") as sink:
+        return subprocess.Popen(
+            [*command, "--dir", str(notebooks)],
+            stdin=subprocess.DEVNULL,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+
+
+def wait_for_url(out: Path) -> tuple[int, str]:
+    """JupyterLab's pid and URL, once the demo printed them."""
+    pattern = re.compile(r"JupyterLab \(pid (\d+)\) is at (\S+)")
+    match = wait_for(
+        lambda: pattern.search(out.read_text()), 6 * TIMEOUT, "the demo to print the URL"
+    )
+    return int(match.group(1)), match.group(2)
+
+
+def pid_running(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+    except FileNotFoundError:
+        return False
+    return state not in ("Z", "X")
+
+
+def stop_demo(demo: subprocess.Popen[bytes], lab_pid: int | None) -> None:
+    """Whatever happened, leave neither the demo nor its JupyterLab running."""
+    if demo.poll() is None:
+        demo.send_signal(signal.SIGTERM)
+        try:
+            demo.wait(6 * TIMEOUT)
+        except subprocess.TimeoutExpired:
+            demo.kill()
+            demo.wait()
+    if lab_pid is not None and pid_running(lab_pid):
+        os.kill(lab_pid, signal.SIGTERM)
+
+
 @pytest.mark.skipif(not HAVE_LAB, reason="jupyterlab is not installed")
 def test_demo_serves_the_examples_and_stops_on_sigterm(
     demo_env: dict[str, str], tmp_path: Path, request: pytest.FixtureRequest
@@ -89,29 +132,10 @@ def test_demo_serves_the_examples_and_stops_on_sigterm(
     on SIGTERM stops JupyterLab, exits 0, and leaves the relay running."""
     notebooks = tmp_path / "notebooks"
     out = tmp_path / "demo.out"
-    with open(out, "wb") as sink:
-        demo = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "livewidgets.demo",
-                "--no-browser",
-                "--port",
-                "0",
-                "--dir",
-                str(notebooks),
-            ],
-            stdin=subprocess.DEVNULL,
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-            env=demo_env,
-        )
+    demo = start_demo(notebooks, out, demo_env)
+    lab_pid = None
     try:
-        url = wait_for(
-            lambda: (m := re.search(r"JupyterLab is at (\S+)", out.read_text())) and m.group(1),
-            6 * TIMEOUT,
-            "the demo to print JupyterLab's URL",
-        )
+        lab_pid, url = wait_for_url(out)
         assert sorted(p.name for p in notebooks.glob("*.ipynb")) == sorted(
             p.name for p in EXAMPLES.glob("*.ipynb")
         )
@@ -126,15 +150,33 @@ def test_demo_serves_the_examples_and_stops_on_sigterm(
 
         demo.send_signal(signal.SIGTERM)
         assert demo.wait(6 * TIMEOUT) == 0, out.read_text()
+        assert not pid_running(lab_pid)
     finally:
-        if demo.poll() is None:
-            demo.kill()
-            demo.wait()
+        stop_demo(demo, lab_pid)
     text = out.read_text()
     assert "JupyterLab stopped" in text and "keeps running" in text, text
     with pytest.raises((urllib.error.URLError, OSError)):
         urllib.request.urlopen(url, timeout=2)
     assert local_relay.find_relay() == relay  # the relay survives the demo, by design
+
+
+@pytest.mark.skipif(
+    not HAVE_LAB or sys.platform != "linux", reason="jupyterlab missing, or not Linux"
+)
+def test_demo_killed_outright_takes_jupyterlab_along(
+    demo_env: dict[str, str], tmp_path: Path
+) -> None:
+    """SIGKILL to the demo (no chance to clean up): its JupyterLab gets SIGTERM from the
+    kernel (PR_SET_PDEATHSIG) and exits; no server is left behind."""
+    demo = start_demo(tmp_path / "notebooks", tmp_path / "demo.out", demo_env)
+    lab_pid = None
+    try:
+        lab_pid, _ = wait_for_url(tmp_path / "demo.out")
+        demo.kill()
+        demo.wait()
+        wait_for(lambda: not pid_running(lab_pid), 3 * TIMEOUT, "JupyterLab to exit")
+    finally:
+        stop_demo(demo, lab_pid)
 
 
 def run_first_example(browser: Any, url: str) -> None:
