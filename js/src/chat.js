@@ -1,7 +1,7 @@
 // Chat view: the last messages (text via textContent only), an input, auto-scroll
 // while the reader is at the bottom.
 
-import { Disposer, errorLine, h, safeColor } from "./util.js";
+import { Disposer, errorLine, h, ownKeyboard, safeColor } from "./util.js";
 
 /** @typedef {import("./util.js").Model} Model */
 
@@ -20,11 +20,14 @@ function item(m, me) {
     { className: `lw-chat-msg${mine ? " lw-mine" : ""}`, attrs: { "data-id": String(m.id ?? "") } },
     [
       h("div", { className: "lw-chat-meta" }, [
+        // The user's colour marks a dot; the name stays in the theme's text colour,
+        // which is readable on light and dark backgrounds alike.
         h("span", {
-          className: "lw-chat-name",
-          text: String(m.name || m.user || "anonymous"),
-          style: { color: safeColor(m.color) },
+          className: "lw-chat-dot",
+          attrs: { "aria-hidden": "true" },
+          style: { background: safeColor(m.color) },
         }),
+        h("span", { className: "lw-chat-name", text: String(m.name || m.user || "anonymous") }),
         h("span", { className: "lw-chat-time lw-muted", text: clock(Number(m.ts) || 0) }),
       ]),
       h("div", { className: "lw-chat-text", text: String(m.text ?? "") }),
@@ -50,6 +53,7 @@ function render({ model, el }) {
   const root = h("div", { className: "lw-widget lw-chat" }, [list, form, errorLine(model, d)]);
   el.append(root);
   d.add(() => root.remove());
+  ownKeyboard(root, d);
 
   let first = true;
   const draw = () => {

@@ -52,8 +52,11 @@ function render({ model, el }) {
     const peers = model.get("peers");
     const list = Array.isArray(peers) ? peers : [];
     bar.replaceChildren(...list.map(avatar));
+    const me = list.find((p) => p.is_self);
     if (!list.some((p) => !p.is_self)) {
-      bar.append(h("span", { className: "lw-muted", text: "nobody else here yet" }));
+      // Offline we cannot know who else is here: say that, not "nobody".
+      const text = me && me.status === "offline" ? "offline" : "nobody else here yet";
+      bar.append(h("span", { className: "lw-muted lw-presence-note", text }));
     }
   };
   d.model(model, "change:peers", draw);

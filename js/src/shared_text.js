@@ -9,7 +9,16 @@
 
 import { transformPosition } from "./ot.js";
 import { TextSync } from "./text_sync.js";
-import { Disposer, errorLine, frameScheduler, h, readableOn, safeColor, uid } from "./util.js";
+import {
+  Disposer,
+  errorLine,
+  frameScheduler,
+  h,
+  ownKeyboard,
+  readableOn,
+  safeColor,
+  uid,
+} from "./util.js";
 
 /** @typedef {import("./util.js").Model} Model */
 /** @typedef {import("./ot.js").Delta} Delta */
@@ -131,6 +140,7 @@ function render({ model, el }) {
   const root = h("div", { className: "lw-widget lw-text" }, [wrap, errorLine(model, d)]);
   el.append(root);
   d.add(() => root.remove());
+  ownKeyboard(root, d);
 
   const sync = new TextSync({
     view: uid(),

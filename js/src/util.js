@@ -75,6 +75,18 @@ export class Disposer {
 
 let counter = 0;
 /** A process-unique id for a view. */
+/**
+ * Keep keys typed into a widget away from JupyterLab's shortcuts (Enter, Shift+Enter,
+ * A/B/D…), the way ipywidgets' text boxes do: Lumino skips elements marked with
+ * data-lm-suppress-shortcuts, and the keydown stops at our root.
+ * @param {HTMLElement} root
+ * @param {Disposer} disposer
+ */
+export function ownKeyboard(root, disposer) {
+  root.setAttribute("data-lm-suppress-shortcuts", "true");
+  disposer.on(root, "keydown", (/** @type {Event} */ event) => event.stopPropagation());
+}
+
 export function uid() {
   counter += 1;
   const random = Math.random().toString(36).slice(2, 10);

@@ -25,10 +25,6 @@ if not Path(CHROMIUM).exists():
     )
 
 CHAT_CELL = 'from livewidgets.jupyter.widgets import Chat\nChat("e2e/chat")'
-EATEN_BY_JUPYTERLAB = (
-    "JupyterLab's notebook shortcuts take Enter before the widget (reported: the widget "
-    "should stop keydown propagation, as ipywidgets' Textarea does)"
-)
 
 # Commands JupyterLab ran since the last call (to see a key taken by a shortcut).
 _WATCH_JS = """
@@ -74,7 +70,6 @@ def test_typing_letters_in_shared_text_runs_no_notebook_command(notebook: Notebo
     assert commands_run(notebook) == []
 
 
-@pytest.mark.xfail(strict=True, reason=EATEN_BY_JUPYTERLAB)
 def test_enter_in_shared_text_inserts_a_newline(notebook: Notebook) -> None:
     """Enter starts a new line in the SharedText."""
     field = focus_text(notebook, "line one")
@@ -84,7 +79,6 @@ def test_enter_in_shared_text_inserts_a_newline(notebook: Notebook) -> None:
     assert field.input_value() == "line one\nline two"
 
 
-@pytest.mark.xfail(strict=True, reason=EATEN_BY_JUPYTERLAB)
 def test_enter_in_chat_sends_the_message(notebook: Notebook) -> None:
     """Enter in the chat's message field sends the message (the form submits)."""
     field = notebook.widget(".lw-chat-input")
@@ -103,7 +97,6 @@ def test_send_button_in_chat_sends_the_message(notebook: Notebook) -> None:
     assert field.input_value() == ""
 
 
-@pytest.mark.xfail(strict=True, reason=EATEN_BY_JUPYTERLAB)
 def test_shift_enter_in_shared_text_does_not_run_the_cell(notebook: Notebook) -> None:
     """Shift+Enter while typing in the SharedText is a key for the text, not "run cell".
     (Last in the module: when it fails, the cell runs again.)"""

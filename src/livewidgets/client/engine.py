@@ -440,6 +440,10 @@ class Engine:
                 events = self.core.tick(time.monotonic(), self.config.ack_timeout)
                 went_idle = self.presence.check_idle()
             if went_idle:
+                self.events.emit(
+                    "my_presence",
+                    {"client_id": self.client_id, "state": dict(self.presence.fields)},
+                )
                 self._schedule_presence()
             self.metrics.retries += sum(isinstance(e, Send) for e in events)
             self._dispatch(events)
@@ -482,6 +486,8 @@ class Engine:
         """Merge fields into our presence and publish (throttled, latest wins)."""
         with self._lock:
             self.presence.update(fields)
+            mine = dict(self.presence.fields)
+        self.events.emit("my_presence", {"client_id": self.client_id, "state": mine})
         self._call_in_loop(self._schedule_presence)
 
     def _schedule_presence(self) -> None:

@@ -25,6 +25,7 @@ EVENTS = frozenset(
         "conflict",
         "rejected",
         "presence",
+        "my_presence",
         "auth_expired",
         "error",
     }

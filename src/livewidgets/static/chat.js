@@ -1,4 +1,4 @@
-/* livewidgets build: sources sha256:6c73cbcd24ab67fe887f2c9fcd0b22f0cc7d94f6da266e522f0b917e65a5b9d5 (esbuild 0.28.2) */
+/* livewidgets build: sources sha256:2c6ba39fa414f881c533627511f55338f074b60fb68579f24da62c7598257836 (esbuild 0.28.2) */
 
 // src/util.js
 function h(tag, props = {}, children = []) {
@@ -46,6 +46,10 @@ var Disposer = class {
     }
   }
 };
+function ownKeyboard(root, disposer) {
+  root.setAttribute("data-lm-suppress-shortcuts", "true");
+  disposer.on(root, "keydown", (event) => event.stopPropagation());
+}
 var COLOR = /^(#[0-9a-f]{3,8}|(rgba?|hsla?)\([0-9.,%\s/a-z+-]*\)|[a-z]{3,30})$/i;
 var FALLBACK = "var(--jp-brand-color1, #1976d2)";
 function safeColor(color) {
@@ -76,11 +80,14 @@ function item(m, me) {
     { className: `lw-chat-msg${mine ? " lw-mine" : ""}`, attrs: { "data-id": String(m.id ?? "") } },
     [
       h("div", { className: "lw-chat-meta" }, [
+        // The user's colour marks a dot; the name stays in the theme's text colour,
+        // which is readable on light and dark backgrounds alike.
         h("span", {
-          className: "lw-chat-name",
-          text: String(m.name || m.user || "anonymous"),
-          style: { color: safeColor(m.color) }
+          className: "lw-chat-dot",
+          attrs: { "aria-hidden": "true" },
+          style: { background: safeColor(m.color) }
         }),
+        h("span", { className: "lw-chat-name", text: String(m.name || m.user || "anonymous") }),
         h("span", { className: "lw-chat-time lw-muted", text: clock(Number(m.ts) || 0) })
       ]),
       h("div", { className: "lw-chat-text", text: String(m.text ?? "") })
@@ -104,6 +111,7 @@ function render({ model, el }) {
   const root = h("div", { className: "lw-widget lw-chat" }, [list, form, errorLine(model, d)]);
   el.append(root);
   d.add(() => root.remove());
+  ownKeyboard(root, d);
   let first = true;
   const draw = () => {
     const atBottom = list.scrollHeight - list.scrollTop - list.clientHeight < 40;

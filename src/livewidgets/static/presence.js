@@ -1,4 +1,4 @@
-/* livewidgets build: sources sha256:6c73cbcd24ab67fe887f2c9fcd0b22f0cc7d94f6da266e522f0b917e65a5b9d5 (esbuild 0.28.2) */
+/* livewidgets build: sources sha256:2c6ba39fa414f881c533627511f55338f074b60fb68579f24da62c7598257836 (esbuild 0.28.2) */
 
 // src/util.js
 function h(tag, props = {}, children = []) {
@@ -141,8 +141,10 @@ function render({ model, el }) {
     const peers = model.get("peers");
     const list = Array.isArray(peers) ? peers : [];
     bar.replaceChildren(...list.map(avatar));
+    const me = list.find((p) => p.is_self);
     if (!list.some((p) => !p.is_self)) {
-      bar.append(h("span", { className: "lw-muted", text: "nobody else here yet" }));
+      const text = me && me.status === "offline" ? "offline" : "nobody else here yet";
+      bar.append(h("span", { className: "lw-muted lw-presence-note", text }));
     }
   };
   d.model(model, "change:peers", draw);

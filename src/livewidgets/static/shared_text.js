@@ -1,4 +1,4 @@
-/* livewidgets build: sources sha256:6c73cbcd24ab67fe887f2c9fcd0b22f0cc7d94f6da266e522f0b917e65a5b9d5 (esbuild 0.28.2) */
+/* livewidgets build: sources sha256:2c6ba39fa414f881c533627511f55338f074b60fb68579f24da62c7598257836 (esbuild 0.28.2) */
 
 // src/ot.js
 var TextOpError = class extends Error {
@@ -425,6 +425,10 @@ var Disposer = class {
   }
 };
 var counter = 0;
+function ownKeyboard(root, disposer) {
+  root.setAttribute("data-lm-suppress-shortcuts", "true");
+  disposer.on(root, "keydown", (event) => event.stopPropagation());
+}
 function uid() {
   counter += 1;
   const random = Math.random().toString(36).slice(2, 10);
@@ -592,6 +596,7 @@ function render({ model, el }) {
   const root = h("div", { className: "lw-widget lw-text" }, [wrap, errorLine(model, d)]);
   el.append(root);
   d.add(() => root.remove());
+  ownKeyboard(root, d);
   const sync = new TextSync({
     view: uid(),
     value: String(model.get("value") ?? ""),

@@ -1,4 +1,4 @@
-/* livewidgets build: sources sha256:6c73cbcd24ab67fe887f2c9fcd0b22f0cc7d94f6da266e522f0b917e65a5b9d5 (esbuild 0.28.2) */
+/* livewidgets build: sources sha256:2c6ba39fa414f881c533627511f55338f074b60fb68579f24da62c7598257836 (esbuild 0.28.2) */
 
 // src/util.js
 function h(tag, props = {}, children = []) {

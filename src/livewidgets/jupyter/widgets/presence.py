@@ -65,7 +65,8 @@ class Presence(LiveWidget):
         self, session: Any = None, include_self: bool = True, refresh: float = 2.0, **kwargs: Any
     ) -> None:
         super().__init__(session=session, include_self=include_self, **kwargs)
-        for event in ("presence", "connected", "disconnected", "reconnecting", "closed"):
+        events = ("presence", "my_presence", "connected", "disconnected", "reconnecting", "closed")
+        for event in events:
             self._own(self._session.on(event, self._on_event))
         self.observe(lambda _change: self._refresh(), "include_self")
         # Our own status (idle, offline) changes without any event.
