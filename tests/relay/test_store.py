@@ -1,16 +1,21 @@
-"""Store backends: the Store contract (memory and SQLite alike) and SQLite specifics."""
+"""Store backends: the Store contract (memory, SQLite and Redis alike) and SQLite specifics."""
 
 from __future__ import annotations
 
+import os
+import socket
 import sqlite3
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from redis.asyncio import Redis
 
 from livewidgets.relay.room import LogEntry, RoomCore
 from livewidgets.relay.store import Store, StoreConflict, StoreError, open_store
 from livewidgets.relay.store.memory import MemoryStore
+from livewidgets.relay.store.redis import RedisStore
 from livewidgets.relay.store.sqlite import SCHEMA_VERSION, SQLiteStore
 from livewidgets.state.ops import IncrementOp, PushOp, SetOp, TextOp
 
@@ -20,8 +25,32 @@ def entry(version: int, client: str = "a", seq: int | None = None) -> LogEntry:
     return LogEntry(version, client, version if seq is None else seq, ops)
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+REDIS_URL = os.environ.get("LIVEWIDGETS_TEST_REDIS", "redis://127.0.0.1:6379/0")
+
+
+def _redis_available() -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", 6379), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+@pytest.fixture(params=["memory", "sqlite", "redis"])
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
+    if request.param == "redis":
+        if not _redis_available():
+            pytest.skip("no Redis server on 127.0.0.1:6379")
+        prefix = f"lwtest-{uuid.uuid4().hex}"
+        redis_store = RedisStore(REDIS_URL, prefix=prefix)
+        yield redis_store
+        await redis_store.close()
+        cleanup = Redis.from_url(REDIS_URL)
+        keys = [key async for key in cleanup.scan_iter(f"{prefix}:*")]
+        if keys:
+            await cleanup.delete(*keys)
+        await cleanup.aclose()
+        return
     url = "memory://" if request.param == "memory" else f"sqlite:///{tmp_path}/rooms.db"
     store = open_store(url)
     yield store
@@ -136,7 +165,8 @@ def test_open_store_urls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
     relative = open_store("sqlite:///rel.db")
     assert isinstance(relative, SQLiteStore) and relative.path == "rel.db"
     assert (tmp_path / "rel.db").exists()
-    for bad in ("redis://x", "sqlite://", "sqlite:///", "rooms.db"):
+    assert isinstance(open_store("redis://127.0.0.1:6379/0"), RedisStore)
+    for bad in ("postgres://x", "sqlite://", "sqlite:///", "rooms.db"):
         with pytest.raises(ValueError):
             open_store(bad)
 

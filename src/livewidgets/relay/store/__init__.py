@@ -14,9 +14,10 @@ can implement it without touching the room core:
 * Durability is the store's job: when ``append`` returns, the entries and the
   dedupe updates derived from them are committed in one transaction.
 
-Backends: ``memory://`` (tests, demos; nothing survives the process) and
+Backends: ``memory://`` (tests, demos; nothing survives the process),
 ``sqlite:///relative/path.db`` or ``sqlite:////absolute/path.db`` (the embedded
-default; WAL, synchronous=FULL, one writer thread).
+default; WAL, synchronous=FULL, one writer thread), and ``redis://host:port/db``
+(shared by several relay processes; atomic Lua appends; the ``redis`` extra).
 """
 
 from __future__ import annotations
@@ -103,9 +104,16 @@ def open_store(url: str) -> Store:
         from .memory import MemoryStore
 
         return MemoryStore()
+    if url.startswith(("redis://", "rediss://", "unix://")):
+        from .redis import RedisStore  # needs the ``redis`` extra
+
+        return RedisStore(url)
     prefix = "sqlite:///"
     if url.startswith(prefix) and len(url) > len(prefix):
         from .sqlite import SQLiteStore
 
         return SQLiteStore(url[len(prefix) :])
-    raise ValueError(f"unsupported store URL {url!r}: use memory:// or sqlite:///path/to/rooms.db")
+    raise ValueError(
+        f"unsupported store URL {url!r}: use memory://, sqlite:///path/to/rooms.db "
+        "or redis://host:6379/0"
+    )
