@@ -1,0 +1,81 @@
+"""The livewidgets relay as the bench runs it: what ``livewidgets relay`` runs, throttles off.
+
+Same ``Relay`` and ``SecurityPolicy`` as the CLI (no secret: loopback only), with
+the abuse limits raised out of the way: the per-connection op rate (CLI default
+200/s, ``--ops-rate 0`` = unlimited), connections per IP (CLI default 256, and every
+bench client comes from 127.0.0.1) and connections per room (1,000; not a CLI
+option, and the idle scenario puts 2,000 in one room). Checking the limits still
+costs what it costs; only the refusals are gone. Everything else is the default.
+
+Run: ``python -m bench.lwrelay --store memory:// [--port 0]``; prints
+``livewidgets relay listening on ws://HOST:PORT`` once ready.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import logging
+import math
+import signal
+from typing import Any
+
+__all__ = ["main", "policy", "run"]
+
+UNLIMITED: dict[str, float] = {
+    "ops_per_second": math.inf,
+    "ops_burst": math.inf,
+    "max_connections_per_ip": 10**9,
+    "max_connections_per_room": 10**9,
+}
+
+
+def policy() -> Any:
+    """The CLI's SecurityPolicy without throttles (None if this livewidgets has none)."""
+    try:
+        from livewidgets.relay.security import Limits, SecurityPolicy
+    except ImportError:
+        return None
+    names = {f.name for f in dataclasses.fields(Limits)}
+    limits = Limits(**{k: v for k, v in UNLIMITED.items() if k in names})  # type: ignore[arg-type]
+    return SecurityPolicy(None, limits=limits)
+
+
+async def run(host: str, port: int, store: str, experiments: list[str] | None = None) -> None:
+    from livewidgets.relay import Relay
+
+    from .experiments import apply
+
+    logging.basicConfig(level=logging.WARNING)
+    apply(experiments or [])
+    relay = Relay(host, port, store=store, policy=policy())
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    await relay.start()
+    try:
+        print(f"livewidgets relay listening on {relay.url} (store: {store})", flush=True)
+        await stop.wait()
+    finally:
+        await relay.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--store", default="memory://")
+    parser.add_argument(
+        "--experiment",
+        action="append",
+        default=[],
+        help="apply a what-if patch (bench.experiments)",
+    )
+    args = parser.parse_args()
+    asyncio.run(run(args.host, args.port, args.store, args.experiment))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,53 @@
+"""The benchmark suite still runs end to end (minimal counts; no timing is asserted)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+SCENARIOS = ("fanout", "throughput", "idle", "join", "e2e", "text", "durability")
+# One livewidgets variant per codec and store, the floor, and pycrdt-websocket when it
+# is installed (the bench skips it otherwise).
+SYSTEMS = ("lw-json-mem", "lw-msgpack-sqlite", "floor", "pycrdt")
+
+
+@pytest.mark.timeout(150)
+def test_bench_smoke_runs_every_scenario(tmp_path: Path) -> None:
+    """`python -m bench --smoke` runs all seven scenarios and writes JSON and Markdown."""
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench",
+            "--smoke",
+            "--no-plots",
+            "--out",
+            str(tmp_path),
+            "--systems",
+            *SYSTEMS,
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=140,
+        check=False,
+    )
+    output = proc.stdout[-4000:] + proc.stderr[-4000:]
+    assert proc.returncode == 0, output
+    data = json.loads((tmp_path / "smoke.json").read_text())
+    assert data["errors"] == [], output
+    reported = {m["scenario"] for m in data["metrics"]}
+    assert reported == set(SCENARIOS)
+    measured = {
+        m["scenario"]
+        for m in data["metrics"]
+        if isinstance(m["values"].get("lw-json-mem"), (int, float))
+        or isinstance(m["values"].get("lw-msgpack-sqlite"), (int, float))
+    }
+    assert measured == set(SCENARIOS)
+    assert "| scenario | metric |" in (tmp_path / "smoke.md").read_text()
