@@ -31,7 +31,7 @@ def test_a_subcommand_is_required(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_bad_store_fails_cleanly(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """An unusable store URL or path is one error line and status 1, not a traceback."""
-    assert main(["relay", "--port", "0", "--store", "redis://nowhere"]) == 1
+    assert main(["relay", "--port", "0", "--store", "postgres://nowhere"]) == 1
     assert "unsupported store URL" in capsys.readouterr().err
     missing = tmp_path / "missing" / "rooms.db"
     assert main(["relay", "--port", "0", "--store", f"sqlite:///{missing}"]) == 1

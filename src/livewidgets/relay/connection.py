@@ -60,6 +60,10 @@ _ANONYMOUS = Principal(user="")
 
 
 # Policy denials of an op that are transient: answered with an error, not a reject.
+# Below this many bytes waiting in the socket, frames are written at once (no task hop).
+_DIRECT_WRITE_LIMIT = 64 * 1024
+
+
 @dataclass(frozen=True, slots=True)
 class ConnectionConfig:
     """Per-connection limits (see Relay for the meaning of each)."""
@@ -147,6 +151,8 @@ class Connection:
         self._capacity = asyncio.Event()
         self._capacity.set()
         self._invalid_streak = 0
+        # The writer task is between taking a frame and having sent it.
+        self._busy = False
         self._expiry: asyncio.TimerHandle | None = None
         self._handlers: dict[type, Callable[[Any], Awaitable[None]]] = {
             Hello: self._on_hello_again,
@@ -195,7 +201,7 @@ class Connection:
             return self._refuse(
                 ErrorCode.HELLO_REQUIRED, "no hello received in time", CloseCode.HELLO_REQUIRED
             )
-        self.relay.metrics.bytes_in.inc(len(frame))
+        self.relay.metrics.bytes.received += len(frame)
         try:
             hello = self.codec.decode(frame)
         except FrameError as exc:
@@ -242,7 +248,7 @@ class Connection:
 
     async def _read_loop(self) -> None:
         async for frame in self.ws:
-            self.relay.metrics.bytes_in.inc(len(frame))
+            self.relay.metrics.bytes.received += len(frame)
             if self.relay.stopping or self._close_code is not None:
                 continue  # closing: unacked ops are resent after the client reconnects
             await self._on_frame(frame)
@@ -447,6 +453,8 @@ class Connection:
         """Queue an encoded frame; on overflow close with 4009 instead of buffering more."""
         if self._close_code is not None:
             return
+        if not self._queue and not self._busy and self._write_now(data):
+            return
         full = len(self._queue) >= self.config.send_queue_limit
         too_big = self._queued_bytes + len(data) > self.config.send_queue_bytes
         # An empty queue always takes one frame, however large (it fits max_frame_size).
@@ -457,6 +465,23 @@ class Connection:
         self._queue.append(data)
         self._queued_bytes += len(data)
         self._wake.set()
+
+    def _write_now(self, data: bytes) -> bool:
+        """Fast path (as ``websockets.broadcast`` does): with nothing queued and the
+        socket's buffer nearly empty, write the frame straight into the transport instead
+        of waking the writer task. False when the frame must go through the queue."""
+        ws = self.ws
+        if ws.protocol.state is not State.OPEN or ws.send_in_progress is not None:
+            return False
+        if ws.transport.get_write_buffer_size() > _DIRECT_WRITE_LIMIT:
+            return False  # congested: the queue (and its 4009 bound) takes over
+        if self.codec.binary:
+            ws.protocol.send_binary(data)
+        else:
+            ws.protocol.send_text(data)
+        ws.send_data()
+        self.relay.metrics.bytes.sent += len(data)
+        return True
 
     def close(self, code: int, reason: str = "", *, flush: bool = True) -> None:
         """Close with ``code``: after the queued frames (flush) or at once, dropping them."""
@@ -489,8 +514,12 @@ class Connection:
                 await self.ws.close(item.code, item.reason)
                 return
             self._queued_bytes -= len(item)
-            await self.ws.send(item, text=text)
-            self.relay.metrics.bytes_out.inc(len(item))
+            self._busy = True
+            try:
+                await self.ws.send(item, text=text)
+            finally:
+                self._busy = False
+            self.relay.metrics.bytes.sent += len(item)
 
 
 def _address(ws: ServerConnection) -> str | None:
