@@ -6,6 +6,7 @@
      ├── OpRejected          the relay refused an op (``code`` from protocol.ErrorCode)
      │    └── ConflictError  an ``if_version`` precondition failed
      ├── QueueFull           too many writes waiting for the relay
+     ├── JoinRefused         the relay refused to let the session into the room
      ├── SessionClosed       the session was closed (or gave up reconnecting)
      └── AuthExpired         the token expired; refresh it to continue
 
@@ -21,6 +22,7 @@ from typing import Any
 __all__ = [
     "AuthExpired",
     "ConflictError",
+    "JoinRefused",
     "LivewidgetsError",
     "OpRejected",
     "QueueFull",
@@ -58,6 +60,15 @@ class ConflictError(OpRejected):
 
 class QueueFull(LivewidgetsError):
     """Too many writes are waiting for the relay; this one was not queued."""
+
+
+class JoinRefused(LivewidgetsError):
+    """The relay refused to let this session into the room (``code``: forbidden, ...)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
 
 
 class SessionClosed(LivewidgetsError):

@@ -3,6 +3,7 @@
 from ..errors import (
     AuthExpired,
     ConflictError,
+    JoinRefused,
     LivewidgetsError,
     OpRejected,
     QueueFull,
@@ -21,6 +22,7 @@ __all__ = [
     "Backoff",
     "ConflictError",
     "EngineConfig",
+    "JoinRefused",
     "LivewidgetsError",
     "OpRejected",
     "Priority",

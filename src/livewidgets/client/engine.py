@@ -25,7 +25,7 @@ from typing import Any
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
-from ..errors import AuthExpired, SessionClosed
+from ..errors import AuthExpired, JoinRefused, SessionClosed
 from ..protocol import (
     FINAL_CLOSE_CODES,
     JSON_SUBPROTOCOL,
@@ -67,6 +67,9 @@ from .presence import LocalPresence
 __all__ = ["Engine", "EngineConfig"]
 
 log = logging.getLogger("livewidgets.client")
+
+# Join errors that will not go away by waiting: connect() raises them at once.
+_JOIN_REFUSALS = frozenset({"forbidden", "limit_exceeded", "auth_expired", "auth_invalid"})
 
 STATES = ("disconnected", "connecting", "connected", "reconnecting", "closed")
 
@@ -121,6 +124,9 @@ class Engine:
         self.token = token
         self.config = config or EngineConfig()
         self.client_id = client_id or uuid.uuid4().hex
+        # The id we ask for in every hello; the relay may answer with a scoped form of it
+        # (authenticated users get their own namespace), which becomes ``client_id``.
+        self._requested_id = self.client_id
         self.connection_id: str | None = None
         self.core = RoomSync(room, self.client_id, max_pending=self.config.max_pending)
         self.metrics = Metrics()
@@ -303,7 +309,7 @@ class Engine:
             return self.config.ssl
         if self.config.cafile is not None:
             return ssl_module.create_default_context(cafile=self.config.cafile)
-        return None  # websockets verifies against the system's CAs
+        return True  # websockets' default context: verified against the system's CAs
 
     async def _serve(self, ws: ClientConnection) -> int:
         assert self._codec is not None
@@ -339,7 +345,10 @@ class Engine:
         """Hello → welcome; False if the relay answered with an error instead."""
         assert self._codec is not None
         hello = Hello(
-            protocol=PROTOCOL_VERSION, client_id=self.client_id, user=self.user, token=self.token
+            protocol=PROTOCOL_VERSION,
+            client_id=self._requested_id,
+            user=self.user,
+            token=self.token,
         )
         await self._send_frame(ws, self._codec.frame(hello))
         frame = await asyncio.wait_for(ws.recv(), self.config.open_timeout)
@@ -353,6 +362,9 @@ class Engine:
             raise FrameError("invalid_message", f"expected welcome, got {type(welcome).__name__}")  # type: ignore[arg-type]
         self.connection_id = welcome.connection_id
         self.limits = dict(welcome.limits)
+        if welcome.client_id != self.client_id:
+            with self._lock:  # our own ops come back with this origin
+                self.client_id = self.core.client_id = welcome.client_id
         with self._lock:
             events = self.core.connection_opened(self.presence.snapshot())
         self._dispatch(events)
@@ -367,14 +379,24 @@ class Engine:
             self.metrics.decode_errors += 1
             log.warning("[livewidgets] ignoring an invalid frame from the relay: %s", exc)
             return
-        if isinstance(message, Error) and message.room is None:
-            self.events.emit("error", {"code": message.code, "message": message.message})
-            return
+        if isinstance(message, Error):
+            self._on_error(message)
+            if message.room is None:
+                return
         if getattr(message, "room", self.core.room) != self.core.room:
             return
         with self._lock:
             events = self.core.receive(message, time.monotonic())
         self._dispatch(events)
+
+    def _on_error(self, error: Error) -> None:
+        """Surface every relay error; a refused join also fails a pending connect()."""
+        self.last_error = {"code": error.code, "message": error.message, "ref": error.ref}
+        self.events.emit("error", dict(self.last_error))
+        refused = error.ref == "join" and error.code in _JOIN_REFUSALS
+        if refused and self._joined_once is not None and not self._joined_once.done():
+            self._joined_once.set_exception(JoinRefused(error.code, error.message))
+            self._joined_once.exception()  # mark retrieved: nobody may be waiting
 
     async def _writer(self, ws: ClientConnection) -> None:
         assert self._outbox_ready is not None and self._codec is not None

@@ -15,7 +15,7 @@ from typing import Any
 
 import msgspec
 
-from ..errors import SessionClosed
+from ..errors import JoinRefused, SessionClosed
 from ..state.ops import (
     DeleteOp,
     IncrementOp,
@@ -392,7 +392,7 @@ def connect(
     session = Session(engine, loop)
     try:
         asyncio.run_coroutine_threadsafe(start(), loop).result(timeout + 1)
-    except (TimeoutError, SessionClosed):
+    except (TimeoutError, SessionClosed, JoinRefused):
         session.close()
         raise
     return session
@@ -416,7 +416,7 @@ async def connect_async(
     if wait:
         try:
             await engine.wait_joined(timeout)
-        except (TimeoutError, SessionClosed):
+        except (TimeoutError, SessionClosed, JoinRefused):
             await session.close()
             raise
     return session

@@ -13,13 +13,15 @@ from typing import Any, Generic, TypeVar
 
 import msgspec
 
-from ..state.ops import OpError, check_value
+from ..state.ops import MAX_STATE_DEPTH, OpError, check_value
 from .codes import ErrorCode
 from .messages import (
+    MAX_PRESENCE_BYTES,
     Batch,
     Broadcast,
     ClientMessage,
     Join,
+    Joined,
     OpMessage,
     Presence,
     PresenceUpdate,
@@ -28,9 +30,12 @@ from .messages import (
     Snapshot,
 )
 
+_json_size = msgspec.json.Encoder().encode
+
 # Message type -> its free-form (Any-typed) field, other than op values.
 _LOOSE_FIELDS: dict[type, str] = {
     Join: "presence",
+    Joined: "presence",
     Presence: "state",
     PresenceUpdate: "state",
     Snapshot: "state",
@@ -135,10 +140,21 @@ def _check_values(message: Any) -> None:
     """
     loose = _LOOSE_FIELDS.get(type(message))
     if loose is not None:
+        value = getattr(message, loose)
         try:
-            check_value(getattr(message, loose))
+            check_value(value, max_depth=MAX_STATE_DEPTH)
         except OpError as exc:
             raise FrameError(ErrorCode.INVALID_MESSAGE, f"{loose}: {exc}") from None
+        if isinstance(message, (Presence, Join)) and value is not None:
+            # The relay fans presence out to everyone (and repeats it in every joined):
+            # keep it far below the frame limit so it can never push others over it.
+            size = len(_json_size(value))
+            if size > MAX_PRESENCE_BYTES:
+                raise FrameError(
+                    ErrorCode.TOO_LARGE,
+                    f"presence is {size} bytes; at most {MAX_PRESENCE_BYTES}",
+                    str(message.__struct_config__.tag),
+                )
         return
     if isinstance(message, OpMessage):
         ops = [message.op]

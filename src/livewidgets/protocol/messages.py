@@ -46,12 +46,15 @@ __all__ = [
 
 PROTOCOL_VERSION = 1
 MAX_BATCH_OPS = 1000
+# A presence state (JSON-encoded) may not exceed this (error too_large).
+MAX_PRESENCE_BYTES = 16 * 1024
 
 Path = Annotated[str, Meta(min_length=1, max_length=MAX_PATH_LENGTH, pattern=PATH_PATTERN)]
 RoomName = Annotated[str, Meta(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:@/+-]+\Z")]
 ClientId = Annotated[str, Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:-]+\Z")]
-Version = Annotated[int, Meta(ge=0)]
-Seq = Annotated[int, Meta(ge=1)]
+# Counters fit int64 everywhere (msgpack, SQLite), so a hostile number cannot poison a room.
+Version = Annotated[int, Meta(ge=0, le=2**63 - 1)]
+Seq = Annotated[int, Meta(ge=1, le=2**63 - 1)]
 ShortText = Annotated[str, Meta(max_length=256)]
 
 

@@ -224,7 +224,11 @@ class Connection:
             close = granted.close or CloseCode.AUTH_INVALID
             return self._refuse(granted.code, granted.message, close, "hello")
         self.principal, self.user = granted, granted.user
-        self.client_id = hello.client_id or uuid.uuid4().hex
+        # An authenticated user's client ids live in their own namespace, so nobody can
+        # take over another user's id (dedupe, presence, replacing its connection).
+        scope = granted.claims.get("client_scope")
+        chosen = hello.client_id or uuid.uuid4().hex
+        self.client_id = f"{scope}.{chosen}" if scope else chosen
         self.relay.register(self)
         self.send(self.relay.welcome(self.client_id, self.connection_id))
         self._schedule_expiry(self.relay.policy.expires_at(granted))
@@ -381,7 +385,8 @@ class Connection:
         refused = Rejected(denied.code, denied.message)
         await self._put(runner, Submit(self, seq, base, ops, refused=refused))
         if denied.close is not None:
-            self.close(denied.close, denied.code.value)
+            # A flooder gets no more replies: close now, dropping what is queued for it.
+            self.close(denied.close, denied.code.value, flush=False)
 
     async def _on_presence(self, message: Presence) -> None:
         runner = self.rooms.get(message.room)

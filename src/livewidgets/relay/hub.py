@@ -43,7 +43,8 @@ __all__ = [
 
 
 # The client_id under which the relay logs the entries it makes itself (admin resets).
-RESET_ORIGIN = "relay:reset"
+# It cannot pass the hello schema's client_id pattern, so no client can claim it.
+RESET_ORIGIN = "@relay"
 
 
 class Member(Protocol):

@@ -8,8 +8,9 @@ connection token buckets, so one flooding client slows only itself.
 from __future__ import annotations
 
 import fnmatch
+import hashlib
 import math
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -37,8 +38,9 @@ class Limits:
     ops_burst: float = 400.0
     presence_per_second: float = 40.0
     presence_burst: float = 80.0
-    # Refusals in a row before the connection is closed with 4008 (sustained flooding).
+    # Refusals within violation_window seconds that close the connection with 4008.
     max_rate_violations: int = 200
+    violation_window: float = 10.0
 
 
 class TokenBucket:
@@ -67,7 +69,8 @@ class _ConnectionState:
     ops: TokenBucket
     presence: TokenBucket
     rooms: set[str] = field(default_factory=set)
-    violations: int = 0
+    # Times of recent rate-limit refusals (bounded by max_rate_violations).
+    strikes: deque[float] = field(default_factory=deque)
     address: str | None = None
 
 
@@ -134,6 +137,12 @@ class SecurityPolicy:
             except TokenError as exc:
                 return Denied(ErrorCode.AUTH_INVALID, str(exc), CloseCode.AUTH_INVALID)
             principal = Principal(user=claims.user, claims=_claims(claims))
+            if len(hello.client_id or "") > 48:
+                return Denied(
+                    ErrorCode.INVALID_MESSAGE,
+                    "client_id: at most 48 characters",
+                    CloseCode.HELLO_REQUIRED,
+                )
         return principal
 
     def expires_at(self, principal: Principal) -> float | None:
@@ -215,12 +224,15 @@ class SecurityPolicy:
     ) -> Denied | None:
         state = self._state(principal)
         if bucket.take(now):
-            state.violations = 0
             return None
-        state.violations += 1
-        close = (
-            CloseCode.RATE_LIMITED if state.violations >= self.limits.max_rate_violations else None
-        )
+        # Sustained flooding = many refusals within a window, even if some ops get
+        # through in between (a paced flood must not reset the count).
+        strikes = state.strikes
+        strikes.append(now)
+        while strikes and strikes[0] < now - self.limits.violation_window:
+            strikes.popleft()
+        sustained = len(strikes) >= self.limits.max_rate_violations
+        close = CloseCode.RATE_LIMITED if sustained else None
         return Denied(
             ErrorCode.RATE_LIMITED,
             f"too many {what}: at most {bucket.rate:g}/s (burst {bucket.burst:g})",
@@ -248,4 +260,6 @@ def _claims(claims: TokenClaims) -> dict[str, Any]:
         "role": claims.role.value,
         "expires_at": claims.expires_at,
         "token_id": claims.token_id,
+        # Namespace for this user's client ids (see Connection._handshake).
+        "client_scope": hashlib.sha256(claims.user.encode()).hexdigest()[:12],
     }

@@ -29,9 +29,10 @@ import msgspec
 from msgspec import Meta
 
 from . import text as text_ot
-from .paths import MAX_PATH_LENGTH, PATH_PATTERN, join_path, parse_path
+from .paths import MAX_PATH_DEPTH, MAX_PATH_LENGTH, PATH_PATTERN, join_path, parse_path
 
 __all__ = [
+    "MAX_STATE_DEPTH",
     "MAX_VALUE_DEPTH",
     "DeleteOp",
     "IncrementOp",
@@ -50,6 +51,8 @@ __all__ = [
 ]
 
 MAX_VALUE_DEPTH = 64
+# A state nests op values (<= MAX_VALUE_DEPTH) below paths (<= MAX_PATH_DEPTH segments).
+MAX_STATE_DEPTH = MAX_VALUE_DEPTH + MAX_PATH_DEPTH
 # Integers must fit msgpack's int64 (every codec must be able to carry every value).
 MIN_INT, MAX_INT = -(2**63), 2**63 - 1
 
@@ -74,7 +77,7 @@ class _OpBase(
 ):
     path: PathStr
     # Precondition: refuse (conflict) if the value at path changed after this room version.
-    if_version: Annotated[int, Meta(ge=0)] | None = None
+    if_version: Annotated[int, Meta(ge=0, le=MAX_INT)] | None = None
 
 
 class SetOp(_OpBase, tag="set", frozen=True):
@@ -90,7 +93,7 @@ class PushOp(_OpBase, tag="push", frozen=True):
 
 
 class RemoveOp(_OpBase, tag="remove", frozen=True):
-    id: str | int = ""
+    id: Annotated[str, Meta(max_length=256)] | Annotated[int, Meta(ge=MIN_INT, le=MAX_INT)] = ""
 
 
 class IncrementOp(_OpBase, tag="increment", frozen=True):
@@ -122,10 +125,14 @@ def get_path(root: Any, path: str, default: Any = None) -> Any:
     return node
 
 
-def check_value(value: Any, *, depth: int = 0) -> None:
-    """Check that ``value`` is plain JSON data (str keys, finite numbers, bounded depth)."""
-    if depth > MAX_VALUE_DEPTH:
-        raise OpError("invalid_op", f"value is nested deeper than {MAX_VALUE_DEPTH} levels")
+def check_value(value: Any, *, depth: int = 0, max_depth: int = MAX_VALUE_DEPTH) -> None:
+    """Check that ``value`` is plain JSON data (str keys, finite numbers, bounded depth).
+
+    ``max_depth`` is MAX_VALUE_DEPTH for an op's value; a whole room state may nest a
+    value that deep below a path that deep (MAX_STATE_DEPTH).
+    """
+    if depth > max_depth:
+        raise OpError("invalid_op", f"value is nested deeper than {max_depth} levels")
     if value is None or isinstance(value, (str, bool)):
         return
     if isinstance(value, int):
@@ -138,13 +145,13 @@ def check_value(value: Any, *, depth: int = 0) -> None:
         return
     if isinstance(value, list):
         for item in value:
-            check_value(item, depth=depth + 1)
+            check_value(item, depth=depth + 1, max_depth=max_depth)
         return
     if isinstance(value, dict):
         for key, item in value.items():
             if not isinstance(key, str):
                 raise OpError("invalid_op", "mapping keys must be strings")
-            check_value(item, depth=depth + 1)
+            check_value(item, depth=depth + 1, max_depth=max_depth)
         return
     raise OpError("invalid_op", f"values of type {type(value).__name__} cannot be shared")
 
@@ -167,6 +174,12 @@ def apply_op(root: dict[str, Any], op: Op) -> dict[str, Any]:
     """Return the new root after ``op``; raise :class:`OpError` if it cannot apply."""
     try:
         segments = parse_path(op.path)
+        if isinstance(op, MergeOp):
+            # Each key becomes a path of its own (clocks, subscriptions): same rules.
+            for key in op.value:
+                if "/" in key:
+                    raise ValueError(f"merge key {key[:64]!r} contains '/'")
+                parse_path(join_path(op.path, key) if key else op.path + "/")
     except ValueError as exc:
         raise OpError("invalid_path", str(exc), getattr(op, "path", None)) from None
     result = _update(root, segments, 0, _OP_FUNCTIONS[type(op)](op))
