@@ -155,6 +155,10 @@ class Engine:
         self._resync = False
         self._joined_once: asyncio.Future[None] | None = None
         self._idle = threading.Condition(self._lock)
+        # Frames handed over from user threads, waiting for the loop (see _enqueue).
+        self._handoff: deque[Any] = deque()
+        self._handoff_lock = threading.Lock()
+        self._handoff_scheduled = False
         # Whether the current connection got to "joined" (see _run's backoff).
         self._joined_here = False
         # The relay's limits from its welcome (max_frame_size, ...).
@@ -293,6 +297,8 @@ class Engine:
         # Frames queued for the previous connection are stale: the join goes first, and
         # pending ops are resent from the core after it.
         self._outbox.clear()
+        with self._handoff_lock:
+            self._handoff.clear()
         try:
             return await self._serve(ws)
         finally:
@@ -622,12 +628,27 @@ class Engine:
             self._call_in_loop(lambda: ws.transport.abort())
 
     def _enqueue(self, messages: list[Any]) -> None:
-        def put() -> None:
-            self._outbox.extend(messages)
-            if self._outbox_ready is not None:
-                self._outbox_ready.set()
+        """Hand frames to the loop's writer, in order, from any thread.
 
-        self._call_in_loop(put)
+        Writes from other threads collect in ``_handoff`` and cost one loop wake-up per
+        burst (not one call_soon_threadsafe per write); the loop thread drains the
+        hand-off first, so frames keep the order in which the core produced them.
+        """
+        with self._handoff_lock:
+            self._handoff.extend(messages)
+            if self._handoff_scheduled:
+                return
+            self._handoff_scheduled = True
+        self._call_in_loop(self._drain_handoff)
+
+    def _drain_handoff(self) -> None:
+        """Loop thread: move handed-off frames to the writer's outbox."""
+        with self._handoff_lock:
+            self._outbox.extend(self._handoff)
+            self._handoff.clear()
+            self._handoff_scheduled = False
+        if self._outbox_ready is not None:
+            self._outbox_ready.set()
 
     def _call_in_loop(self, fn: Callable[[], None]) -> None:
         loop = self._loop
