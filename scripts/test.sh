@@ -21,7 +21,7 @@ if [ -f scripts/install-browser.sh ]; then
 fi
 
 echo "== lint and types"
-"$PYTHON" -m ruff check src tests
+"$PYTHON" -m ruff check src tests bench
 "$PYTHON" -m mypy
 
 echo "== python tests"
