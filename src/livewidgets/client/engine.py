@@ -88,7 +88,10 @@ class EngineConfig:
     # Resend in-flight ops whose ack is this late (the relay deduplicates).
     ack_timeout: float = 10.0
     max_pending: int = 10_000
-    max_frame_size: int = 1 << 20
+    # Largest frame accepted FROM the relay: snapshots of big rooms exceed the 1 MiB the
+    # relay accepts from clients, so this is much larger (ops we send are checked
+    # against the relay's own limit from its welcome).
+    max_frame_size: int = 64 << 20
     binary: bool = False
     # Called when the relay ends the session because the token expired (close 4004) or
     # was refused: return a fresh token to reconnect with it, or None to give up.

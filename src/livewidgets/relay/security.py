@@ -10,6 +10,7 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 import math
+import time
 from collections import Counter, deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -52,6 +53,12 @@ class TokenBucket:
         self.tokens = burst
         self.updated = now
 
+    def rested(self, now: float) -> bool:
+        """True when the bucket would be full at ``now`` (nothing to remember)."""
+        if math.isinf(self.rate):
+            return True
+        return self.tokens + max(0.0, now - self.updated) * self.rate >= self.burst
+
     def take(self, now: float, cost: float = 1.0) -> bool:
         if math.isinf(self.rate):
             return True  # unlimited
@@ -65,13 +72,21 @@ class TokenBucket:
 
 
 @dataclass
-class _ConnectionState:
+class _Rates:
+    """A user's token buckets: they outlive connections, so reconnecting after a 4008
+    does not buy a fresh burst."""
+
     ops: TokenBucket
     presence: TokenBucket
-    rooms: set[str] = field(default_factory=set)
     # Times of recent rate-limit refusals (bounded by max_rate_violations).
     strikes: deque[float] = field(default_factory=deque)
-    address: str | None = None
+    connections: int = 0
+
+
+@dataclass
+class _ConnectionState:
+    rates: _Rates
+    rooms: set[str] = field(default_factory=set)
 
 
 class SecurityPolicy:
@@ -89,6 +104,8 @@ class SecurityPolicy:
         self.allow_origins = list(allow_origins)
         self.limits = limits or Limits()
         self._states: dict[int, _ConnectionState] = {}
+        # user -> rate state, shared by that user's connections (see _Rates).
+        self._rates: dict[str, _Rates] = {}
         self._room_counts: Counter[str] = Counter()
         self._ip_counts: Counter[str] = Counter()
 
@@ -181,10 +198,10 @@ class SecurityPolicy:
     ) -> Denied | None:
         if not self.role(principal).allows(Role.WRITE):
             return Denied(ErrorCode.FORBIDDEN, "read-only token: writes are not allowed")
-        return self._rate(principal, self._state(principal).ops, now, "operations")
+        return self._rate(principal, self._state(principal).rates.ops, now, "operations")
 
     def on_presence(self, principal: Principal, room: str, now: float) -> Denied | None:
-        return self._rate(principal, self._state(principal).presence, now, "presence updates")
+        return self._rate(principal, self._state(principal).rates.presence, now, "presence updates")
 
     def on_admin(self, principal: Principal, room: str) -> Denied | None:
         if not self.role(principal).allows(Role.ADMIN):
@@ -200,8 +217,18 @@ class SecurityPolicy:
         if principal is None:
             return
         state = self._states.pop(id(principal), None)
-        for room in state.rooms if state else ():
+        if state is None:
+            return
+        for room in state.rooms:
             self._release_room(room)
+        state.rates.connections -= 1
+        self._forget_rested(time.monotonic())
+
+    def _forget_rested(self, now: float) -> None:
+        """Drop the buckets of users with no connection whose buckets are full again."""
+        for user, rates in list(self._rates.items()):
+            if rates.connections <= 0 and rates.ops.rested(now) and rates.presence.rested(now):
+                del self._rates[user]
 
     # --- internals ----------------------------------------------------------------
 
@@ -212,11 +239,15 @@ class SecurityPolicy:
     def _state(self, principal: Principal) -> _ConnectionState:
         state = self._states.get(id(principal))
         if state is None:
-            limits = self.limits
-            state = self._states[id(principal)] = _ConnectionState(
-                TokenBucket(limits.ops_per_second, limits.ops_burst, -math.inf),
-                TokenBucket(limits.presence_per_second, limits.presence_burst, -math.inf),
-            )
+            rates = self._rates.get(principal.user)
+            if rates is None:
+                limits = self.limits
+                rates = self._rates[principal.user] = _Rates(
+                    TokenBucket(limits.ops_per_second, limits.ops_burst, -math.inf),
+                    TokenBucket(limits.presence_per_second, limits.presence_burst, -math.inf),
+                )
+            rates.connections += 1
+            state = self._states[id(principal)] = _ConnectionState(rates)
         return state
 
     def _rate(
@@ -227,7 +258,7 @@ class SecurityPolicy:
             return None
         # Sustained flooding = many refusals within a window, even if some ops get
         # through in between (a paced flood must not reset the count).
-        strikes = state.strikes
+        strikes = state.rates.strikes
         strikes.append(now)
         while strikes and strikes[0] < now - self.limits.violation_window:
             strikes.popleft()
