@@ -167,13 +167,14 @@ async def test_oversize_frame_closes_1009(relay_factory: RelayFactory) -> None:
     await again.close()
 
 
-async def test_many_invalid_frames_in_a_row_close_4012(relay_factory: RelayFactory) -> None:
-    """max_invalid_frames bad frames in a row close with 4012; a valid frame resets the count."""
+async def test_many_invalid_frames_close_4012(relay_factory: RelayFactory) -> None:
+    """max_invalid_frames bad frames within the window close with 4012, valid ones between
+    or not (a client alternating them cannot keep the relay busy forever)."""
     relay = await relay_factory(max_invalid_frames=3)
     client = await joined_client(relay)
-    for frame in ["x", "x", '{"type":"presence","room":"r","state":{}}', "x", "x"]:
+    for frame in ["x", '{"type":"presence","room":"r","state":{}}', "x"]:
         await client.ws.send(frame)
-    assert [(await client.expect(Error)).code for _ in range(4)] == ["bad_frame"] * 4
+    assert [(await client.expect(Error)).code for _ in range(2)] == ["bad_frame"] * 2
     await client.ws.send("x")
     assert (await client.expect(Error)).code == "bad_frame"
     assert await client.closed() == 4012

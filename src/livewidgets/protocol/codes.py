@@ -68,7 +68,7 @@ class CloseCode(enum.IntEnum):
     SLOW_CONSUMER = 4009  # send buffer overflowed: reconnect and resume by delta
     REPLACED = 4010  # same client_id connected again elsewhere
     KICKED = 4011  # removed by an admin
-    TOO_MANY_ERRORS = 4012  # too many invalid frames in a row
+    TOO_MANY_ERRORS = 4012  # too many invalid frames within 10 s
 
 
 # Closes after which a client should not reconnect on its own.

@@ -60,6 +60,9 @@ _ANONYMOUS = Principal(user="")
 
 
 # Policy denials of an op that are transient: answered with an error, not a reject.
+# Invalid frames are counted over this many seconds (Connection._strike).
+INVALID_WINDOW = 10.0
+
 # Below this many bytes waiting in the socket, frames are written at once (no task hop).
 _DIRECT_WRITE_LIMIT = 64 * 1024
 
@@ -150,7 +153,8 @@ class Connection:
         self._inflight = 0
         self._capacity = asyncio.Event()
         self._capacity.set()
-        self._invalid_streak = 0
+        # Times of recent invalid frames / not_joined messages (see _strike).
+        self._strikes: deque[float] = deque()
         # The writer task is between taking a frame and having sent it.
         self._busy = False
         self._expiry: asyncio.TimerHandle | None = None
@@ -323,7 +327,6 @@ class Connection:
         except FrameError as exc:
             self._invalid(exc)
             return
-        self._invalid_streak = 0
         try:
             await self._handlers[type(message)](message)
         except Exception as exc:
@@ -333,10 +336,18 @@ class Connection:
             self._error(ErrorCode.INTERNAL, "internal error; see the relay log", _tag(message))
 
     def _invalid(self, exc: FrameError) -> None:
-        self._invalid_streak += 1
         self._error(exc.code, exc.message, exc.ref)
-        if self._invalid_streak >= self.config.max_invalid_frames:
-            self.close(CloseCode.TOO_MANY_ERRORS, "too many invalid frames in a row")
+        self._strike()
+
+    def _strike(self) -> None:
+        """Count a frame the client should never have sent; too many within
+        INVALID_WINDOW seconds (valid frames in between or not) close with 4012."""
+        now = time.monotonic()
+        self._strikes.append(now)
+        while self._strikes and self._strikes[0] < now - INVALID_WINDOW:
+            self._strikes.popleft()
+        if len(self._strikes) >= self.config.max_invalid_frames:
+            self.close(CloseCode.TOO_MANY_ERRORS, "too many invalid frames")
 
     async def _on_hello_again(self, message: Hello) -> None:
         self._error(ErrorCode.HELLO_REQUIRED, "hello was already received", "hello")
@@ -432,6 +443,7 @@ class Connection:
 
     def _not_joined(self, room: str, ref: str) -> None:
         self._error(ErrorCode.NOT_JOINED, f"join room {room!r} first", ref, room)
+        self._strike()
 
     def _deny(
         self, denied: Denied, ref: str | None, room: str | None = None, *, close: int | None = None

@@ -239,10 +239,13 @@ class SecurityPolicy:
     def _state(self, principal: Principal) -> _ConnectionState:
         state = self._states.get(id(principal))
         if state is None:
-            rates = self._rates.get(principal.user)
+            # Authenticated users share their buckets across connections; without a
+            # secret the user name is only a claim, so each connection has its own.
+            owner = principal.user if "token_id" in principal.claims else f"#{id(principal)}"
+            rates = self._rates.get(owner)
             if rates is None:
                 limits = self.limits
-                rates = self._rates[principal.user] = _Rates(
+                rates = self._rates[owner] = _Rates(
                     TokenBucket(limits.ops_per_second, limits.ops_burst, -math.inf),
                     TokenBucket(limits.presence_per_second, limits.presence_burst, -math.inf),
                 )

@@ -1,0 +1,358 @@
+"""Limits: origins, frame size, rooms and connections, rate limits, and what a flooding
+or oversized client can do to the others (docs/security.md "Limits")."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+import pytest
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.typing import Origin, Subprotocol
+
+from livewidgets.client import connect_async
+from livewidgets.protocol import (
+    Ack,
+    Error,
+    IncrementOp,
+    Join,
+    Leave,
+    OpMessage,
+    Presence,
+    PresenceUpdate,
+    SetOp,
+)
+from livewidgets.relay import Relay
+from livewidgets.relay.security import Limits, SecurityPolicy
+
+from ..client.helpers import FAST
+from ..conftest import RelayFactory
+from ..relay.helpers import TIMEOUT, RawClient
+from .helpers import ack_for, admitted, assert_serves, hello, token
+
+
+async def test_origin_allowlist(secure_relay_factory: object) -> None:
+    """Origins outside the allowlist get HTTP 403; allowed and absent Origins pass."""
+    relay: Relay = await secure_relay_factory(  # type: ignore[operator]
+        allow_origins=("https://hub.example.org", "http://localhost:*")
+    )
+    for origin in ("https://evil.example", "https://hub.example.org.evil.example", "null"):
+        with pytest.raises(InvalidStatus) as refused:
+            await connect(relay.url, origin=Origin(origin))
+        assert refused.value.response.status_code == 403
+    for origin in ("https://hub.example.org", "http://localhost:8888"):
+        await assert_serves(relay.url, token(), origin=Origin(origin))
+    await assert_serves(relay.url, token())  # no Origin header
+
+
+async def test_unknown_subprotocol_is_refused_at_handshake(secure_relay: Relay) -> None:
+    """Offering only unknown encodings fails the handshake; the relay keeps serving."""
+    with pytest.raises(InvalidStatus) as refused:
+        await connect(secure_relay.url, subprotocols=[Subprotocol("livewidgets.v0.pickle")])
+    assert refused.value.response.status_code == 400
+    await assert_serves(secure_relay.url, token())
+
+
+async def test_oversize_frame_closes_1009(secure_relay: Relay) -> None:
+    """A frame over max_frame_size is never read: close 1009, nothing applied."""
+    client = await admitted(secure_relay.url, token())
+    await client.join("big")
+    huge = "x" * (secure_relay.max_frame_size + 1)
+    await client.send(OpMessage("big", 1, 0, SetOp("blob", value=huge)))
+    assert await client.closed() == 1009
+    assert await assert_serves(secure_relay.url, token(), room="big") == 1  # version 0 before
+
+
+async def test_rooms_per_connection_limit(secure_relay_factory: object) -> None:
+    """Joining more rooms than allowed on one connection is limit_exceeded; leaving frees one."""
+    relay: Relay = await secure_relay_factory(  # type: ignore[operator]
+        limits=Limits(max_rooms_per_connection=3)
+    )
+    client = await admitted(relay.url, token())
+    for room in ("a", "b", "c"):
+        await client.join(room)
+    await client.send(Join("d"))
+    error = await client.expect(Error)
+    assert (error.code, error.ref, error.room) == ("limit_exceeded", "join", "d")
+    assert "d" not in relay.rooms
+    await client.send(Leave("a"))
+    _, joined = await client.join("d")
+    assert joined.room == "d"
+    await assert_serves(relay.url, token())
+
+
+async def test_connections_per_ip_limit(secure_relay_factory: object) -> None:
+    """Connections beyond the per-address limit: limit_exceeded, close 1008, then a free slot."""
+    relay: Relay = await secure_relay_factory(  # type: ignore[operator]
+        limits=Limits(max_connections_per_ip=3)
+    )
+    clients = [await admitted(relay.url, token()) for _ in range(3)]
+    extra = await RawClient.connect(relay.url, hello=False)
+    error = await extra.expect(Error)
+    assert error.code == "limit_exceeded"
+    assert await extra.closed() == 1008
+    await clients.pop().close()
+    # The slot is released when the relay sees the close: a new connection may race it.
+    for _ in range(50):
+        client, answer = await hello(relay.url, token())
+        if not isinstance(answer, Error):
+            break
+        assert answer.code == "limit_exceeded"
+        await client.closed()
+    else:
+        pytest.fail("the per-address slot was never released")
+    await client.close()
+    for c in clients:
+        await c.close()
+
+
+async def test_connections_per_room_limit(secure_relay_factory: object) -> None:
+    """A full room refuses the next join with limit_exceeded; other rooms are unaffected."""
+    relay: Relay = await secure_relay_factory(  # type: ignore[operator]
+        limits=Limits(max_connections_per_room=2)
+    )
+    members = [await admitted(relay.url, token()) for _ in range(2)]
+    for member in members:
+        await member.join("seminar")
+    late = await admitted(relay.url, token())
+    await late.send(Join("seminar"))
+    error = await late.expect(Error)
+    assert (error.code, error.room) == ("limit_exceeded", "seminar")
+    _, joined = await late.join("other")  # the connection itself is fine
+    assert joined.room == "other"
+    await members[0].op("seminar", 1, IncrementOp("n"))
+    assert (await ack_for(members[0], "seminar", 1)).version == 1
+
+
+async def flood(client: RawClient, room: str, count: int) -> tuple[dict[str, int], int | None]:
+    """Send ``count`` ops as fast as possible while reading replies; (replies by kind, close)."""
+    replies: dict[str, int] = {}
+
+    async def read() -> None:
+        try:
+            while True:
+                message = await client.recv()
+                key = type(message).__name__ + ":" + str(getattr(message, "code", ""))
+                replies[key] = replies.get(key, 0) + 1
+        except ConnectionClosed:
+            return
+
+    reader = asyncio.create_task(read())
+    frames = [client.codec.frame(OpMessage(room, i, 0, IncrementOp("n"))) for i in range(1, count)]
+    try:
+        for frame in frames:
+            await client.ws.send(frame)
+    except ConnectionClosed:
+        pass
+    await asyncio.wait_for(reader, TIMEOUT)  # it ends when the connection closes
+    return replies, client.ws.close_code
+
+
+async def test_op_flood_is_rate_limited_then_closed(secure_relay: Relay) -> None:
+    """An op flood gets rate_limited rejects, then 4008; a calm writer keeps its acks."""
+    limits = Limits()
+    calm = await admitted(secure_relay.url, token(user="calm"))
+    await calm.join("room")
+    flooder = await admitted(secure_relay.url, token(user="flood"))
+    await flooder.join("room")
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    replies, code = await flood(flooder, "room", 20_000)
+    elapsed = loop.time() - started
+    assert code == 4008
+    # The burst, plus what the bucket refilled while the flood lasted.
+    assert replies["Ack:"] <= limits.ops_burst + limits.ops_per_second * elapsed + 1
+    assert replies.get("Reject:rate_limited", 0) > 0
+    assert set(replies) <= {"Ack:", "Reject:rate_limited", "PresenceUpdate:"}
+    await calm.op("room", 1, IncrementOp("calm"), base=0)
+    await ack_for(calm, "room", 1)
+    await assert_serves(secure_relay.url, token(), room="room")
+
+
+async def test_presence_flood_is_rate_limited(secure_relay_factory: object) -> None:
+    """Presence beyond its bucket gets rate_limited errors (not relayed); sustained, 4008."""
+    relay: Relay = await secure_relay_factory(  # type: ignore[operator]
+        limits=Limits(presence_per_second=5, presence_burst=5, max_rate_violations=20)
+    )
+    peer = await admitted(relay.url, token(user="peer"))
+    await peer.join("room")
+    chatty = await admitted(relay.url, token(user="chatty"))
+    await chatty.join("room")
+    await peer.expect(PresenceUpdate)  # chatty joined
+    for i in range(6):
+        await chatty.send(Presence("room", {"cursor": i}))
+    error = await chatty.expect(Error)
+    assert (error.code, error.ref, error.room) == ("rate_limited", "presence", "room")
+    relayed = [(await peer.expect(PresenceUpdate)).state for _ in range(5)]
+    assert [s["cursor"] for s in relayed if s] == [0, 1, 2, 3, 4]
+    for i in range(30):
+        try:
+            await chatty.send(Presence("room", {"cursor": 100 + i}))
+        except ConnectionClosed:
+            break
+    assert await chatty.closed() == 4008
+    gone = await peer.expect(PresenceUpdate)
+    assert gone.state is None
+    await peer.op("room", 1, IncrementOp("n"))
+    await ack_for(peer, "room", 1)
+
+
+# --- found by this suite (fixed): paced floods, oversized presence ---------------------
+
+
+async def test_sustained_paced_flood_is_closed(secure_relay_factory: object) -> None:
+    """A paced flood at 5x the rate (some ops accepted) is still closed with 4008."""
+    relay: Relay = await secure_relay_factory(  # type: ignore[operator]
+        limits=Limits(ops_per_second=50, ops_burst=10, max_rate_violations=100)
+    )
+    client = await admitted(relay.url, token())
+    await client.join("room")
+    replies, code = await paced_flood(client, "room", per_tick=5, tick=0.02, seconds=2.0)
+    assert code == 4008, f"still open after {replies}"
+    assert replies.get("Ack:", 0) > 10  # some got through: this was not one burst
+    await assert_serves(relay.url, token(), room="room")
+
+
+async def paced_flood(
+    client: RawClient, room: str, *, per_tick: int, tick: float, seconds: float
+) -> tuple[dict[str, int], int | None]:
+    """Send ``per_tick`` ops every ``tick`` s for up to ``seconds`` while reading replies;
+    (replies by kind, close code or None if still open)."""
+    replies: dict[str, int] = {}
+
+    async def read() -> None:
+        with contextlib.suppress(ConnectionClosed):
+            while True:
+                message = await client.recv(timeout=seconds + TIMEOUT)
+                key = type(message).__name__ + ":" + str(getattr(message, "code", ""))
+                replies[key] = replies.get(key, 0) + 1
+
+    reader = asyncio.create_task(read())
+    loop = asyncio.get_running_loop()
+    seq, deadline = 0, loop.time() + seconds
+    with contextlib.suppress(ConnectionClosed):
+        while loop.time() < deadline and not reader.done():
+            for _ in range(per_tick):
+                seq += 1
+                await client.op(room, seq, IncrementOp("n"))
+            await asyncio.sleep(tick)  # pacing the sender, not waiting for a result
+    if not reader.done():
+        reader.cancel()
+        return replies, None
+    await reader
+    return replies, client.ws.close_code
+
+
+async def test_big_presence_does_not_disconnect_the_room(secure_relay: Relay) -> None:
+    """Oversized presence is refused (too_large); the other members stay connected."""
+    member = await admitted(secure_relay.url, token(user="member"))
+    await member.join("room")
+    reader = await admitted(secure_relay.url, token(role="read", user="r"))
+    await reader.join("room")
+    await member.expect(PresenceUpdate)
+    envelope = len('{"type":"presence","room":"room","state":{"x":""}}')
+    await reader.send(Presence("room", {"x": "A" * (secure_relay.max_frame_size - envelope)}))
+    await member.op("room", 1, IncrementOp("n"))
+    await ack_for(member, "room", 1)  # ConnectionClosed (1009) before the fix
+    while not isinstance(answer := await reader.recv(), Error):
+        pass  # the member's broadcast may come first
+    assert answer.code == "too_large"
+    _, joined = await (await admitted(secure_relay.url, token())).join("room")
+    assert joined.room == "room"
+
+
+async def test_relay_without_policy_limits(relay_factory: RelayFactory) -> None:
+    """SecurityPolicy without a secret still enforces the limits (loopback default)."""
+    relay = await relay_factory(
+        policy=SecurityPolicy(None, limits=Limits(max_rooms_per_connection=1))
+    )
+    client = await admitted(relay.url)
+    await client.join("one")
+    await client.send(Join("two"))
+    assert (await client.expect(Error)).code == "limit_exceeded"
+
+
+async def test_many_presences_keep_the_room_joinable(secure_relay: Relay) -> None:
+    """70 members with the largest allowed presence: a newcomer's session still joins."""
+    reader = token(role="read", user="mallory")
+    big = {"x": "A" * (16 * 1024 - 16)}
+    crowd = []
+    for _ in range(70):  # one user, 70 connections: well under every limit
+        client = await admitted(secure_relay.url, reader, max_size=None)  # joined grows
+        await client.join("room", presence=big)
+        crowd.append(client)
+    # The joined frame is over 1 MiB: the reference client accepts it (a raw websockets
+    # client with the default 1 MiB max_size would be closed with 1009).
+    options: dict[str, Any] = {**FAST, "timeout": TIMEOUT}
+    newcomer = await connect_async(secure_relay.url, "room", token=token(), **options)
+    try:
+        assert len(newcomer.presence) == 70
+    finally:
+        await newcomer.close()
+
+
+async def test_reconnecting_does_not_reset_the_rate_limit(secure_relay_factory: object) -> None:
+    """One user flooding, reconnecting after every close, still gets at most its rate."""
+    limits = Limits(ops_per_second=20, ops_burst=20, max_rate_violations=20)
+    relay: Relay = await secure_relay_factory(limits=limits)  # type: ignore[operator]
+    flooder = token(user="flooder")
+    loop = asyncio.get_running_loop()
+    started, acked = loop.time(), 0
+    for _ in range(10):
+        client, answer = await hello(relay.url, flooder)
+        if isinstance(answer, Error):  # a fix may refuse the reconnection itself
+            await client.close()
+            continue
+        await client.join("room")
+        for seq in range(1, 41):
+            with contextlib.suppress(ConnectionClosed):
+                await client.op("room", seq, IncrementOp("n"))
+        with contextlib.suppress(ConnectionClosed, TimeoutError):
+            for _ in range(40):
+                acked += isinstance(await client.recv(timeout=TIMEOUT / 5), Ack)
+        await client.close()
+    elapsed = loop.time() - started
+    assert acked <= limits.ops_burst + limits.ops_per_second * elapsed + 5, (acked, elapsed)
+
+
+async def test_invalid_frame_flood_is_closed(secure_relay: Relay) -> None:
+    """A client alternating invalid and pointless frames is eventually closed."""
+    client = await admitted(secure_relay.url, token())
+    bad = '{"type":"op","room":"room","client_seq":1,"base_version":0,"op":{"op":"nope"}}'
+    good = client.codec.frame(Leave("never-joined"))
+    received = 0
+
+    async def read() -> None:
+        nonlocal received
+        with contextlib.suppress(ConnectionClosed):
+            while True:
+                await client.recv(timeout=TIMEOUT)
+                received += 1
+
+    reader = asyncio.create_task(read())
+    with contextlib.suppress(ConnectionClosed):
+        for i in range(5000):
+            await client.ws.send(bad if i % 2 else good)
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(asyncio.shield(reader), TIMEOUT / 5)
+    reader.cancel()
+    assert client.ws.close_code in {4008, 4012}, f"still open after {received} error replies"
+
+
+async def test_an_impostor_cannot_spend_my_rate_limit(relay_factory: RelayFactory) -> None:
+    """Without a secret, claiming another user's name does not rate-limit or close them."""
+    limits = Limits(ops_per_second=1, ops_burst=5, max_rate_violations=16)
+    relay = await relay_factory(policy=SecurityPolicy(None, limits=limits))
+    ada = await admitted(relay.url, user="ada")
+    await ada.join("room")
+    impostor = await admitted(relay.url, user="ada")
+    await impostor.join("room")
+    for seq in range(1, 21):  # 5 accepted, 15 refused: under the 16 strikes that close
+        await impostor.op("room", seq, IncrementOp("n"))
+    for _ in range(20):
+        await impostor.recv()
+    await ada.op("room", 1, SetOp("mine", value=1))
+    ack = await ack_for(ada, "room", 1)  # a rate_limited reject (then 4008) today
+    assert not ack.duplicate
