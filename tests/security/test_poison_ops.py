@@ -173,3 +173,27 @@ async def test_big_state_keeps_the_room_joinable(secure_relay: Relay) -> None:
         await eventually(lambda: admin.state == {}, what="reset")
     finally:
         await admin.close()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG: a room's state has no size limit (too_large is 'not sent by the "
+    "reference relay yet' for states, protocol.md Errors): any writer grows it by up to "
+    "1 MiB per op at 200 ops/s (relay memory), and past the 64 MiB the reference client "
+    "accepts from the relay (client/engine.py EngineConfig.max_frame_size) no session "
+    "can join the room any more - not even an admin's, to reset it",
+)
+async def test_room_state_is_bounded(secure_relay: Relay) -> None:
+    """Writes that would grow the state past what clients accept are refused (too_large)."""
+    writer = await admitted(secure_relay.url, token())
+    await writer.join("room")
+    chunk = "x" * (secure_relay.max_frame_size - 256)
+    refused = 0
+    for seq in range(1, 71):  # 70 MiB, well within the writer's burst of 400 ops
+        await writer.op("room", seq, SetOp(f"k{seq}", value=chunk), base=0)
+        answer = await writer.recv()
+        refused += getattr(answer, "code", None) == "too_large"
+    assert refused > 0
+    options: dict[str, Any] = {**FAST, "timeout": TIMEOUT}
+    admin = await connect_async(secure_relay.url, "room", token=token(role="admin"), **options)
+    await admin.close()
