@@ -1,10 +1,11 @@
 """Flood measurement: what one flooding client does to a well-behaved one.
 
 Run ``python -m tests.security.flood_measure`` from the repository root (about a
-minute). It starts a real relay (``livewidgets relay``, default limits, no secret) as a
-subprocess, then for each scenario runs a *flooder* in another subprocess while a
-*calm* client in this process writes 50 ops/s to the flooded room and times each
-op → ack. The table it prints is copied into docs/security.md ("Flooding").
+minute). It starts a real relay (``livewidgets relay``, default limits, with a secret;
+clients use tokens, ``--no-secret`` to go without) as a subprocess, then for each
+scenario runs a *flooder* in another subprocess while a *calm* client in this process
+writes 50 ops/s to the flooded room and times each op → ack. The table it prints is
+copied into docs/security.md ("Flooding").
 
 Scenarios (each bounded: at most ``--ops`` frames and ``--seconds`` seconds):
 
@@ -31,18 +32,21 @@ import json
 import os
 import platform
 import re
+import secrets
 import signal
 import statistics
 import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 from websockets.typing import Subprotocol
 
+from livewidgets.auth import issue_token
 from livewidgets.protocol import (
     JSON_SUBPROTOCOL,
     PROTOCOL_VERSION,
@@ -73,13 +77,12 @@ CODEC = client_codec(JSON_SUBPROTOCOL)
 
 
 async def open_client(url: str, room: str, user: str) -> ClientConnection:
-    """Connect, hello as ``user``, join ``room``; return once joined.
-
-    The relay has no secret, so ``user`` is what hello says; rate limits follow the user,
-    hence distinct names for the flooder and the calm client.
-    """
+    """Connect, hello as ``user`` (with a token for ``user`` when the relay has a secret,
+    from ``$FLOOD_SECRET``), join ``room``; return once joined."""
     ws = await connect(url, subprotocols=[Subprotocol(JSON_SUBPROTOCOL)], max_size=None)
-    await ws.send(CODEC.frame(Hello(PROTOCOL_VERSION, user=user)))
+    secret = os.environ.get("FLOOD_SECRET")
+    token = issue_token(secret.encode(), user=user, room="*") if secret else None
+    await ws.send(CODEC.frame(Hello(PROTOCOL_VERSION, user=user, token=token)))
     await ws.send(CODEC.frame(Join(room)))
     while not isinstance(CODEC.decode(await ws.recv()), Joined):
         pass
@@ -206,11 +209,15 @@ async def calm_client(url: str, seconds: float, rate: float, ready: asyncio.Even
 # --- orchestration ---------------------------------------------------------------------
 
 
-async def start_relay(store: str) -> tuple[asyncio.subprocess.Process, str]:
+async def start_relay(
+    store: str, secret_file: str | None
+) -> tuple[asyncio.subprocess.Process, str]:
+    secret = ["--secret-file", secret_file] if secret_file else []
     process = await asyncio.create_subprocess_exec(
         *[sys.executable, "-m", "livewidgets.cli", "relay", "--port", "0", "--store", store],
-        *["--log-level", "warning"],
+        *["--log-level", "warning", *secret],
         stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL,
     )
     assert process.stdout is not None
     line = await asyncio.wait_for(process.stdout.readline(), 20)
@@ -251,6 +258,7 @@ def print_table(runs: dict[str, list[dict[str, Any]]], args: argparse.Namespace)
     print(
         f"# flood_measure: {platform.python_implementation()} {platform.python_version()}, "
         f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPUs; store {args.store}; "
+        f"{'no secret' if args.no_secret else 'tokens'}; "
         f"limits {limits.ops_per_second:g} ops/s (burst {limits.ops_burst:g}), "
         f"{limits.presence_per_second:g} presence/s (burst {limits.presence_burst:g}), "
         f"close after {limits.max_rate_violations} refusals within "
@@ -291,7 +299,14 @@ async def orchestrate(args: argparse.Namespace) -> None:
     runs: dict[str, list[dict[str, Any]]] = {name: [] for name in args.scenarios}
     with tempfile.TemporaryDirectory() as tmp:
         store = args.store.replace("{tmp}", tmp)
-        process, url = await start_relay(store)
+        secret_file = None
+        if not args.no_secret:
+            # Tokens, as a shared relay runs: limits follow the user across reconnects.
+            secret = secrets.token_hex(32)
+            os.environ["FLOOD_SECRET"] = secret  # inherited by the flooder processes
+            secret_file = os.path.join(tmp, "relay.secret")
+            Path(secret_file).write_text(secret)  # noqa: ASYNC240 - tiny, once, at start
+        process, url = await start_relay(store, secret_file)
         try:
             for attempt in range(args.repeat):
                 for name in args.scenarios:
@@ -310,6 +325,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=10.0, help="length of each scenario")
     parser.add_argument("--calm-rate", type=float, default=50.0, help="calm client ops/s")
     parser.add_argument("--repeat", type=int, default=1, help="runs of each scenario")
+    parser.add_argument(
+        "--no-secret",
+        action="store_true",
+        help="no tokens (limits are then per connection: a reconnect starts afresh)",
+    )
     parser.add_argument("--scenarios", nargs="+", default=list(SCENARIOS), choices=list(SCENARIOS))
     parser.add_argument(
         "--flooder",
