@@ -147,3 +147,17 @@ class RawClient:
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
+
+
+REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+def redis_available() -> bool:
+    """Whether the machine's Redis answers on 127.0.0.1:6379 (tests skip if not)."""
+    import socket
+
+    try:
+        with socket.create_connection(("127.0.0.1", 6379), timeout=0.5):
+            return True
+    except OSError:
+        return False

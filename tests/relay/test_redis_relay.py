@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 import uuid
 from collections.abc import AsyncIterator
 
@@ -15,19 +14,12 @@ from livewidgets.client import Backoff
 from livewidgets.relay import Relay
 from livewidgets.relay.store.redis import RedisStore
 
-REDIS_URL = "redis://127.0.0.1:6379/0"
+from .helpers import REDIS_URL, redis_available
+
 FAST = Backoff(initial=0.02, cap=0.2)
 
 
-def _redis_available() -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", 6379), timeout=0.5):
-            return True
-    except OSError:
-        return False
-
-
-pytestmark = pytest.mark.skipif(not _redis_available(), reason="no Redis on 127.0.0.1:6379")
+pytestmark = pytest.mark.skipif(not redis_available(), reason="no Redis on 127.0.0.1:6379")
 
 
 @pytest.fixture

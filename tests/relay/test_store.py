@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import socket
 import sqlite3
 import uuid
 from collections.abc import AsyncIterator
@@ -19,27 +17,18 @@ from livewidgets.relay.store.redis import RedisStore
 from livewidgets.relay.store.sqlite import SCHEMA_VERSION, SQLiteStore
 from livewidgets.state.ops import IncrementOp, PushOp, SetOp, TextOp
 
+from .helpers import REDIS_URL, redis_available
+
 
 def entry(version: int, client: str = "a", seq: int | None = None) -> LogEntry:
     ops = (SetOp(f"k/{version}", value={"v": version}), IncrementOp("n", by=1))
     return LogEntry(version, client, version if seq is None else seq, ops)
 
 
-REDIS_URL = os.environ.get("LIVEWIDGETS_TEST_REDIS", "redis://127.0.0.1:6379/0")
-
-
-def _redis_available() -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", 6379), timeout=0.5):
-            return True
-    except OSError:
-        return False
-
-
 @pytest.fixture(params=["memory", "sqlite", "redis"])
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
     if request.param == "redis":
-        if not _redis_available():
+        if not redis_available():
             pytest.skip("no Redis server on 127.0.0.1:6379")
         prefix = f"lwtest-{uuid.uuid4().hex}"
         redis_store = RedisStore(REDIS_URL, prefix=prefix)

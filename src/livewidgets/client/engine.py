@@ -208,9 +208,9 @@ class Engine:
     def _set_state(self, state: str, **details: Any) -> None:
         if state == self.state and not details:
             return
+        assert state in STATES, state
         self.state = state
-        if state in ("connecting", "connected", "disconnected", "reconnecting", "closed"):
-            self.events.emit(state, {"state": state, **details})
+        self.events.emit(state, {"state": state, **details})
 
     async def _run(self) -> None:
         delays = self._delays()
