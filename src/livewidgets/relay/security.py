@@ -10,6 +10,7 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 import math
+import re
 import time
 from collections import Counter, deque
 from collections.abc import Sequence
@@ -24,7 +25,16 @@ from ..protocol.messages import Hello
 from ..state.ops import Op
 from .policy import Denied, Principal
 
-__all__ = ["Limits", "SecurityPolicy", "TokenBucket"]
+__all__ = ["LOOPBACK_ORIGINS", "Limits", "SecurityPolicy", "TokenBucket", "origin_matches"]
+
+# Pages served from this machine, any port (the local relay's allowlist): a browser
+# page elsewhere cannot open the relay even though it can reach 127.0.0.1.
+LOOPBACK_ORIGINS: tuple[str, ...] = tuple(
+    f"{scheme}://{host}{port}"
+    for scheme in ("http", "https")
+    for host in ("localhost", "127.0.0.1", "[::1]")
+    for port in ("", ":*")
+)
 
 
 @dataclass
@@ -102,6 +112,7 @@ class SecurityPolicy:
         self.secret = secret
         # Origin globs, e.g. "https://hub.example.org", "http://localhost:*".
         self.allow_origins = list(allow_origins)
+        self._origin_patterns = [_origin_pattern(allowed) for allowed in self.allow_origins]
         self.limits = limits or Limits()
         self._states: dict[int, _ConnectionState] = {}
         # user -> rate state, shared by that user's connections (see _Rates).
@@ -116,7 +127,7 @@ class SecurityPolicy:
         origin = request.headers.get("Origin")
         if origin is None or not self.allow_origins:
             return None
-        if any(fnmatch.fnmatchcase(origin, allowed) for allowed in self.allow_origins):
+        if any(pattern.fullmatch(origin) for pattern in self._origin_patterns):
             return None
         return Denied(
             ErrorCode.FORBIDDEN, f"origin {origin!r} is not allowed", CloseCode.ORIGIN_FORBIDDEN
@@ -277,6 +288,20 @@ class SecurityPolicy:
         self._room_counts[room] -= 1
         if self._room_counts[room] <= 0:
             del self._room_counts[room]
+
+
+def origin_matches(origin: str, allowed: str) -> bool:
+    """Whether ``origin`` matches the allowlist glob ``allowed``: ``*`` is any run of
+    characters, ``?`` one character, everything else literal -- ``[`` too, unlike
+    fnmatch, so ``http://[::1]:*`` means the IPv6 loopback. Case-insensitive (hosts are)."""
+    return _origin_pattern(allowed).fullmatch(origin) is not None
+
+
+def _origin_pattern(allowed: str) -> re.Pattern[str]:
+    regex = ".*".join(
+        ".".join(re.escape(piece) for piece in part.split("?")) for part in allowed.split("*")
+    )
+    return re.compile(regex, re.IGNORECASE | re.DOTALL)
 
 
 def _bearer(request: Request | None) -> str | None:
