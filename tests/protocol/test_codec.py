@@ -99,8 +99,8 @@ SERVER_MESSAGES: list[Any] = [
         current={"v": 1},
         current_version=8,
     ),
-    PresenceUpdate(room="r", client_id="c-2", state={"user": "grace"}),
-    PresenceUpdate(room="r", client_id="c-2", state=None),
+    PresenceUpdate(room="r", states={"c-2": {"user": "grace"}}),
+    PresenceUpdate(room="r", states={"c-2": None, "c-3": {"user": "ada"}}),
     Error(code="bad_frame", message="nope"),
     Error(code="not_joined", message="join first", ref="presence", room="r"),
 ]

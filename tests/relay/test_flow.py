@@ -73,14 +73,14 @@ async def test_presence_join_update_leave(relay: Relay) -> None:
     _, joined = await bob.join("r", presence={"color": "blue"})
     assert joined.presence == {ann.client_id: {"color": "red", "user": "ann"}}
     assert await ann.expect(PresenceUpdate) == PresenceUpdate(
-        "r", bob.client_id, {"color": "blue", "user": "bob"}
+        "r", {bob.client_id: {"color": "blue", "user": "bob"}}
     )
     await bob.send(Presence("r", {"cursor": 7}))
     assert await ann.expect(PresenceUpdate) == PresenceUpdate(
-        "r", bob.client_id, {"cursor": 7, "user": "bob"}
+        "r", {bob.client_id: {"cursor": 7, "user": "bob"}}
     )
     await bob.send(Leave("r"))
-    assert await ann.expect(PresenceUpdate) == PresenceUpdate("r", bob.client_id, None)
+    assert await ann.expect(PresenceUpdate) == PresenceUpdate("r", {bob.client_id: None})
     # bob got no echo of his own presence: the next thing he sees is his own ack.
     await bob.join("r")
     await ann.expect(PresenceUpdate)
@@ -88,7 +88,7 @@ async def test_presence_join_update_leave(relay: Relay) -> None:
     assert isinstance(await bob.recv(), Ack)
     await ann.expect(Broadcast)
     await bob.close()
-    assert await ann.expect(PresenceUpdate) == PresenceUpdate("r", bob.client_id, None)
+    assert await ann.expect(PresenceUpdate) == PresenceUpdate("r", {bob.client_id: None})
     await ann.close()
 
 
@@ -103,7 +103,7 @@ async def test_dead_peer_presence_is_cleared(relay_factory: RelayFactory) -> Non
     await alive.expect(PresenceUpdate)
     dead.ws.transport.pause_reading()  # no more pongs
     update = await alive.expect(PresenceUpdate, timeout=2000 * MS)
-    assert update == PresenceUpdate("r", dead.client_id, None)
+    assert update == PresenceUpdate("r", {dead.client_id: None})
     dead.ws.transport.abort()
     await alive.close()
 

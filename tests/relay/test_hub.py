@@ -37,6 +37,7 @@ def test_submit_acks_origin_broadcasts_others_and_queues_entry() -> None:
     h, a, b, c = hub(), Peer("a"), Peer("b"), Peer("c")
     for peer in (a, b, c):
         h.handle(JoinRoom(peer, None))
+    h.flush_presence()
     sends = h.handle(Submit(a, 1, 0, (SetOp("k", value=1),)))
     assert sends == [
         Send((a,), Ack("r", 1, 1)),
@@ -71,7 +72,10 @@ def test_join_sends_catch_up_then_joined_then_announces() -> None:
     to_b = messages_to(sends, b)
     assert [type(m) for m in to_b] == [Broadcast, Broadcast, Joined]
     assert to_b[-1] == Joined("r", 3, "delta", {"a": {"color": "red", "user": "ann"}})
-    assert messages_to(sends, a) == [PresenceUpdate("r", "b", {"color": "blue", "user": "bob"})]
+    assert messages_to(sends, a) == []  # presence waits for the flush
+    assert h.flush_presence() == [
+        Send((a,), PresenceUpdate("r", {"b": {"color": "blue", "user": "bob"}}))
+    ]
 
 
 def test_far_behind_join_gets_snapshot_with_last_seq() -> None:
@@ -94,7 +98,9 @@ def test_presence_of_a_replaced_connection_survives_the_old_leave() -> None:
     h.handle(JoinRoom(new, None, {"v": 2}))
     assert h.handle(LeaveRoom(old)) == []
     assert h.presence_table() == {"o": {"user": ""}, "a": {"v": 2, "user": ""}}
-    assert h.handle(LeaveRoom(new)) == [Send((other,), PresenceUpdate("r", "a", None))]
+    h.flush_presence()
+    assert h.handle(LeaveRoom(new)) == []
+    assert h.flush_presence() == [Send((other,), PresenceUpdate("r", {"a": None}))]
 
 
 def test_presence_from_non_member_is_ignored() -> None:
@@ -104,3 +110,47 @@ def test_presence_from_non_member_is_ignored() -> None:
     assert h.handle(SetPresence(stranger, {"x": 1})) == []
     assert h.handle(LeaveRoom(stranger)) == []
     assert h.presence_table() == {"a": {"user": ""}}
+
+
+def test_presence_is_coalesced_without_echo_or_repeats() -> None:
+    """A flush carries the latest state of every change; old members share one message,
+    a changer does not hear itself, a joiner not what its joined table listed."""
+    h, a, b, c = hub(), Peer("a"), Peer("b"), Peer("c")
+    h.handle(JoinRoom(a, None))
+    h.flush_presence()
+    h.handle(JoinRoom(b, None, {"v": 1}))
+    h.handle(SetPresence(b, {"v": 2}))
+    sends = h.handle(JoinRoom(c, None, {"v": 3}))
+    assert messages_to(sends, c)[-1] == Joined(
+        "r", 0, "snapshot", {"a": {"user": ""}, "b": {"v": 2, "user": ""}}
+    )
+    h.handle(SetPresence(b, {"v": 4}))
+    assert h.flush_presence() == [
+        Send((a,), PresenceUpdate("r", {"b": {"v": 4, "user": ""}, "c": {"v": 3, "user": ""}})),
+        Send((b,), PresenceUpdate("r", {"c": {"v": 3, "user": ""}})),
+        Send((c,), PresenceUpdate("r", {"b": {"v": 4, "user": ""}})),
+    ]
+    assert h.flush_presence() == [] and not h.presence_waiting
+
+
+def test_a_broadcast_flushes_presence_first() -> None:
+    """Presence set before an op reaches the others before that op (cursor positions
+    are relative to the text they were set in)."""
+    h, a, b, c = hub(), Peer("a"), Peer("b"), Peer("c")
+    for peer in (a, b, c):
+        h.handle(JoinRoom(peer, None))
+    h.flush_presence()
+    h.handle(SetPresence(a, {"cursor": 3}))
+    sends = h.handle(Submit(c, 1, 0, (SetOp("k", value=1),)))
+    assert [type(m) for m in messages_to(sends, b)] == [PresenceUpdate, Broadcast]
+    assert [type(m) for m in messages_to(sends, a)] == [Broadcast]
+    assert not h.presence_waiting
+
+
+def test_a_member_that_leaves_before_the_flush_gets_nothing() -> None:
+    """Its own leave is told to the others; it is not a receiver any more."""
+    h, a, b = hub(), Peer("a"), Peer("b")
+    h.handle(JoinRoom(a, None))
+    h.handle(JoinRoom(b, None))
+    h.handle(LeaveRoom(b))
+    assert h.flush_presence() == [Send((a,), PresenceUpdate("r", {"b": None}))]

@@ -397,8 +397,16 @@ def server_messages(draw: st.DrawFn) -> Any:
     elif kind == "presence":
         message |= {
             "room": room,
-            "client_id": draw(st.one_of(TEXT, CLIENT_IDS)),
-            "state": draw(st.one_of(st.none(), hostile_presence(), VALUES)),
+            "states": draw(
+                st.one_of(
+                    st.dictionaries(
+                        st.one_of(TEXT, CLIENT_IDS),
+                        st.one_of(st.none(), hostile_presence(), VALUES),
+                        max_size=3,
+                    ),
+                    VALUES,
+                )
+            ),
         }
     elif kind == "error":
         message |= {

@@ -63,10 +63,10 @@ async def test_reader_presence_is_relayed(secure_relay: Relay) -> None:
     student = await admitted(secure_relay.url, token("notes", "read", user="stu"))
     await student.join("notes", presence={"name": "Stu"})
     joined_update = await teacher.expect(PresenceUpdate)
-    assert joined_update.state == {"name": "Stu", "user": "stu"}
+    assert joined_update.states == {student.client_id: {"name": "Stu", "user": "stu"}}
     await student.send(Presence("notes", {"name": "Stu", "cursor": 3}))
     update = await teacher.expect(PresenceUpdate)
-    assert update.state == {"name": "Stu", "cursor": 3, "user": "stu"}
+    assert update.states == {student.client_id: {"name": "Stu", "cursor": 3, "user": "stu"}}
 
 
 async def test_writer_cannot_administer(secure_relay: Relay) -> None:
@@ -102,9 +102,9 @@ async def test_admin_reset_and_kick(secure_relay: Relay) -> None:
     assert (await reply(admin, Error)).code == "invalid_message"
     await admin.send(Admin("lab", "kick", member.client_id))
     assert await member.closed() == 4011
-    while (gone := await admin.expect(PresenceUpdate)).client_id != member.client_id:
+    while member.client_id not in (gone := await admin.expect(PresenceUpdate)).states:
         pass  # the auditor's comings and goings
-    assert gone.state is None
+    assert gone.states[member.client_id] is None
     await assert_serves(secure_relay.url, token("probe"))
 
 

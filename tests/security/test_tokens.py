@@ -139,9 +139,9 @@ async def test_user_comes_from_the_token(secure_relay: Relay) -> None:
     await observer.join("room")
     mallory = await admitted(secure_relay.url, token(user="mallory"), user="teacher")
     await mallory.join("room", presence={"name": "teacher", "user": "teacher"})
-    update = await observer.expect(PresenceUpdate)
-    assert update.state is not None and update.state["user"] == "mallory"
-    assert update.state["name"] == "teacher"  # display names are the client's to choose
+    state = (await observer.expect(PresenceUpdate)).states[mallory.client_id]
+    assert state is not None and state["user"] == "mallory"
+    assert state["name"] == "teacher"  # display names are the client's to choose
 
 
 async def test_relay_without_secret_admits_everyone(relay_factory: RelayFactory) -> None:

@@ -362,12 +362,19 @@ class RoomSync:
         return events + self._send_ready(now)
 
     def _on_presence(self, message: PresenceUpdate, now: float) -> list[Event]:
-        before = self.presence.get(message.client_id)
-        if message.state is None:
-            self.presence.pop(message.client_id, None)
-        else:
-            self.presence[message.client_id] = message.state
-        return [PresenceChanged(message.client_id, before, message.state)]
+        events: list[Event] = []
+        for client_id, state in message.states.items():
+            before = self.presence.get(client_id)
+            # Our own entry (coalesced with others' changes) and repeats of what
+            # joined.presence already said change nothing.
+            if client_id == self.client_id or state == before:
+                continue
+            if state is None:
+                del self.presence[client_id]
+            else:
+                self.presence[client_id] = state
+            events.append(PresenceChanged(client_id, before, state))
+        return events
 
     def _on_error(self, message: Error, now: float) -> list[Event]:
         if message.code == "not_joined":

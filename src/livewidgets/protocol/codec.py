@@ -37,7 +37,7 @@ _LOOSE_FIELDS: dict[type, str] = {
     Join: "presence",
     Joined: "presence",
     Presence: "state",
-    PresenceUpdate: "state",
+    PresenceUpdate: "states",
     Snapshot: "state",
     Reject: "current",
 }

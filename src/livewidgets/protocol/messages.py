@@ -185,11 +185,14 @@ class Reject(_Message, tag="reject"):
 
 
 class PresenceUpdate(_Message, tag="presence"):
-    """A peer's presence changed; ``state`` None means the peer left."""
+    """Peers' presence changed: client_id -> new state, None when the peer left.
+
+    The relay coalesces changes, so one message may carry many peers (a client skips
+    its own client_id if present).
+    """
 
     room: str
-    client_id: str
-    state: dict[str, Any] | None
+    states: dict[str, dict[str, Any] | None]
 
 
 class Error(_Message, tag="error"):

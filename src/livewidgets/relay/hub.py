@@ -6,6 +6,12 @@ stores anything. The asyncio shell (relay.runner) feeds it commands in arrival
 order, persists the entries it accepted (:meth:`RoomHub.take_unsaved`) and only
 then delivers the sends, in order (docs/protocol.md "Durability").
 
+Presence changes are coalesced: they collect until :meth:`RoomHub.flush_presence`
+(the shell calls it at most every ``presence_interval``) or until the next
+broadcast, which flushes them first so that a cursor never arrives after an edit
+made after it. One ``presence`` message then carries many changes: N joins cost
+each member a few frames instead of N (docs/protocol.md "Presence").
+
 Members are opaque handles (the relay's connections); the hub only reads their
 ``client_id`` and ``user``.
 """
@@ -127,6 +133,12 @@ class RoomHub(Generic[M]):
         # client_id -> (the member that set it, stamped state). Keyed by client_id
         # because a reconnecting client replaces its old connection.
         self._presence: dict[str, tuple[M, dict[str, Any]]] = {}
+        # Presence changes not yet told to the others: client_id -> (change number,
+        # state or None: gone). Members that need a subset of them -> the number up to
+        # which they know the changes already (0: all but their own).
+        self._untold: dict[str, tuple[int, dict[str, Any] | None]] = {}
+        self._known: dict[M, int] = {}
+        self._changes = 0
         # Accepted entries not yet handed to the store.
         self._unsaved: list[LogEntry] = []
         self._handlers: dict[type, Callable[[Any], list[Send[M]]]] = {
@@ -145,6 +157,39 @@ class RoomHub(Generic[M]):
         """Entries accepted since the last call, in version order: persist them next."""
         entries, self._unsaved = self._unsaved, []
         return entries
+
+    @property
+    def presence_waiting(self) -> bool:
+        """Presence changes wait for :meth:`flush_presence`."""
+        return bool(self._untold)
+
+    def flush_presence(self) -> list[Send[M]]:
+        """``presence`` messages with every change since the last flush.
+
+        Members that need all of them share one message (encoded once). A member that
+        made changes, or joined since the last flush, gets only what it does not know:
+        never its own echo, nor what its ``joined.presence`` already listed.
+        """
+        if not self._untold:
+            return []
+        untold, self._untold = self._untold, {}
+        known, self._known = self._known, {}
+        sends: list[Send[M]] = []
+        listeners = tuple(m for m in self.members if m not in known)
+        if listeners:
+            states = {cid: state for cid, (_, state) in untold.items()}
+            sends.append(Send(listeners, PresenceUpdate(self.name, states)))
+        for member, seen in known.items():
+            if member not in self.members:
+                continue  # it left (its own leave is among the changes)
+            news = {
+                cid: state
+                for cid, (number, state) in untold.items()
+                if number > seen and cid != member.client_id
+            }
+            if news:
+                sends.append(Send((member,), PresenceUpdate(self.name, news)))
+        return sends
 
     def presence_table(self, *, exclude: str | None = None) -> dict[str, dict[str, Any]]:
         """client_id -> presence state of every member (but ``exclude``)."""
@@ -168,6 +213,8 @@ class RoomHub(Generic[M]):
         mode: Literal["delta", "snapshot"] = "snapshot" if catch.mode == "snapshot" else "delta"
         table = self.presence_table(exclude=member.client_id)
         sends.append(Send(to, Joined(self.name, catch.version, mode, table)))
+        # The table holds every change so far: the next flush only needs later ones.
+        self._known[member] = self._changes
         rejoin = member in self.members
         self.members[member] = None
         if command.presence is not None or not rejoin:
@@ -184,7 +231,8 @@ class RoomHub(Generic[M]):
         if owner is None or owner[0] is not member:
             return []
         del self._presence[member.client_id]
-        return self._to_others(member, PresenceUpdate(self.name, member.client_id, None))
+        self._tell(member, None)
+        return []
 
     def _set_presence(self, command: SetPresence[M]) -> list[Send[M]]:
         member = command.member
@@ -193,7 +241,13 @@ class RoomHub(Generic[M]):
         # The relay's idea of who the user is wins over what the client claims.
         state = {**command.state, "user": member.user}
         self._presence[member.client_id] = (member, state)
-        return self._to_others(member, PresenceUpdate(self.name, member.client_id, state))
+        self._tell(member, state)
+        return []
+
+    def _tell(self, member: M, state: dict[str, Any] | None) -> None:
+        self._changes += 1
+        self._untold[member.client_id] = (self._changes, state)
+        self._known.setdefault(member, 0)
 
     def _submit(self, command: Submit[M]) -> list[Send[M]]:
         member = command.member
@@ -207,6 +261,7 @@ class RoomHub(Generic[M]):
         sends = [Send((member,), reply)]
         if isinstance(outcome, Accepted):
             self._unsaved.append(outcome.entry)
+            sends.extend(self.flush_presence())
             sends.extend(self._to_others(member, _broadcast(self.name, outcome.entry)))
         return sends
 
@@ -222,7 +277,10 @@ class RoomHub(Generic[M]):
         if not isinstance(outcome, Accepted):
             return []
         self._unsaved.append(outcome.entry)
-        return [Send(tuple(self.members), _broadcast(self.name, outcome.entry))]
+        return [
+            *self.flush_presence(),
+            Send(tuple(self.members), _broadcast(self.name, outcome.entry)),
+        ]
 
     def _to_others(self, member: M, message: ServerMessage) -> list[Send[M]]:
         others = self._others(member)

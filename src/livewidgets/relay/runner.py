@@ -9,7 +9,9 @@ the store, then loops:
    (group commit: whatever arrived while the previous commit was in flight is
    committed together);
 3. only then deliver the round's sends, in order (acks and broadcasts in version
-   order; an op is durable before anyone hears of it);
+   order; an op is durable before anyone hears of it), with the room's coalesced
+   presence changes if the last presence message went out ``presence_interval``
+   ago or more (else a timer flushes them then);
 4. every ``snapshot_every`` versions, save a snapshot (which compacts the log).
 
 If the store fails (or the core hits a bug) the room's in-memory state may be
@@ -81,6 +83,7 @@ class RoomRunner(Generic[P]):
         on_exit: Callable[[RoomRunner[P]], None],
         logger: logging.Logger,
         max_batch: int = 1024,
+        presence_interval: float = 0.0,
     ) -> None:
         self.name = name
         self._store = store
@@ -92,6 +95,11 @@ class RoomRunner(Generic[P]):
         self._logger = logger
         # Most commands handled per round (bounds one commit and one burst of sends).
         self._max_batch = max_batch
+        # Presence goes out at most this often (a join storm of N costs N frames per
+        # member, not N²): the loop time the next flush is due, and its timer.
+        self._presence_interval = presence_interval
+        self._presence_due = 0.0
+        self._presence_timer: asyncio.TimerHandle | None = None
         self._inbox: deque[Command[P]] = deque()
         self._wake = asyncio.Event()
         # Commands of the round in progress (their peers are closed if the round fails).
@@ -133,7 +141,7 @@ class RoomRunner(Generic[P]):
         try:
             record = await self._store.load(self.name)
             hub = self._hub = RoomHub[P](RoomCore(record), max_delta=self._max_delta)
-            while batch := await self._next_batch():
+            while (batch := await self._next_batch()) is not None:
                 await self._process(hub, batch)
                 if not hub.members and not self._inbox:
                     break  # idle: unload; the store holds everything
@@ -141,12 +149,17 @@ class RoomRunner(Generic[P]):
             self._fail(exc)
         finally:
             self._finished = True
+            if self._presence_timer is not None:
+                self._presence_timer.cancel()
             self._on_exit(self)
 
-    async def _next_batch(self) -> list[Command[P]]:
-        """Everything queued (up to max_batch), waiting for at least one; [] when stopped."""
+    async def _next_batch(self) -> list[Command[P]] | None:
+        """Everything queued (up to max_batch), waiting for at least one; None when
+        stopped, [] when only the presence timer is due."""
         while not self._inbox:
             if self._stopping:
+                return None
+            if self._presence_due_now():
                 return []
             self._wake.clear()
             await self._wake.wait()
@@ -159,12 +172,38 @@ class RoomRunner(Generic[P]):
         entries = hub.take_unsaved()
         if entries:
             await self._commit(entries)
+        if hub.presence_waiting:
+            sends.extend(self._presence_sends(hub))
         deliver(sends)
         self._metrics.observe_messages(send.message for send in sends)
         for command in batch:
             command.member.command_done()
         self._batch = []
         await self._maybe_snapshot(hub)
+
+    def _presence_due_now(self) -> bool:
+        hub = self._hub
+        return (
+            hub is not None
+            and hub.presence_waiting
+            and self._presence_timer is None
+            and asyncio.get_running_loop().time() >= self._presence_due
+        )
+
+    def _presence_sends(self, hub: RoomHub[P]) -> list[Send[P]]:
+        """Flush presence now if the interval has passed, else make sure a timer will."""
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        if now >= self._presence_due:
+            self._presence_due = now + self._presence_interval
+            return hub.flush_presence()
+        if self._presence_timer is None:
+            self._presence_timer = loop.call_at(self._presence_due, self._presence_timer_fired)
+        return []
+
+    def _presence_timer_fired(self) -> None:
+        self._presence_timer = None
+        self._wake.set()
 
     async def _commit(self, entries: list[LogEntry]) -> None:
         started = time.perf_counter()

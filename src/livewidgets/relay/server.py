@@ -74,7 +74,9 @@ class Relay:
     connection (more: stop reading it); ``max_invalid_frames`` invalid frames in a
     row (then close 4012); ``hello_timeout`` seconds to send hello (else 4000).
     ``ping_interval``/``ping_timeout`` detect dead peers; ``snapshot_every`` ops
-    between snapshots (bounds load and join time).
+    between snapshots (bounds load and join time); ``presence_interval`` seconds
+    at least between two presence messages of a room (changes in between are
+    coalesced into one; 0 sends each change at once).
     """
 
     def __init__(
@@ -89,6 +91,7 @@ class Relay:
         ping_interval: float | None = 20.0,
         ping_timeout: float | None = 20.0,
         snapshot_every: int = 1000,
+        presence_interval: float = 0.05,
         hello_timeout: float = 10.0,
         max_invalid_frames: int = 16,
         max_inflight: int = 256,
@@ -104,6 +107,7 @@ class Relay:
         self.ping_interval = ping_interval
         self.ping_timeout = ping_timeout
         self.snapshot_every = snapshot_every
+        self.presence_interval = presence_interval
         # Catch-ups longer than this are served as a snapshot: a delta must fit the send queue.
         self.max_delta = max(1, min(1000, send_queue_limit // 2))
         self._connection_config = ConnectionConfig(
@@ -258,6 +262,7 @@ class Relay:
                 metrics=self._metrics,
                 on_exit=self._room_exited,
                 logger=self._logger,
+                presence_interval=self.presence_interval,
             )
             self._rooms[name] = runner
             self._metrics.rooms.inc()
