@@ -5,10 +5,16 @@ message type (:attr:`Connection._handlers`). Room work becomes commands for the
 room's runner; the reader stops reading (TCP backpressure) while too many of its
 commands are still unprocessed, so a flooding client cannot grow a room's inbox.
 
-Writing: every outgoing frame goes through one bounded queue drained by the
-connection's own writer task, so a slow client never blocks a room. When the queue
-overflows, the connection is closed with 4009 (SLOW_CONSUMER); the client
-reconnects and resumes by delta (docs/protocol.md "Close codes").
+Writing: a frame for a connection whose socket keeps up is written straight into
+the transport (as ``websockets.broadcast`` does). Otherwise it goes into a bounded
+queue drained by a writer task that exists only while the queue is not empty, so a
+slow client never blocks a room. When the queue overflows, the connection is closed
+with 4009 (SLOW_CONSUMER); the client reconnects and resumes by delta
+(docs/protocol.md "Close codes").
+
+Memory: an idle connection holds no task, event or queue of its own, only a timer
+for its next ping (``__slots__``, class-level dispatch): thousands of idle members
+cost little more than their sockets (docs/benchmarks.md).
 
 Errors: a frame that fails validation is answered with ``error`` (code, message,
 ref) and the connection stays open, until ``max_invalid_frames`` such frames in a
@@ -127,6 +133,30 @@ class _Close:
 class Connection:
     """Serves one WebSocket from hello to close; :meth:`run` is the whole lifetime."""
 
+    __slots__ = (
+        "_busy",
+        "_capacity",
+        "_close_code",
+        "_closer",
+        "_expiry",
+        "_inflight",
+        "_ping_task",
+        "_ping_timer",
+        "_queue",
+        "_queued_bytes",
+        "_strikes",
+        "_writer",
+        "client_id",
+        "codec",
+        "config",
+        "connection_id",
+        "principal",
+        "relay",
+        "rooms",
+        "user",
+        "ws",
+    )
+
     def __init__(
         self, ws: ServerConnection, relay: RelayContext, codec: Codec[ClientMessage]
     ) -> None:
@@ -141,32 +171,26 @@ class Connection:
         self.principal = _ANONYMOUS
         # Rooms joined (or being joined), by name.
         self.rooms: dict[str, RoomRunner[Connection]] = {}
-        self._queue: deque[bytes | _Close] = deque()
+        # Frames waiting for the writer task (None: nothing ever waited), their size.
+        self._queue: deque[bytes | _Close] | None = None
         self._queued_bytes = 0
-        self._wake = asyncio.Event()
         # Close code chosen by the relay (None while open); later closes are ignored.
         self._close_code: int | None = None
+        # Drains _queue; exists only while it is not empty.
         self._writer: asyncio.Task[None] | None = None
         self._closer: asyncio.Task[None] | None = None
-        self._heartbeat_task: asyncio.Task[None] | None = None
-        # Commands queued to rooms and not yet processed, and an event set when below limit.
+        # Heartbeat: the timer of the next ping, or the ping waiting for its pong.
+        self._ping_timer: asyncio.TimerHandle | None = None
+        self._ping_task: asyncio.Task[None] | None = None
+        # Commands queued to rooms and not yet processed; a reader waiting for them to
+        # drop below max_inflight waits on this future.
         self._inflight = 0
-        self._capacity = asyncio.Event()
-        self._capacity.set()
+        self._capacity: asyncio.Future[None] | None = None
         # Times of recent invalid frames / not_joined messages (see _strike).
-        self._strikes: deque[float] = deque()
+        self._strikes: deque[float] | None = None
         # The writer task is between taking a frame and having sent it.
         self._busy = False
         self._expiry: asyncio.TimerHandle | None = None
-        self._handlers: dict[type, Callable[[Any], Awaitable[None]]] = {
-            Hello: self._on_hello_again,
-            Join: self._on_join,
-            Leave: self._on_leave,
-            OpMessage: self._on_op,
-            Batch: self._on_batch,
-            Presence: self._on_presence,
-            Admin: self._on_admin,
-        }
 
     def __repr__(self) -> str:
         return f"<Connection {self.connection_id[:8]} client={self.client_id or '?'}>"
@@ -175,15 +199,13 @@ class Connection:
 
     async def run(self) -> None:
         """Handshake, then serve frames until the connection closes; always cleans up."""
-        self._writer = asyncio.create_task(self._write_loop())
         address = _address(self.ws)
         denied = self.relay.policy.on_connect(address)
         if denied is not None:
             self._deny(denied, None, close=CloseCode.POLICY_VIOLATION)
             await self._finish_writer()
             return
-        if self.config.ping_interval is not None:
-            self._heartbeat_task = asyncio.create_task(self._heartbeat(self.config.ping_interval))
+        self._schedule_ping()
         try:
             if await self._handshake():
                 await self._read_loop()
@@ -266,8 +288,10 @@ class Connection:
             self._expiry.cancel()
         self._release_rooms()
         self.relay.unregister(self)
-        if self._heartbeat_task is not None:
-            self._heartbeat_task.cancel()
+        if self._ping_timer is not None:
+            self._ping_timer.cancel()
+        if self._ping_task is not None:
+            self._ping_task.cancel()
         await self._finish_writer()
 
     def _release_rooms(self) -> None:
@@ -277,24 +301,37 @@ class Connection:
             runner.put(LeaveRoom(self))
         self.rooms.clear()
 
-    async def _heartbeat(self, interval: float) -> None:
-        """Ping every ``interval``; a peer silent for ``ping_timeout`` is dead.
+    def _schedule_ping(self) -> None:
+        """Heartbeat: ping every ``ping_interval`` (a timer, not a task, while idle)."""
+        interval = self.config.ping_interval
+        if interval is not None and self._close_code is None:
+            loop = asyncio.get_running_loop()
+            self._ping_timer = loop.call_later(interval, self._start_ping)
+
+    def _start_ping(self) -> None:
+        self._ping_timer = None
+        if self._close_code is None:
+            self._ping_task = asyncio.create_task(self._heartbeat())
+
+    async def _heartbeat(self) -> None:
+        """One ping; a peer silent for ``ping_timeout`` is dead.
 
         Its rooms and presence are released at once (docs/protocol.md "Heartbeats"),
         then it is closed with 1011; the closing handshake, which a dead peer never
         completes, no longer delays the others by close_timeout.
         """
-        while self._close_code is None:
-            await asyncio.sleep(interval)
-            try:
-                await asyncio.wait_for(self._ping(), self.config.ping_timeout)
-            except asyncio.TimeoutError:
-                self.relay.logger.info("%r: no pong in time; dropping it", self)
-                self._release_rooms()
-                self.close(CloseCode.INTERNAL_ERROR, "keepalive ping timeout", flush=False)
-                return
-            except ConnectionClosed:
-                return  # the reader sees it too and cleans up
+        try:
+            await asyncio.wait_for(self._ping(), self.config.ping_timeout)
+        except asyncio.TimeoutError:
+            self.relay.logger.info("%r: no pong in time; dropping it", self)
+            self._release_rooms()
+            self.close(CloseCode.INTERNAL_ERROR, "keepalive ping timeout", flush=False)
+            return
+        except ConnectionClosed:
+            return  # the reader sees it too and cleans up
+        finally:
+            self._ping_task = None
+        self._schedule_ping()
 
     async def _ping(self) -> None:
         pong = await self.ws.ping()
@@ -328,7 +365,7 @@ class Connection:
             self._invalid(exc)
             return
         try:
-            await self._handlers[type(message)](message)
+            await _HANDLERS[type(message)](self, message)
         except Exception as exc:
             self.relay.logger.error(
                 "%r: handling %s failed: %s", self, _tag(message), exc, exc_info=exc
@@ -343,10 +380,13 @@ class Connection:
         """Count a frame the client should never have sent; too many within
         INVALID_WINDOW seconds (valid frames in between or not) close with 4012."""
         now = time.monotonic()
-        self._strikes.append(now)
-        while self._strikes and self._strikes[0] < now - INVALID_WINDOW:
-            self._strikes.popleft()
-        if len(self._strikes) >= self.config.max_invalid_frames:
+        if self._strikes is None:
+            self._strikes = deque()
+        strikes = self._strikes
+        strikes.append(now)
+        while strikes and strikes[0] < now - INVALID_WINDOW:
+            strikes.popleft()
+        if len(strikes) >= self.config.max_invalid_frames:
             self.close(CloseCode.TOO_MANY_ERRORS, "too many invalid frames")
 
     async def _on_hello_again(self, message: Hello) -> None:
@@ -429,8 +469,8 @@ class Connection:
     async def _put(self, runner: RoomRunner[Connection], command: Command[Connection]) -> None:
         """Queue a room command, first waiting while too many are unprocessed."""
         while self._inflight >= self.config.max_inflight and self._close_code is None:
-            self._capacity.clear()
-            await self._capacity.wait()
+            self._capacity = asyncio.get_running_loop().create_future()
+            await self._capacity
         if self._close_code is not None:
             return  # closing: the client resends what was not acked
         self._inflight += 1
@@ -439,7 +479,12 @@ class Connection:
     def command_done(self) -> None:
         self._inflight -= 1
         if self._inflight < self.config.max_inflight:
-            self._capacity.set()
+            self._release_reader()
+
+    def _release_reader(self) -> None:
+        capacity, self._capacity = self._capacity, None
+        if capacity is not None and not capacity.done():
+            capacity.set_result(None)
 
     def _not_joined(self, room: str, ref: str) -> None:
         self._error(ErrorCode.NOT_JOINED, f"join room {room!r} first", ref, room)
@@ -470,18 +515,28 @@ class Connection:
         """Queue an encoded frame; on overflow close with 4009 instead of buffering more."""
         if self._close_code is not None:
             return
-        if not self._queue and not self._busy and self._write_now(data):
-            return
-        full = len(self._queue) >= self.config.send_queue_limit
-        too_big = self._queued_bytes + len(data) > self.config.send_queue_bytes
-        # An empty queue always takes one frame, however large (it fits max_frame_size).
-        if self._queue and (full or too_big):
-            self.relay.metrics.slow_consumer_closes.inc()
-            self.close(CloseCode.SLOW_CONSUMER, "send queue overflow; resume by delta", flush=False)
-            return
-        self._queue.append(data)
+        queue = self._queue
+        if not queue:
+            if not self._busy and self._write_now(data):
+                return
+            if queue is None:
+                queue = self._queue = deque()
+        else:
+            full = len(queue) >= self.config.send_queue_limit
+            too_big = self._queued_bytes + len(data) > self.config.send_queue_bytes
+            # An empty queue always takes one frame, however large (it fits max_frame_size).
+            if full or too_big:
+                self.relay.metrics.slow_consumer_closes.inc()
+                reason = "send queue overflow; resume by delta"
+                self.close(CloseCode.SLOW_CONSUMER, reason, flush=False)
+                return
+        queue.append(data)
         self._queued_bytes += len(data)
-        self._wake.set()
+        self._start_writer()
+
+    def _start_writer(self) -> None:
+        if self._writer is None:
+            self._writer = asyncio.create_task(self._write_loop())
 
     def _write_now(self, data: bytes) -> bool:
         """Fast path (as ``websockets.broadcast`` does): with nothing queued and the
@@ -505,12 +560,16 @@ class Connection:
         if self._close_code is not None:
             return
         self._close_code = code
-        self._capacity.set()  # a reader waiting for room capacity must not wait forever
+        self._release_reader()  # a reader waiting for room capacity must not wait forever
+        if self._ping_timer is not None:
+            self._ping_timer.cancel()
         if flush:
+            if self._queue is None:
+                self._queue = deque()
             self._queue.append(_Close(code, reason))
-            self._wake.set()
+            self._start_writer()
             return
-        self._queue.clear()
+        self._queue = None
         self._queued_bytes = 0
         if self._writer is not None:
             self._writer.cancel()
@@ -521,22 +580,37 @@ class Connection:
         self.ws.transport.abort()
 
     async def _write_loop(self) -> None:
+        """Send what is queued, in order, then end (the next backlog starts a new task)."""
         text = not self.codec.binary
-        while True:
-            while not self._queue:
-                self._wake.clear()
-                await self._wake.wait()
-            item = self._queue.popleft()
-            if isinstance(item, _Close):
-                await self.ws.close(item.code, item.reason)
-                return
-            self._queued_bytes -= len(item)
-            self._busy = True
-            try:
-                await self.ws.send(item, text=text)
-            finally:
-                self._busy = False
-            self.relay.metrics.bytes.sent += len(item)
+        try:
+            while self._queue:
+                item = self._queue.popleft()
+                if isinstance(item, _Close):
+                    await self.ws.close(item.code, item.reason)
+                    return
+                self._queued_bytes -= len(item)
+                self._busy = True
+                try:
+                    await self.ws.send(item, text=text)
+                finally:
+                    self._busy = False
+                self.relay.metrics.bytes.sent += len(item)
+        finally:
+            # No await between the last emptiness check and here: enqueue cannot slip
+            # a frame in that nobody would send.
+            self._writer = None
+
+
+# Message type -> handler (class-level: no bound-method table per connection).
+_HANDLERS: dict[type, Callable[[Connection, Any], Awaitable[None]]] = {
+    Hello: Connection._on_hello_again,
+    Join: Connection._on_join,
+    Leave: Connection._on_leave,
+    OpMessage: Connection._on_op,
+    Batch: Connection._on_batch,
+    Presence: Connection._on_presence,
+    Admin: Connection._on_admin,
+}
 
 
 def _address(ws: ServerConnection) -> str | None:
