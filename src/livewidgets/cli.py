@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from . import __version__
+from .relay.room import DEFAULT_MAX_STATE_BYTES
 from .relay.security import Limits
 
 __all__ = ["COMMANDS", "build_parser", "main"]
@@ -53,6 +54,14 @@ def _add_relay(subparsers: Subparsers) -> None:
         default=2**20,
         metavar="BYTES",
         help="largest frame accepted (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--max-state-bytes",
+        type=_positive_int,
+        default=DEFAULT_MAX_STATE_BYTES,
+        metavar="BYTES",
+        help="largest JSON-encoded state of a room; ops that would grow it further are "
+        "refused with too_large (default: %(default)s)",
     )
     parser.add_argument(
         "--log-level",
@@ -97,6 +106,16 @@ def _add_relay(subparsers: Subparsers) -> None:
         help="(default: %(default)s)",
     )
     parser.set_defaults(handler=_run_relay)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, not {text!r}")
+    return value
 
 
 def _add_token(subparsers: Subparsers) -> None:
@@ -227,6 +246,7 @@ async def _serve_relay(args: argparse.Namespace) -> None:
         store=args.store,
         snapshot_every=args.snapshot_every,
         max_frame_size=args.max_frame_size,
+        max_state_bytes=args.max_state_bytes,
         policy=policy,
         ssl=context,
     )

@@ -6,11 +6,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 
 from livewidgets.client import connect_async
 from livewidgets.protocol import (
     MSGPACK_SUBPROTOCOL,
+    Ack,
     Error,
     IncrementOp,
     PresenceUpdate,
@@ -175,25 +177,46 @@ async def test_big_state_keeps_the_room_joinable(secure_relay: Relay) -> None:
         await admin.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a room's state has no size limit (too_large is 'not sent by the "
-    "reference relay yet' for states, protocol.md Errors): any writer grows it by up to "
-    "1 MiB per op at 200 ops/s (relay memory), and past the 64 MiB the reference client "
-    "accepts from the relay (client/engine.py EngineConfig.max_frame_size) no session "
-    "can join the room any more - not even an admin's, to reset it",
-)
 async def test_room_state_is_bounded(secure_relay: Relay) -> None:
-    """Writes that would grow the state past what clients accept are refused (too_large)."""
+    """Writes that would grow the state past the relay's limit are refused (too_large),
+    so the room stays joinable (without a limit, a writer grew it past the 64 MiB the
+    reference client accepts); writes that do not grow it still pass, and an admin can
+    join and reset it."""
+    limit = secure_relay.max_state_bytes
     writer = await admitted(secure_relay.url, token())
+    assert writer.welcome is not None and writer.welcome.limits["max_state_bytes"] == limit
     await writer.join("room")
     chunk = "x" * (secure_relay.max_frame_size - 256)
-    refused = 0
+    answers = []
     for seq in range(1, 71):  # 70 MiB, well within the writer's burst of 400 ops
         await writer.op("room", seq, SetOp(f"k{seq}", value=chunk), base=0)
-        answer = await writer.recv()
-        refused += getattr(answer, "code", None) == "too_large"
-    assert refused > 0
+        answers.append(await writer.recv())
+    accepted = [a for a in answers if isinstance(a, Ack)]
+    refused = [a for a in answers if isinstance(a, Reject)]
+    assert len(accepted) + len(refused) == 70
+    assert refused and all(r.code == "too_large" for r in refused), refused[:1]
+    # Acks until the state was full, then only refusals; the first names the op that
+    # did not fit, with the limit and the size it would have reached.
+    assert answers[: len(accepted)] == accepted
+    assert refused[0].path == f"k{len(accepted) + 1}"
+    assert f"limit of {limit} bytes" in refused[0].message
+    runner = secure_relay.rooms["room"]
+    assert runner.hub is not None
+    core = runner.hub.core
+    assert core.state_bytes == len(msgspec.json.encode(core.state)) <= limit
+    would_be = len(msgspec.json.encode({**core.state, refused[0].path: chunk}))
+    assert would_be > limit and f"would be {would_be} bytes" in refused[0].message
+    # A write that does not grow the state is still accepted, and nothing accepted is lost.
+    await writer.op("room", 71, SetOp("k1", value="y" * len(chunk)), base=0)
+    assert isinstance(await writer.recv(), Ack)
     options: dict[str, Any] = {**FAST, "timeout": TIMEOUT}
     admin = await connect_async(secure_relay.url, "room", token=token(role="admin"), **options)
-    await admin.close()
+    try:
+        assert len(admin.state) == len(accepted) and admin.get("k1") == "y" * len(chunk)
+        admin.reset_room()
+        await eventually(lambda: admin.state == {}, what="reset")
+        # After the reset there is room again.
+        await writer.op("room", 72, SetOp("again", value=chunk), base=0)
+        assert isinstance(await ack_for(writer, "room", 72), Ack)
+    finally:
+        await admin.close()

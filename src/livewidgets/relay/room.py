@@ -5,6 +5,10 @@ outcomes back; it must persist every ``Accepted.entry`` before acking or
 broadcasting it (docs/protocol.md "Durability"). Everything the sequencer needs
 to resume after a restart (version, log tail, dedupe table, snapshot) is what the
 store keeps (relay.store.RoomRecord).
+
+The core also bounds the size of the room's state (:data:`DEFAULT_MAX_STATE_BYTES`):
+it keeps the exact length of the state's JSON encoding up to date from each op's
+change alone (:func:`size_delta`), never re-encoding the whole state per op.
 """
 
 from __future__ import annotations
@@ -12,14 +16,28 @@ from __future__ import annotations
 from collections import OrderedDict, deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from itertools import pairwise
+from typing import Any, Final
+
+import msgspec
 
 from ..protocol.codes import ErrorCode
 from ..state.clock import PathClock
-from ..state.ops import Op, OpError, apply_ops, get_path, touched_paths
+from ..state.ops import (
+    MergeOp,
+    Op,
+    OpError,
+    PushOp,
+    RemoveOp,
+    apply_op,
+    apply_ops,
+    get_path,
+    touched_paths,
+)
 from ..state.rebase import TextReplaced, transform_ops
 
 __all__ = [
+    "DEFAULT_MAX_STATE_BYTES",
     "Accepted",
     "CatchUp",
     "Duplicate",
@@ -28,7 +46,28 @@ __all__ = [
     "Rejected",
     "RoomCore",
     "RoomRecord",
+    "encoded_size",
+    "size_delta",
 ]
+
+# The default limit on a room's state: the length of its JSON encoding (what a
+# snapshot carries), 8 MiB. Why this value:
+# * a joining client downloads the whole state in one snapshot frame, and the reference
+#   client accepts relay frames up to 64 MiB (client EngineConfig.max_frame_size). The
+#   msgpack encoding of a state can be larger than its JSON one, at worst 2.25 times (a
+#   float takes 9 bytes in msgpack, at least 4 with its comma in JSON: "0.0,"), so a full
+#   room's snapshot is at most ~18 MiB in either encoding: far below 64 MiB.
+# * it is half the relay's default send queue per connection (16 MiB, ``send_queue_bytes``):
+#   a snapshot queued behind or ahead of other frames (joined, presence, live broadcasts,
+#   a second room's snapshot) still fits, instead of closing the joiner with 4009.
+# * it is 8 times the largest op (1 MiB frames) and far more than widgets need (polls,
+#   chat, notes, labels are kilobytes to a few megabytes).
+# The size is exact (see size_delta), so an accepted state never encodes above the limit.
+DEFAULT_MAX_STATE_BYTES: Final = 8 * 2**20
+
+_encode = msgspec.json.Encoder().encode
+# "No value here" while comparing trees (a stored None is a value).
+_MISSING: Final[Any] = object()
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +92,9 @@ class RoomRecord:
     log: list[LogEntry] = field(default_factory=list)
     # client_id -> (highest client_seq processed, version it got or 0 if rejected).
     dedupe: dict[str, tuple[int, int]] = field(default_factory=dict)
+    # Not stored: the limit on the room's encoded state that the loading relay wants
+    # (RoomCore's ``max_state_bytes``); None: DEFAULT_MAX_STATE_BYTES.
+    max_state_bytes: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,9 +134,17 @@ class CatchUp:
 
 
 class RoomCore:
-    """Sequencer state of one room; call :meth:`submit` for each op, in arrival order."""
+    """Sequencer state of one room; call :meth:`submit` for each op, in arrival order.
 
-    def __init__(self, record: RoomRecord, *, window: int = 10_000) -> None:
+    ``max_state_bytes`` bounds ``len(msgspec.json.encode(state))``: an op or batch that
+    would grow the state past it is rejected with ``too_large``. Ops that do not grow
+    the state are always accepted, so a room over the limit (the limit was lowered) can
+    still be cleaned up. None: ``record.max_state_bytes``, else the default.
+    """
+
+    def __init__(
+        self, record: RoomRecord, *, window: int = 10_000, max_state_bytes: int | None = None
+    ) -> None:
         self.name = record.name
         # Room state after ``self.version`` (immutable tree, see state.ops).
         self.state = record.snapshot_state
@@ -106,8 +156,16 @@ class RoomCore:
         # Recently rejected resends: (client_id, seq) -> outcome, so a resend is answered alike.
         self._rejected: OrderedDict[tuple[str, int], Rejected] = OrderedDict()
         self.ops_since_snapshot = 0
+        if max_state_bytes is None:
+            max_state_bytes = record.max_state_bytes
+        self.max_state_bytes = (
+            DEFAULT_MAX_STATE_BYTES if max_state_bytes is None else max_state_bytes
+        )
         for entry in record.log:
             self._replay(entry)
+        # Exact length of the state's JSON encoding, kept up to date by every accepted op
+        # (size_delta). Measured once here: snapshot plus log tail, whatever the limit.
+        self.state_bytes = encoded_size(self.state)
 
     def _replay(self, entry: LogEntry) -> None:
         """Re-apply a logged entry while loading (it was valid when accepted)."""
@@ -174,11 +232,45 @@ class RoomCore:
                         get_path(self.state, op.path),
                         changed,
                     )
+        # Apply everything first: a batch that fails costs no size computation.
+        roots = [self.state]
         try:
-            self.state = apply_ops(self.state, ops)
+            for op in ops:
+                roots.append(apply_op(roots[-1], op))
         except OpError as exc:
             return Rejected(ErrorCode(exc.code), str(exc), exc.path)
+        size = self._check_size(roots, ops)
+        if isinstance(size, Rejected):
+            return size
+        self.state, self.state_bytes = roots[-1], size
         return tuple(ops)
+
+    def _check_size(self, roots: Sequence[dict[str, Any]], ops: Sequence[Op]) -> int | Rejected:
+        """The state's encoded size after ``ops`` (``roots[i + 1]`` is ``roots[i]`` after
+        ``ops[i]``), or ``too_large`` if that grows it past the limit.
+
+        A batch counts as a whole (it is atomic). The reject names the op after which
+        the size went past the limit for the last time.
+        """
+        before = size = self.state_bytes
+        # Never refuse what does not grow the state: a room over the limit can shrink.
+        allowed = max(self.max_state_bytes, before)
+        culprit: Op | None = None
+        for (old, new), op in zip(pairwise(roots), ops, strict=True):
+            grown = size + size_delta(old, new, op)
+            if grown > allowed >= size:
+                culprit = op
+            size = grown
+        if size <= allowed:
+            return size
+        assert culprit is not None  # the size started at or below ``allowed``
+        now = f"; it is {before} bytes now" if before > self.max_state_bytes else ""
+        return Rejected(
+            ErrorCode.TOO_LARGE,
+            f"the room state would be {size} bytes (JSON-encoded), over the room's limit "
+            f"of {self.max_state_bytes} bytes{now}: delete something first",
+            culprit.path,
+        )
 
     def _rebase(self, client_id: str, base_version: int, ops: Sequence[Op]) -> Sequence[Op]:
         """Transform text ops made at ``base_version`` over the others' ops since."""
@@ -245,3 +337,94 @@ class RoomCore:
         """(version, state, clock data) for the store; resets the snapshot counter."""
         self.ops_since_snapshot = 0
         return self.version, self.state, self.clock.to_data()
+
+
+# --- the state's encoded size -----------------------------------------------------------
+
+
+def encoded_size(value: Any) -> int:
+    """Length of ``value``'s JSON encoding (compact, as msgspec writes it)."""
+    return len(_encode(value))
+
+
+def size_delta(before: dict[str, Any], after: dict[str, Any], op: Op) -> int:
+    """``encoded_size(after) - encoded_size(before)``, exactly, where ``after`` is
+    ``apply_op(before, op)``, at the cost of encoding only what the op changed.
+
+    The compact JSON encoding is compositional: a mapping takes ``{}``, each entry
+    ``"key":value`` and a comma between entries; a list ``[]``, its items and commas.
+    ``apply_op`` copies only the mappings on the op's path and shares every other
+    subtree, so the trees differ in one entry: the first one along the path where the
+    old or new value is not a mapping (or the path ends). Only that entry is measured,
+    with these shortcuts at the path's end: a merge measures its keys, a push its item,
+    a remove the items it dropped. Everything else encodes the old and the new value
+    there: the new one is the op's own value (or a string the op rewrote anyway), and
+    the old one leaves the state, so over a room's life each byte is encoded at most
+    once on the way in and once on the way out. An op refused as too large measured
+    less on the way out than it brought in: about its own size. (A text op encodes
+    its whole string, which applying it copied already.)
+    """
+    if after is before:
+        return 0
+    old: dict[str, Any] = before
+    new: dict[str, Any] = after
+    *parents, leaf = op.path.split("/")  # apply_op checked the path (parse_path)
+    for key in parents:
+        old_child = old.get(key, _MISSING)
+        new_child = new.get(key, _MISSING)
+        if not (isinstance(old_child, dict) and isinstance(new_child, dict)):
+            return _entry_delta(old, new, key, old_child, new_child, None)
+        old, new = old_child, new_child
+    return _entry_delta(old, new, leaf, old.get(leaf, _MISSING), new.get(leaf, _MISSING), op)
+
+
+def _entry_delta(
+    old_parent: dict[str, Any],
+    new_parent: dict[str, Any],
+    key: str,
+    old: Any,
+    new: Any,
+    op: Op | None,
+) -> int:
+    """Size change of the entry ``key`` of a mapping (``op``: the op that changed the
+    value there, None if the path goes on below)."""
+    if old is _MISSING:  # a new entry, and a comma unless it is the only one
+        return (1 if old_parent else 0) + _entry_size(key, new)
+    if new is _MISSING:  # a deleted entry, and its comma unless none are left
+        return -(1 if new_parent else 0) - _entry_size(key, old)
+    if old is new:
+        return 0
+    if isinstance(op, MergeOp) and isinstance(old, dict) and isinstance(new, dict):
+        # new == {**old, **op.value}
+        delta = _commas(len(new)) - _commas(len(old))
+        for name in op.value:
+            was = old.get(name, _MISSING)
+            if was is _MISSING:
+                delta += _entry_size(name, new[name])
+            elif was is not new[name]:
+                delta += len(_encode(new[name])) - len(_encode(was))
+        return delta
+    if isinstance(op, PushOp) and isinstance(old, list) and isinstance(new, list):
+        # new == [*old, op.value]
+        return len(_encode(new[-1])) + (1 if old else 0)
+    if isinstance(op, RemoveOp) and isinstance(old, list) and isinstance(new, list):
+        # new is old without some items, in order: walk both to find them.
+        dropped = 0
+        kept = iter(new)
+        following = next(kept, _MISSING)
+        for item in old:
+            if item is following:
+                following = next(kept, _MISSING)
+            else:
+                dropped += len(_encode(item))
+        return _commas(len(new)) - _commas(len(old)) - dropped
+    return len(_encode(new)) - len(_encode(old))
+
+
+def _entry_size(key: str, value: Any) -> int:
+    """Size of ``"key":value`` inside a mapping (without the comma)."""
+    return len(_encode(key)) + 1 + len(_encode(value))
+
+
+def _commas(items: int) -> int:
+    return max(items - 1, 0)

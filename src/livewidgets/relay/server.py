@@ -14,6 +14,7 @@ Layout (each piece is small and has one job):
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import ssl as ssl_module
 import time
@@ -35,6 +36,7 @@ from .connection import Connection, ConnectionConfig
 from .http import HttpEndpoints
 from .metrics import RelayMetrics
 from .policy import AllowAll, Policy
+from .room import DEFAULT_MAX_STATE_BYTES, LogEntry, RoomRecord
 from .runner import RoomRunner
 from .store import Store, open_store
 
@@ -73,6 +75,10 @@ class Relay:
     (overflow: close 4009); ``max_inflight`` unprocessed room commands per
     connection (more: stop reading it); ``max_invalid_frames`` invalid frames in a
     row (then close 4012); ``hello_timeout`` seconds to send hello (else 4000).
+    ``max_state_bytes`` bounds each room's JSON-encoded state (an op that would grow
+    it past that is rejected with ``too_large``); default: 8 MiB
+    (``room.DEFAULT_MAX_STATE_BYTES``), or half ``send_queue_bytes`` if that is less,
+    so a joiner's snapshot fits its send queue.
     ``ping_interval``/``ping_timeout`` detect dead peers; ``snapshot_every`` ops
     between snapshots (bounds load and join time); ``presence_interval`` seconds
     at least between two presence messages of a room (changes in between are
@@ -95,6 +101,7 @@ class Relay:
         hello_timeout: float = 10.0,
         max_invalid_frames: int = 16,
         max_inflight: int = 256,
+        max_state_bytes: int | None = None,
         close_timeout: float = 10.0,
         policy: Policy | None = None,
         ssl: ssl_module.SSLContext | None = None,
@@ -110,6 +117,12 @@ class Relay:
         self.presence_interval = presence_interval
         # Catch-ups longer than this are served as a snapshot: a delta must fit the send queue.
         self.max_delta = max(1, min(1000, send_queue_limit // 2))
+        if max_state_bytes is None:
+            # A snapshot must fit the send queue too, with room for the frames around it.
+            max_state_bytes = min(DEFAULT_MAX_STATE_BYTES, send_queue_bytes // 2)
+        if max_state_bytes < 1:
+            raise ValueError(f"max_state_bytes must be positive, not {max_state_bytes}")
+        self.max_state_bytes = max_state_bytes
         self._connection_config = ConnectionConfig(
             hello_timeout=hello_timeout,
             send_queue_limit=send_queue_limit,
@@ -248,6 +261,7 @@ class Relay:
             "send_queue_limit": self._connection_config.send_queue_limit,
             "max_inflight": self._connection_config.max_inflight,
             "max_delta": self.max_delta,
+            "max_state_bytes": self.max_state_bytes,
         }
         return Welcome(PROTOCOL_VERSION, client_id, connection_id, SERVER_NAME, limits)
 
@@ -256,7 +270,7 @@ class Relay:
         if runner is None:
             runner = RoomRunner[Connection](
                 name,
-                self.store,
+                _RoomStore(self.store, self.max_state_bytes),
                 snapshot_every=self.snapshot_every,
                 max_delta=self.max_delta,
                 metrics=self._metrics,
@@ -341,3 +355,34 @@ class Relay:
         if self._owns_store and self._store is not None:
             await self._store.close()
         self._logger.info("relay stopped")
+
+
+class _RoomStore:
+    """The store as a room sees it: the records it loads carry the relay's room limits.
+
+    RoomRunner builds each RoomCore from the loaded record alone, so that is how
+    ``max_state_bytes`` reaches the core (RoomRecord.max_state_bytes); every other
+    call goes straight to the store.
+    """
+
+    def __init__(self, store: Store, max_state_bytes: int) -> None:
+        self._store = store
+        self._max_state_bytes = max_state_bytes
+
+    async def load(self, room: str) -> RoomRecord:
+        record = await self._store.load(room)
+        return dataclasses.replace(record, max_state_bytes=self._max_state_bytes)
+
+    async def append(self, room: str, entries: Sequence[LogEntry]) -> None:
+        await self._store.append(room, entries)
+
+    async def read_log(self, room: str, after: int, limit: int) -> list[LogEntry]:
+        return await self._store.read_log(room, after, limit)
+
+    async def save_snapshot(
+        self, room: str, version: int, state: dict[str, Any], clock_data: Any
+    ) -> None:
+        await self._store.save_snapshot(room, version, state, clock_data)
+
+    async def close(self) -> None:
+        """Nothing: the relay owns the store and closes it."""
