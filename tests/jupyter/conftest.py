@@ -105,6 +105,22 @@ def relay_url() -> Iterator[str]:
 
 
 @pytest.fixture
+def thread_relay() -> Iterator[Callable[..., ThreadRelay]]:
+    """``thread_relay(**Relay options)``: one more relay for this test (e.g. with a
+    SecurityPolicy), stopped at the end."""
+    started: list[ThreadRelay] = []
+
+    def start(**options: Any) -> ThreadRelay:
+        relay = ThreadRelay(**options)
+        started.append(relay)
+        return relay
+
+    yield start
+    for relay in started:
+        relay.stop()
+
+
+@pytest.fixture
 def room() -> str:
     """A fresh room name per test (tests share the relay, never a room)."""
     return f"test-{uuid.uuid4().hex[:12]}"

@@ -19,6 +19,7 @@ from IPython.core.error import UsageError
 from IPython.core.events import EventManager, available_events
 
 import livewidgets
+from livewidgets.auth import verify_token
 from livewidgets.client import Session
 from livewidgets.jupyter import extension, local_relay, share
 
@@ -261,7 +262,8 @@ def test_two_kernels_without_url_share_one_local_relay(
     wait_until: Wait,
 ) -> None:
     """Two kernels connecting at once with no URL end on one relay: same runtime file,
-    same URL, one relay process; they see each other in the room."""
+    same URL, one relay process; each signs its own token with the relay's secret; they
+    see each other in the room and a value written in one reaches the other."""
     kernels = kernel_factory(2, **local_env)
     code = f"%load_ext livewidgets\n%livewidgets connect --room {room} --heartbeat 0.5"
     requests = [(k, k.submit(code)) for k in kernels]  # both connect concurrently
@@ -275,4 +277,14 @@ def test_two_kernels_without_url_share_one_local_relay(
     wait_until(
         lambda: ids[1] in kernels[0].eval("list(__import__('livewidgets').session().presence)"),
         message="kernel B in kernel A's presence",
+    )
+    assert info.secret
+    tokens = [k.eval("__import__('livewidgets').session()._engine.token") for k in kernels]
+    assert all(tokens) and tokens[0] != tokens[1]
+    for token in tokens:
+        assert verify_token(info.secret.encode(), token).room == room
+    kernels[0].run("__import__('livewidgets').session().set('from/a', 42).result(10)")
+    wait_until(
+        lambda: kernels[1].eval("__import__('livewidgets').session().get('from/a')") == 42,
+        message="kernel A's write in kernel B",
     )

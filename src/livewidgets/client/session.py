@@ -12,6 +12,7 @@ import threading
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
+from urllib.parse import urlsplit
 
 import msgspec
 
@@ -361,8 +362,31 @@ def _engine(
     client_id: str | None,
     options: dict[str, Any],
 ) -> Engine:
+    if token is None and options.get("token_refresh") is None:
+        local = _local_relay_credentials(url, room, user)
+        if local is not None:
+            token, options["token_refresh"] = local
     config = EngineConfig(**options)
     return Engine(url, room, user=user or "", token=token, client_id=client_id, config=config)
+
+
+def _local_relay_credentials(
+    url: str, room: str, user: str | None
+) -> tuple[str, Callable[[], str | None]] | None:
+    """This user's local relay (``%livewidgets connect`` without a URL) admits tokens
+    only: mint one (and its renewal) from the secret in its runtime file, as
+    ``livewidgets.jupyter.local_relay.credentials`` does; None for any other relay."""
+    try:
+        host = urlsplit(url).hostname
+    except ValueError:
+        return None
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        return None
+    try:
+        from ..jupyter.local_relay import credentials
+    except ImportError:  # pragma: no cover - the Jupyter layer's imports are missing
+        return None
+    return credentials(url, room, user or None)
 
 
 def connect(

@@ -11,8 +11,10 @@
 ``connect`` without URL uses ``$LIVEWIDGETS_URL``, else the local relay of this
 user on this machine (started if none runs, see :mod:`.local_relay`). The room
 defaults to ``$LIVEWIDGETS_ROOM`` or ``"default"``, the user to
-``$JUPYTERHUB_USER`` or the OS user, the token to ``$LIVEWIDGETS_TOKEN``, the
-heartbeat (ping interval and pong timeout, seconds) to ``$LIVEWIDGETS_HEARTBEAT``.
+``$JUPYTERHUB_USER`` or the OS user, the token to ``--token``, else (the local
+relay) one minted from the local relay's secret for this user and room and renewed
+at expiry, else ``$LIVEWIDGETS_TOKEN``; the heartbeat (ping interval and pong
+timeout, seconds) to ``$LIVEWIDGETS_HEARTBEAT``.
 The session becomes the kernel's current one (``livewidgets.session()``); widgets
 shared on a previous session move to the new one.
 
@@ -93,6 +95,12 @@ def connect(
         url, source = local_relay.ensure_relay().url, "local relay"
     room = room or identity.default_room()
     user = user or identity.default_user()
+    if not token:
+        # This user's local relay (whatever the URL came from): a token of our own.
+        local = local_relay.credentials(url, room, user)
+        if local is not None:
+            token, refresh = local
+            options.setdefault("token_refresh", refresh)
     token = token or os.environ.get("LIVEWIDGETS_TOKEN") or None
     heartbeat = os.environ.get("LIVEWIDGETS_HEARTBEAT")
     if heartbeat:
@@ -134,7 +142,9 @@ def disconnect() -> bool:
 
 def relay_url() -> str:
     """The URL of the relay this kernel is connected to (e.g. to connect a second,
-    simulated user in a demo); RuntimeError when not connected."""
+    simulated user in a demo: ``livewidgets.connect(relay_url(), room, "grace")``, which
+    signs grace's token itself when this is the local relay); RuntimeError when not
+    connected."""
     if _state.connection is None:
         raise RuntimeError("livewidgets: not connected (run `%livewidgets connect`)")
     return _state.connection.url
@@ -168,21 +178,30 @@ def share_link(
 ) -> str:
     """A capability for this room: a signed token and the line that joins with it.
 
-    Needs the relay's secret (``secret_file`` or ``$LIVEWIDGETS_SECRET``): whoever
-    holds the result can join ``room`` with ``role`` until it expires.
+    Needs the relay's secret: ``secret_file``; else, for this user's local relay (the
+    kernel is connected to it, or is not connected and no ``$LIVEWIDGETS_URL`` is
+    set), the secret in its runtime file; else ``$LIVEWIDGETS_SECRET``. Whoever holds
+    the result can join ``room`` (that room only) with ``role`` until it expires.
     """
     from ..auth import issue_token, load_secret, parse_ttl
 
-    secret = load_secret(secret_file)
+    connection = _state.connection
+    room = room or (connection.session.room if connection else identity.default_room())
+    url = connection.url if connection else os.environ.get("LIVEWIDGETS_URL", "")
+    lifetime = parse_ttl(ttl)
+    secret = load_secret(secret_file) if secret_file else None
+    if secret is None:
+        local = local_relay.read_info() if url else local_relay.find_relay()
+        if local is not None and local.secret and local.url == (url or local.url):
+            url, secret = local.url, local.secret.encode()
+    if secret is None:
+        secret = load_secret()
     if secret is None:
         raise RuntimeError(
             "livewidgets: share-link needs the relay's secret ($LIVEWIDGETS_SECRET or "
             "--secret-file); a relay without one admits everyone who can reach it"
         )
-    connection = _state.connection
-    room = room or (connection.session.room if connection else identity.default_room())
-    url = connection.url if connection else os.environ.get("LIVEWIDGETS_URL", "")
-    token = issue_token(secret, user=user, room=room, role=role, ttl=parse_ttl(ttl))
+    token = issue_token(secret, user=user, room=room, role=role, ttl=lifetime)
     url_part = f"{url} " if url else ""
     return (
         f"livewidgets: {role} access to room {room!r} for {ttl}:\n"
@@ -196,8 +215,9 @@ def _relay_status() -> str:
     if info is None:
         return f"livewidgets: no local relay recorded in {local_relay.runtime_file()}"
     alive = "running" if local_relay.is_alive(info) else "NOT answering (stale file)"
+    tokens = "tokens required" if info.secret else "NO secret: restart it to get one"
     return (
-        f"livewidgets: local relay {info.url} pid {info.pid}, {alive}\n"
+        f"livewidgets: local relay {info.url} pid {info.pid}, {alive}, {tokens}\n"
         f"  store {info.store}, log {info.log}"
     )
 
@@ -254,7 +274,10 @@ def _build_parser() -> _Parser:
     link.add_argument("--ttl", default="2h", help="lifetime: 30m, 2h, 7d (default: 2h)")
     link.add_argument("--room", help="room (default: this kernel's room)")
     link.add_argument("--user", default="guest", help="user id stamped on holders")
-    link.add_argument("--secret-file", help="the relay's secret (else $LIVEWIDGETS_SECRET)")
+    link.add_argument(
+        "--secret-file",
+        help="the relay's secret (else the local relay's, else $LIVEWIDGETS_SECRET)",
+    )
     return parser
 
 

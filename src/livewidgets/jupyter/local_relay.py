@@ -6,10 +6,26 @@ the relay this user already runs on this machine, or starts one. The rules:
 * **Where it is written down.** A runtime file ``livewidgets-relay.json`` in
   ``$LIVEWIDGETS_RUNTIME_DIR`` (tests point it to a temp dir) or else
   ``jupyter_core.paths.jupyter_runtime_dir()``. It holds ``url``, ``pid``,
-  ``store``, ``log``, ``started_at``, ``host``, ``version``. Rooms persist in
-  SQLite at ``<data dir>/livewidgets-rooms.db``, data dir = ``$LIVEWIDGETS_DATA_DIR``
-  or ``jupyter_data_dir()``; the relay's output goes to ``livewidgets-relay.log``
-  next to the runtime file.
+  ``store``, ``log``, ``started_at``, ``host``, ``version`` and ``secret``. Rooms
+  persist in SQLite at ``<data dir>/livewidgets-rooms.db``, data dir =
+  ``$LIVEWIDGETS_DATA_DIR`` or ``jupyter_data_dir()``; the relay's output goes to
+  ``livewidgets-relay.log`` next to the runtime file.
+* **Private.** The runtime dir must belong to this user and is kept at mode 0700
+  (group and other bits are removed; a dir of another user is refused). The runtime
+  file, the log, the lock and the room database are created with mode 0600
+  (``os.open(..., 0o600)``, no umask race); a runtime file owned by someone else is
+  ignored.
+* **Secret.** Every relay start draws a fresh secret (``secrets.token_urlsafe(32)``),
+  hands it to the relay in its environment (``$LIVEWIDGETS_SECRET``, never on the
+  command line, which every user can read in ``ps``) and records it in the runtime
+  file. The relay then admits only signed tokens (docs/security.md). Kernels mint
+  their own from the file (:func:`credentials`: this user and room, role ``admin``,
+  valid :data:`TOKEN_TTL`) and mint a new one when the relay closes at expiry.
+  A relay recorded without a secret (started by an older livewidgets) admits anyone:
+  it is stopped and replaced.
+* **Origins.** The relay admits connections without an ``Origin`` header (kernels)
+  and browser pages of this machine only (``LOOPBACK_ORIGINS``: ``http(s)://``
+  ``localhost``, ``127.0.0.1``, ``[::1]``, any port); other pages get HTTP 403.
 * **Alive** means: its pid is a running process AND ``GET /healthz`` on its URL
   answers 200 from a livewidgets server. A file failing either test is stale and
   is replaced (a process that still holds the pid and looks like our relay, but
@@ -38,25 +54,33 @@ import http.client
 import json
 import os
 import re
+import secrets
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 from urllib.parse import urlsplit
+
+if TYPE_CHECKING:
+    from ..auth import Role
 
 __all__ = [
     "RUNTIME_FILE",
+    "TOKEN_TTL",
     "LocalRelayError",
     "RelayInfo",
+    "credentials",
     "data_dir",
     "ensure_relay",
     "find_relay",
     "is_alive",
+    "issue_local_token",
     "read_info",
     "runtime_dir",
     "runtime_file",
@@ -72,6 +96,11 @@ STORE_FILE = "livewidgets-rooms.db"
 _LISTENING = re.compile(r"listening on (wss?://[^\s,()]+)")
 # How often waits re-check their condition (they all have deadlines).
 _POLL = 0.05
+# Lifetime of the tokens kernels mint for themselves (seconds). At expiry the relay
+# closes the connection (4004) and the session reconnects with a fresh token.
+TOKEN_TTL = 12 * 3600.0
+# A refused token with more life left than this was not refused for its age.
+_EXPIRY_SLACK = 60.0
 
 # Relays started by this process, by pid: kept so they can be reaped after a stop
 # (and so Popen never warns that it was collected while its child still ran).
@@ -93,6 +122,8 @@ class RelayInfo:
     started_at: float
     host: str
     version: str
+    # The relay's token secret; "" for a relay that checks no tokens (older versions).
+    secret: str = field(default="", repr=False)
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> RelayInfo:
@@ -104,6 +135,7 @@ class RelayInfo:
             started_at=float(data.get("started_at", 0.0)),
             host=str(data.get("host", "")),
             version=str(data.get("version", "")),
+            secret=str(data.get("secret", "")),
         )
 
 
@@ -111,16 +143,30 @@ class RelayInfo:
 
 
 def runtime_dir() -> Path:
-    """``$LIVEWIDGETS_RUNTIME_DIR``, else Jupyter's runtime dir (created, mode 0700)."""
+    """``$LIVEWIDGETS_RUNTIME_DIR``, else Jupyter's runtime dir: created, this user's,
+    mode 0700 (group/other bits removed); LocalRelayError if another user owns it."""
+    path = _runtime_path()
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    st = path.stat()
+    if st.st_uid != os.geteuid():
+        raise LocalRelayError(
+            f"the runtime dir {path} belongs to another user (uid {st.st_uid}): the local "
+            "relay's secret cannot be kept there; set $LIVEWIDGETS_RUNTIME_DIR to a "
+            "directory of your own"
+        )
+    if stat.S_IMODE(st.st_mode) & 0o077:
+        path.chmod(stat.S_IMODE(st.st_mode) & 0o700)
+    return path
+
+
+def _runtime_path() -> Path:
+    """Where the runtime dir is (neither created nor checked)."""
     override = os.environ.get("LIVEWIDGETS_RUNTIME_DIR")
     if override:
-        path = Path(override)
-    else:
-        from jupyter_core.paths import jupyter_runtime_dir
+        return Path(override)
+    from jupyter_core.paths import jupyter_runtime_dir
 
-        path = Path(jupyter_runtime_dir())
-    path.mkdir(parents=True, exist_ok=True, mode=0o700)
-    return path
+    return Path(jupyter_runtime_dir())
 
 
 def data_dir() -> Path:
@@ -145,10 +191,22 @@ def runtime_file() -> Path:
 
 
 def read_info() -> RelayInfo | None:
-    """The runtime file's content, or None if it is missing or unreadable."""
+    """The runtime file's content, or None if it is missing, unreadable, or not this
+    user's file."""
     _reap()
+    return _read_info(runtime_file())
+
+
+def _read_info(path: Path) -> RelayInfo | None:
     try:
-        return RelayInfo.from_json(json.loads(runtime_file().read_text()))
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError:
+        return None
+    try:
+        with os.fdopen(fd, "rb") as f:
+            if os.fstat(f.fileno()).st_uid != os.geteuid():
+                return None  # planted by someone else: not our relay, not our secret
+            return RelayInfo.from_json(json.loads(f.read()))
     except (OSError, ValueError, KeyError, TypeError):
         return None
 
@@ -170,9 +228,10 @@ def ensure_relay(timeout: float = 30.0) -> RelayInfo:
     deadline = time.monotonic() + timeout
     with _exclusive_lock(deadline):
         info = read_info()
-        if info is not None and is_alive(info):
+        if info is not None and info.secret and is_alive(info):
             return info
         if info is not None:
+            # Dead, wedged, or without a secret (an older version's: it admits anyone).
             _retire(info)
         info = _start(deadline)
         _write_info(info)
@@ -192,6 +251,66 @@ def stop_relay(timeout: float = 10.0) -> RelayInfo | None:
         with contextlib.suppress(FileNotFoundError):
             runtime_file().unlink()
         return info
+
+
+# --- tokens -------------------------------------------------------------------------
+
+
+def issue_local_token(
+    info: RelayInfo,
+    *,
+    user: str,
+    room: str,
+    role: Role | str = "admin",
+    ttl: float | None = None,
+) -> str:
+    """A token for the local relay ``info`` describes, signed with its secret (valid
+    ``ttl`` seconds, default :data:`TOKEN_TTL`)."""
+    from ..auth import issue_token  # PyJWT: imported when needed, not at %load_ext
+
+    if not info.secret:
+        raise LocalRelayError(f"the local relay {info.url} has no secret (restart it)")
+    ttl = TOKEN_TTL if ttl is None else ttl
+    return issue_token(info.secret.encode(), user=user, room=room, role=role, ttl=ttl)
+
+
+def credentials(
+    url: str, room: str, user: str | None = None
+) -> tuple[str, Callable[[], str | None]] | None:
+    """``(token, token_refresh)`` for a session of this user to ``room`` on ``url``, if
+    ``url`` is this user's local relay (per its runtime file); else None. Never starts,
+    creates or changes anything.
+
+    The token admits ``room`` only, as ``user`` (default: the kernel's user), role
+    admin, for :data:`TOKEN_TTL`. ``token_refresh`` is what the engine calls when the
+    relay closes with 4004 (expired) or 4003 (refused): a fresh token while the runtime
+    file still describes the relay at ``url``; None (give up) when it describes
+    another relay now, or when the same secret would be refused again (the token was
+    refused before it was due to expire).
+    """
+    from .identity import default_user
+
+    try:
+        info = _read_info(_runtime_path() / RUNTIME_FILE)
+    except (ImportError, OSError):  # no jupyter_core and no $LIVEWIDGETS_RUNTIME_DIR
+        return None
+    if info is None or not info.secret or info.url != url:
+        return None
+    user = user or default_user()
+    token = issue_local_token(info, user=user, room=room)
+    secret, expires = info.secret, time.time() + TOKEN_TTL
+
+    def token_refresh() -> str | None:
+        nonlocal secret, expires
+        current = _read_info(_runtime_path() / RUNTIME_FILE)
+        if current is None or current.url != url or not current.secret:
+            return None
+        if current.secret == secret and time.time() < expires - _EXPIRY_SLACK:
+            return None
+        secret, expires = current.secret, time.time() + TOKEN_TTL
+        return issue_local_token(current, user=user, room=room)
+
+    return token, token_refresh
 
 
 # --- internals ----------------------------------------------------------------------
@@ -222,7 +341,10 @@ def _exclusive_lock(deadline: float) -> Iterator[None]:
 def _write_info(info: RelayInfo) -> None:
     path = runtime_file()
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with contextlib.suppress(FileNotFoundError):
+        tmp.unlink()  # a leftover of a crash
+    # Created here, 0600 from the start (O_EXCL: never an existing file or a link).
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     with os.fdopen(fd, "w") as f:
         json.dump(asdict(info), f, indent=2)
         f.write("\n")
@@ -235,6 +357,11 @@ def _start(deadline: float) -> RelayInfo:
     store_path = data_dir() / STORE_FILE
     store = f"sqlite:///{store_path}"
     log_path = runtime_dir() / LOG_FILE
+    _private_store(store_path)
+    from ..relay.security import LOOPBACK_ORIGINS
+
+    secret = secrets.token_urlsafe(32)
+    origins = [arg for origin in LOOPBACK_ORIGINS for arg in ("--allow-origin", origin)]
     command = [
         sys.executable,
         "-m",
@@ -249,10 +376,12 @@ def _start(deadline: float) -> RelayInfo:
         # The "listening on" line is printed, not logged; keep the log file small.
         "--log-level",
         "warning",
+        *origins,
     ]
-    # Unbuffered, so the "listening on" line reaches the log file at once.
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    with open(log_path, "wb") as log:
+    # Unbuffered, so the "listening on" line reaches the log file at once. The secret
+    # goes in the environment: /proc/<pid>/environ is readable by this user only.
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "LIVEWIDGETS_SECRET": secret}
+    with _open_private(log_path) as log:
         proc = subprocess.Popen(
             command,
             stdin=subprocess.DEVNULL,
@@ -275,7 +404,29 @@ def _start(deadline: float) -> RelayInfo:
         started_at=time.time(),
         host=socket.gethostname(),
         version=__version__,
+        secret=secret,
     )
+
+
+def _open_private(path: Path) -> BinaryIO:
+    """``open(path, "wb")``, the file being mode 0600 whether new or not."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    os.fchmod(fd, 0o600)
+    return os.fdopen(fd, "wb")
+
+
+def _private_store(store_path: Path) -> None:
+    """Room data is for this user only: the database (and SQLite's -wal/-shm/-journal
+    files, which take the database's mode when SQLite creates them) at 0600. A new
+    database is created empty here, at 0600, before the relay opens it."""
+    fd = os.open(store_path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+    finally:
+        os.close(fd)
+    for suffix in ("-wal", "-shm", "-journal"):
+        with contextlib.suppress(FileNotFoundError):
+            os.chmod(store_path.with_name(store_path.name + suffix), 0o600)
 
 
 def _wait_listening(proc: subprocess.Popen[bytes], log_path: Path, deadline: float) -> str:
@@ -300,8 +451,9 @@ def _wait_listening(proc: subprocess.Popen[bytes], log_path: Path, deadline: flo
 
 
 def _retire(info: RelayInfo) -> None:
-    """Make way for a new relay: a wedged old one (pid runs, looks like our relay,
-    but /healthz does not answer) is terminated; a dead one needs nothing."""
+    """Make way for a new relay: an old one still running (wedged: /healthz does not
+    answer; or without a secret) is terminated if its pid looks like our relay; a dead
+    one needs nothing."""
     if _pid_running(info.pid) and _looks_like_relay(info.pid):
         _terminate(info.pid, 5.0)
 
