@@ -58,7 +58,7 @@ from .hub import Command, JoinRoom, LeaveRoom, ResetRoom, SetPresence, Submit
 from .metrics import RelayMetrics
 from .policy import Denied, Policy, Principal
 from .room import Rejected
-from .runner import RoomRunner
+from .runner import Framed, RoomRunner
 
 __all__ = ["Connection", "ConnectionConfig", "RelayContext"]
 
@@ -538,15 +538,36 @@ class Connection:
         if self._writer is None:
             self._writer = asyncio.create_task(self._write_loop())
 
+    def enqueue_frames(self, frames: list[Framed]) -> None:
+        """A room round's messages for this connection, in order: with nothing queued
+        and a socket that keeps up, all of them in one write of their prebuilt frames."""
+        if self._close_code is not None:
+            return
+        if not self._queue and not self._busy and self._writable():
+            wire = frames[0][1] if len(frames) == 1 else b"".join([f for _, f in frames])
+            self.ws.transport.write(wire)
+            self.relay.metrics.bytes.sent += sum([len(payload) for payload, _ in frames])
+            return
+        for payload, _ in frames:
+            self.enqueue(payload)
+
+    def _writable(self) -> bool:
+        """Frames may go straight into the socket: open, no fragmented message being
+        sent, and no more than _DIRECT_WRITE_LIMIT bytes waiting in its buffer."""
+        ws = self.ws
+        return (
+            ws.protocol.state is State.OPEN
+            and ws.send_in_progress is None
+            and ws.transport.get_write_buffer_size() <= _DIRECT_WRITE_LIMIT
+        )
+
     def _write_now(self, data: bytes) -> bool:
         """Fast path (as ``websockets.broadcast`` does): with nothing queued and the
         socket's buffer nearly empty, write the frame straight into the transport instead
         of waking the writer task. False when the frame must go through the queue."""
+        if not self._writable():
+            return False  # congested (the queue and its 4009 bound take over) or closing
         ws = self.ws
-        if ws.protocol.state is not State.OPEN or ws.send_in_progress is not None:
-            return False
-        if ws.transport.get_write_buffer_size() > _DIRECT_WRITE_LIMIT:
-            return False  # congested: the queue (and its 4009 bound) takes over
         if self.codec.binary:
             ws.protocol.send_binary(data)
         else:

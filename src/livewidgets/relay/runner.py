@@ -30,12 +30,16 @@ from typing import Any, Generic, Protocol, TypeVar
 
 from ..protocol.codec import Codec
 from ..protocol.codes import CloseCode
+from .framing import data_frame
 from .hub import Command, Member, RoomHub, Send
 from .metrics import RelayMetrics
 from .room import LogEntry, RoomCore
 from .store import Store, StoreError
 
-__all__ = ["Peer", "RoomRunner", "deliver"]
+__all__ = ["Framed", "Peer", "RoomRunner", "deliver"]
+
+# An encoded message and the same as a ready WebSocket frame (relay.framing).
+Framed = tuple[bytes, bytes]
 
 
 class Peer(Member, Protocol):
@@ -45,7 +49,11 @@ class Peer(Member, Protocol):
     def codec(self) -> Codec[Any]: ...
 
     def enqueue(self, data: bytes) -> None:
-        """Queue one encoded frame; never blocks (overflow closes the peer)."""
+        """Queue one encoded message; never blocks (overflow closes the peer)."""
+        ...
+
+    def enqueue_frames(self, frames: list[Framed]) -> None:
+        """Send a round's messages to this peer, in order, as one write if it can."""
         ...
 
     def command_done(self) -> None:
@@ -59,14 +67,24 @@ P = TypeVar("P", bound=Peer)
 
 
 def deliver(sends: Iterable[Send[P]]) -> None:
-    """Fan-out: encode each message once per codec among its recipients, then enqueue."""
+    """Fan-out: encode and frame each message once per codec among its recipients,
+    then hand every peer its frames of the round, in order, in one call."""
+    outbox: dict[P, list[Framed]] = {}
     for send in sends:
-        encoded: dict[Codec[Any], bytes] = {}
+        encoded: dict[Codec[Any], Framed] = {}
         for peer in send.to:
-            data = encoded.get(peer.codec)
-            if data is None:
-                data = encoded[peer.codec] = peer.codec.encode(send.message)
-            peer.enqueue(data)
+            codec = peer.codec
+            framed = encoded.get(codec)
+            if framed is None:
+                payload = codec.encode(send.message)
+                framed = encoded[codec] = (payload, data_frame(payload, binary=codec.binary))
+            frames = outbox.get(peer)
+            if frames is None:
+                outbox[peer] = [framed]
+            else:
+                frames.append(framed)
+    for peer, frames in outbox.items():
+        peer.enqueue_frames(frames)
 
 
 class RoomRunner(Generic[P]):
