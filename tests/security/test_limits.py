@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from typing import Any
 
 import pytest
@@ -16,6 +17,7 @@ from livewidgets.client import connect_async
 from livewidgets.protocol import (
     Ack,
     Error,
+    Hello,
     IncrementOp,
     Join,
     Leave,
@@ -25,6 +27,7 @@ from livewidgets.protocol import (
     SetOp,
 )
 from livewidgets.relay import Relay
+from livewidgets.relay.policy import Denied
 from livewidgets.relay.security import Limits, SecurityPolicy
 
 from ..client.helpers import FAST
@@ -359,3 +362,27 @@ async def test_an_impostor_cannot_spend_my_rate_limit(relay_factory: RelayFactor
     await ada.op("room", 1, SetOp("mine", value=1))
     ack = await ack_for(ada, "room", 1)  # a rate_limited reject (then 4008) today
     assert not ack.duplicate
+
+
+def test_rate_state_of_gone_users_is_forgotten() -> None:
+    """Buckets outlive a user's connections only until they are full again: closing
+    thousands of connections leaves no per-user state behind (checked in bounded
+    steps, so mass disconnects stay linear)."""
+    limits = Limits(ops_per_second=1e6, ops_burst=10)
+    policy = SecurityPolicy(None, limits=limits)
+    principals = []
+    for n in range(2000):
+        granted = policy.on_hello(Hello(protocol=1, user=f"u{n}"), None)
+        assert not isinstance(granted, Denied)
+        assert policy.on_write(granted, "room", [IncrementOp("n")], time.monotonic()) is None
+        principals.append(granted)
+    time.sleep(0.01)  # 10 tokens at a million per second: full again
+    for principal in principals:
+        policy.on_close(principal, "127.0.0.1")
+    assert policy.remembered_users() == 0
+    extra = policy.on_hello(Hello(protocol=1, user="late"), None)
+    assert not isinstance(extra, Denied)
+    policy.on_write(extra, "room", [IncrementOp("n")], time.monotonic())
+    time.sleep(0.01)
+    policy.on_close(extra, None)
+    assert policy.remembered_users() == 0

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import fnmatch
 import hashlib
+import itertools
 import math
 import re
 import time
@@ -57,6 +58,8 @@ class Limits:
 class TokenBucket:
     """``rate`` tokens per second up to ``burst``; time is passed in (pure)."""
 
+    __slots__ = ("burst", "rate", "tokens", "updated")
+
     def __init__(self, rate: float, burst: float, now: float) -> None:
         self.rate = rate
         self.burst = burst
@@ -81,19 +84,21 @@ class TokenBucket:
         return False
 
 
-@dataclass
+@dataclass(slots=True)
 class _Rates:
     """A user's token buckets: they outlive connections, so reconnecting after a 4008
     does not buy a fresh burst."""
 
+    owner: str
     ops: TokenBucket
     presence: TokenBucket
-    # Times of recent rate-limit refusals (bounded by max_rate_violations).
-    strikes: deque[float] = field(default_factory=deque)
+    # Times of recent rate-limit refusals (bounded by max_rate_violations); made on
+    # the first refusal (an empty deque alone is ~760 bytes per connection).
+    strikes: deque[float] | None = None
     connections: int = 0
 
 
-@dataclass
+@dataclass(slots=True)
 class _ConnectionState:
     rates: _Rates
     rooms: set[str] = field(default_factory=set)
@@ -117,6 +122,8 @@ class SecurityPolicy:
         self._states: dict[int, _ConnectionState] = {}
         # user -> rate state, shared by that user's connections (see _Rates).
         self._rates: dict[str, _Rates] = {}
+        # Owners of _rates entries with no connection left, oldest first (an ordered set).
+        self._idle: dict[str, None] = {}
         self._room_counts: Counter[str] = Counter()
         self._ip_counts: Counter[str] = Counter()
 
@@ -232,14 +239,30 @@ class SecurityPolicy:
             return
         for room in state.rooms:
             self._release_room(room)
-        state.rates.connections -= 1
+        rates = state.rates
+        rates.connections -= 1
+        if rates.connections <= 0:
+            self._idle[rates.owner] = None
         self._forget_rested(time.monotonic())
 
-    def _forget_rested(self, now: float) -> None:
-        """Drop the buckets of users with no connection whose buckets are full again."""
-        for user, rates in list(self._rates.items()):
-            if rates.connections <= 0 and rates.ops.rested(now) and rates.presence.rested(now):
-                del self._rates[user]
+    def _forget_rested(self, now: float, budget: int = 16) -> None:
+        """Drop the buckets of users with no connection whose buckets are full again.
+
+        Looks at no more than ``budget`` such users per call, oldest first, so that
+        closing N connections costs O(N), not O(N²); every close makes progress, and a
+        user still cooling down is looked at again later.
+        """
+        for owner in list(itertools.islice(self._idle, budget)):
+            rates = self._rates[owner]
+            del self._idle[owner]
+            if rates.ops.rested(now) and rates.presence.rested(now):
+                del self._rates[owner]
+            else:
+                self._idle[owner] = None  # to the back of the line
+
+    def remembered_users(self) -> int:
+        """Users whose rate state is kept (connected, or buckets not yet full again)."""
+        return len(self._rates)
 
     # --- internals ----------------------------------------------------------------
 
@@ -257,9 +280,11 @@ class SecurityPolicy:
             if rates is None:
                 limits = self.limits
                 rates = self._rates[owner] = _Rates(
+                    owner,
                     TokenBucket(limits.ops_per_second, limits.ops_burst, -math.inf),
                     TokenBucket(limits.presence_per_second, limits.presence_burst, -math.inf),
                 )
+            self._idle.pop(owner, None)
             rates.connections += 1
             state = self._states[id(principal)] = _ConnectionState(rates)
         return state
@@ -273,6 +298,8 @@ class SecurityPolicy:
         # Sustained flooding = many refusals within a window, even if some ops get
         # through in between (a paced flood must not reset the count).
         strikes = state.rates.strikes
+        if strikes is None:
+            strikes = state.rates.strikes = deque()
         strikes.append(now)
         while strikes and strikes[0] < now - self.limits.violation_window:
             strikes.popleft()
