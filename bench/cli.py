@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from . import report
+from .experiments import EXPERIMENTS
 from .results import Results
 from .scenarios import SCENARIOS, Config, Context
 from .servers import REPO, raise_fd_limit
@@ -68,9 +69,9 @@ def _parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="NAME",
-        choices=["write-through", "no-io-metrics"],
+        choices=sorted(EXPERIMENTS),
         help="patch every livewidgets relay with a what-if change (bench.experiments: "
-        "write-through, no-io-metrics); for measuring proposals, not for reporting",
+        f"{', '.join(sorted(EXPERIMENTS))}); for measuring proposals, not for reporting",
     )
     parser.add_argument(
         "--profile",

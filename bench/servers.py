@@ -187,6 +187,8 @@ class ServerProcess:
                 proc.wait(5)
         if proc is not None and proc.stdout is not None:
             proc.stdout.close()
+        if self.experiments:  # what the experiments reported on their way out
+            print(f"[{self.system.name}] {self.log_tail()}", file=sys.stderr)
         shutil.rmtree(self._dir, ignore_errors=True)
 
     def __enter__(self) -> ServerProcess:
