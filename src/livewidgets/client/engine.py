@@ -24,6 +24,7 @@ from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
+from websockets.protocol import State
 
 from ..errors import AuthExpired, JoinRefused, SessionClosed
 from ..protocol import (
@@ -69,6 +70,9 @@ __all__ = ["Engine", "EngineConfig"]
 log = logging.getLogger("livewidgets.client")
 
 # Join errors that will not go away by waiting: connect() raises them at once.
+# Below this many bytes waiting in the socket, frames are written at once (no task hop).
+_DIRECT_WRITE_LIMIT = 64 * 1024
+
 _JOIN_REFUSALS = frozenset({"forbidden", "limit_exceeded", "auth_expired", "auth_invalid"})
 
 STATES = ("disconnected", "connecting", "connected", "reconnecting", "closed")
@@ -154,6 +158,10 @@ class Engine:
         self._codec: Codec[ServerMessage] | None = None
         self._outbox: deque[Any] = deque()
         self._outbox_ready: asyncio.Event | None = None
+        # The connection the writer task serves (set once hello/welcome is done), and
+        # whether that task is between taking a frame and having sent it.
+        self._live: ClientConnection | None = None
+        self._writing = False
         self._closing = False
         self._resync = False
         self._joined_once: asyncio.Future[None] | None = None
@@ -333,6 +341,7 @@ class Engine:
                 asyncio.create_task(self._writer(ws)),
                 asyncio.create_task(self._heartbeat(ws)),
             ]
+            self._live = ws
             async for frame in ws:
                 self._on_frame(frame)
         except ConnectionClosed:
@@ -341,6 +350,7 @@ class Engine:
             self.events.emit("error", {"error": exc, "during": "handshake"})
             await ws.close(CloseCode.PROTOCOL_ERROR, "bad handshake")
         finally:
+            self._live = None
             for task in tasks:
                 task.cancel()
         await ws.wait_closed()
@@ -408,6 +418,7 @@ class Engine:
             self._joined_once.exception()  # mark retrieved: nobody may be waiting
 
     async def _writer(self, ws: ClientConnection) -> None:
+        """Send the outbox in order when the socket is congested (else see _write_now)."""
         assert self._outbox_ready is not None and self._codec is not None
         while True:
             while self._outbox:
@@ -416,14 +427,40 @@ class Engine:
                 if self._too_large(message, frame):
                     self._outbox.popleft()
                     continue
+                self._writing = True
                 try:
                     await self._send_frame(ws, frame)
                 except ConnectionClosed:
                     self.metrics.send_failures += 1
                     return  # the ops stay pending and are resent after reconnect
+                finally:
+                    self._writing = False
                 self._outbox.popleft()
             self._outbox_ready.clear()
             await self._outbox_ready.wait()
+
+    def _write_now(self) -> None:
+        """Loop thread: write the outbox straight into the socket while it keeps up
+        (no writer-task wake-up per op); what is left is the writer task's."""
+        ws, codec = self._live, self._codec
+        if ws is None or codec is None or self._writing:
+            return
+        transport = ws.transport
+        while self._outbox and ws.protocol.state is State.OPEN:
+            if ws.send_in_progress is not None:
+                return
+            if transport.get_write_buffer_size() > _DIRECT_WRITE_LIMIT:
+                return
+            message = self._outbox[0]
+            data = codec.encode(message)
+            if not self._too_large(message, data):
+                if codec.binary:
+                    ws.protocol.send_binary(data)
+                else:
+                    ws.protocol.send_text(data)
+                ws.send_data()
+                self.metrics.sent(data)
+            self._outbox.popleft()
 
     def _too_large(self, message: Any, frame: bytes | str) -> bool:
         """Refuse locally an op the relay would close the connection for (1009).
@@ -650,7 +687,8 @@ class Engine:
             self._outbox.extend(self._handoff)
             self._handoff.clear()
             self._handoff_scheduled = False
-        if self._outbox_ready is not None:
+        self._write_now()
+        if self._outbox and self._outbox_ready is not None:
             self._outbox_ready.set()
 
     def _call_in_loop(self, fn: Callable[[], None]) -> None:
