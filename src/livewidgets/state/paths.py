@@ -6,6 +6,9 @@ read and subscribed to, but operations always name at least one segment.
 
 from __future__ import annotations
 
+import functools
+import re
+
 __all__ = [
     "MAX_PATH_DEPTH",
     "MAX_PATH_LENGTH",
@@ -21,6 +24,7 @@ MAX_PATH_LENGTH = 512
 MAX_PATH_DEPTH = 32
 # Used by the wire schema (protocol.messages) so the relay checks paths while decoding.
 PATH_PATTERN = r"^[^/\x00-\x1f]+(/[^/\x00-\x1f]+)*\Z"
+_CONTROL = re.compile(r"[\x00-\x1f]")
 
 
 class InvalidPath(ValueError):
@@ -31,6 +35,13 @@ def parse_path(path: str, *, allow_root: bool = False) -> tuple[str, ...]:
     """Split and check ``path``; raise :class:`InvalidPath` saying what is wrong."""
     if not isinstance(path, str):
         raise InvalidPath(f"path must be a string, not {type(path).__name__}")
+    return _parse(path, allow_root)
+
+
+# Every op parses its path, on the relay and in each client, and a room's paths
+# repeat: parsed ones are kept (tuples are immutable; errors are never cached).
+@functools.lru_cache(maxsize=8192)
+def _parse(path: str, allow_root: bool) -> tuple[str, ...]:
     if path == "":
         if allow_root:
             return ()
@@ -40,11 +51,10 @@ def parse_path(path: str, *, allow_root: bool = False) -> tuple[str, ...]:
     segments = tuple(path.split("/"))
     if len(segments) > MAX_PATH_DEPTH:
         raise InvalidPath(f"path is deeper than {MAX_PATH_DEPTH} segments")
-    for segment in segments:
-        if not segment:
-            raise InvalidPath(f"path {path!r} has an empty segment")
-        if any(ord(ch) < 0x20 for ch in segment):
-            raise InvalidPath(f"path {path!r} contains a control character")
+    if "" in segments:
+        raise InvalidPath(f"path {path!r} has an empty segment")
+    if _CONTROL.search(path):
+        raise InvalidPath(f"path {path!r} contains a control character")
     return segments
 
 
