@@ -66,7 +66,11 @@ class Member(Protocol):
 M = TypeVar("M", bound=Member)
 
 
-@dataclass(frozen=True, slots=True)
+# Commands and sends are values, but not frozen: a frozen dataclass takes ~4x as long
+# to build, and several are built per op.
+
+
+@dataclass(slots=True)
 class JoinRoom(Generic[M]):
     """Enter the room (or resume): catch up from ``since``, then receive live broadcasts."""
 
@@ -75,14 +79,14 @@ class JoinRoom(Generic[M]):
     presence: dict[str, Any] | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class LeaveRoom(Generic[M]):
     """Stop receiving broadcasts; drops the member's presence (also sent on disconnect)."""
 
     member: M
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Submit(Generic[M]):
     """One op or batch from ``member``, made against ``base_version``."""
 
@@ -94,7 +98,7 @@ class Submit(Generic[M]):
     refused: Rejected | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class SetPresence(Generic[M]):
     """Replace the member's ephemeral presence state."""
 
@@ -102,7 +106,7 @@ class SetPresence(Generic[M]):
     state: dict[str, Any]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ResetRoom(Generic[M]):
     """An admin's reset: delete every top-level key, as one entry made by the relay."""
 
@@ -112,7 +116,7 @@ class ResetRoom(Generic[M]):
 Command = JoinRoom[M] | LeaveRoom[M] | Submit[M] | SetPresence[M] | ResetRoom[M]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Send(Generic[M]):
     """Deliver ``message`` to each of ``to`` (encoded once per codec by the shell)."""
 

@@ -91,15 +91,24 @@ class RelayMetrics:
 
     def observe_messages(self, messages: Iterable[Any]) -> None:
         """Count the outcomes a room delivered (acks, rejects, joins)."""
+        accepted = duplicates = 0
         for message in messages:
             if isinstance(message, Ack):
-                (self.duplicates if message.duplicate else self.ops_accepted).inc()
+                if message.duplicate:
+                    duplicates += 1
+                else:
+                    accepted += 1
             elif isinstance(message, Reject):
                 self.rejects.labels(message.code).inc()
             elif isinstance(message, Joined):
                 self.joins.labels(message.mode).inc()
             elif isinstance(message, Error):
                 self.errors.labels(message.code).inc()
+        # One locked increment per round, not per op.
+        if accepted:
+            self.ops_accepted.inc(accepted)
+        if duplicates:
+            self.duplicates.inc(duplicates)
 
     def value(self, name: str, **labels: str) -> float:
         """Current value of one sample (0 if absent), e.g. ``value("livewidgets_rooms")``."""
