@@ -137,6 +137,8 @@ class RoomHub(Generic[M]):
         # client_id -> (the member that set it, stamped state). Keyed by client_id
         # because a reconnecting client replaces its old connection.
         self._presence: dict[str, tuple[M, dict[str, Any]]] = {}
+        # The same states without their owners, kept ready: every join sends it.
+        self._table: dict[str, dict[str, Any]] = {}
         # Presence changes not yet told to the others: client_id -> (change number,
         # state or None: gone). Members that need a subset of them -> the number up to
         # which they know the changes already (0: all but their own).
@@ -197,7 +199,10 @@ class RoomHub(Generic[M]):
 
     def presence_table(self, *, exclude: str | None = None) -> dict[str, dict[str, Any]]:
         """client_id -> presence state of every member (but ``exclude``)."""
-        return {cid: state for cid, (_, state) in self._presence.items() if cid != exclude}
+        table = self._table.copy()  # a C-level copy: joins into big rooms stay cheap
+        if exclude is not None:
+            table.pop(exclude, None)
+        return table
 
     def _others(self, member: M) -> tuple[M, ...]:
         return tuple(m for m in self.members if m is not member)
@@ -235,6 +240,7 @@ class RoomHub(Generic[M]):
         if owner is None or owner[0] is not member:
             return []
         del self._presence[member.client_id]
+        del self._table[member.client_id]
         self._tell(member, None)
         return []
 
@@ -245,6 +251,7 @@ class RoomHub(Generic[M]):
         # The relay's idea of who the user is wins over what the client claims.
         state = {**command.state, "user": member.user}
         self._presence[member.client_id] = (member, state)
+        self._table[member.client_id] = state
         self._tell(member, state)
         return []
 
