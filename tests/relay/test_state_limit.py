@@ -278,12 +278,6 @@ def test_loaded_room_measures_snapshot_plus_log() -> None:
     assert room.max_state_bytes == DEFAULT_MAX_STATE_BYTES
 
 
-def test_limit_comes_from_the_keyword_then_the_record() -> None:
-    record = RoomRecord("r", max_state_bytes=123)
-    assert RoomCore(record).max_state_bytes == 123
-    assert RoomCore(record, max_state_bytes=7).max_state_bytes == 7
-
-
 @pytest.mark.parametrize("store_kind", ["memory", "sqlite"])
 async def test_room_reloaded_from_a_store_keeps_its_size(store_kind: str, tmp_path: Path) -> None:
     """Snapshot + log tail from a real store: the size is right and the limit holds."""

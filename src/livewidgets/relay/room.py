@@ -92,9 +92,6 @@ class RoomRecord:
     log: list[LogEntry] = field(default_factory=list)
     # client_id -> (highest client_seq processed, version it got or 0 if rejected).
     dedupe: dict[str, tuple[int, int]] = field(default_factory=dict)
-    # Not stored: the limit on the room's encoded state that the loading relay wants
-    # (RoomCore's ``max_state_bytes``); None: DEFAULT_MAX_STATE_BYTES.
-    max_state_bytes: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,7 +136,7 @@ class RoomCore:
     ``max_state_bytes`` bounds ``len(msgspec.json.encode(state))``: an op or batch that
     would grow the state past it is rejected with ``too_large``. Ops that do not grow
     the state are always accepted, so a room over the limit (the limit was lowered) can
-    still be cleaned up. None: ``record.max_state_bytes``, else the default.
+    still be cleaned up. None: DEFAULT_MAX_STATE_BYTES.
     """
 
     def __init__(
@@ -156,8 +153,6 @@ class RoomCore:
         # Recently rejected resends: (client_id, seq) -> outcome, so a resend is answered alike.
         self._rejected: OrderedDict[tuple[str, int], Rejected] = OrderedDict()
         self.ops_since_snapshot = 0
-        if max_state_bytes is None:
-            max_state_bytes = record.max_state_bytes
         self.max_state_bytes = (
             DEFAULT_MAX_STATE_BYTES if max_state_bytes is None else max_state_bytes
         )

@@ -102,11 +102,14 @@ class RoomRunner(Generic[P]):
         logger: logging.Logger,
         max_batch: int = 1024,
         presence_interval: float = 0.0,
+        max_state_bytes: int | None = None,
     ) -> None:
         self.name = name
         self._store = store
         self._snapshot_every = snapshot_every
         self._max_delta = max_delta
+        # Bound on the room's encoded state (RoomCore; None: its default).
+        self._max_state_bytes = max_state_bytes
         self._metrics = metrics
         # Called once when the task ends (idle, stopped or failed): unregister the room.
         self._on_exit = on_exit
@@ -158,7 +161,8 @@ class RoomRunner(Generic[P]):
     async def _run(self) -> None:
         try:
             record = await self._store.load(self.name)
-            hub = self._hub = RoomHub[P](RoomCore(record), max_delta=self._max_delta)
+            core = RoomCore(record, max_state_bytes=self._max_state_bytes)
+            hub = self._hub = RoomHub[P](core, max_delta=self._max_delta)
             while (batch := await self._next_batch()) is not None:
                 await self._process(hub, batch)
                 if not hub.members and not self._inbox:

@@ -14,7 +14,6 @@ Layout (each piece is small and has one job):
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import ssl as ssl_module
 import time
@@ -36,7 +35,7 @@ from .connection import Connection, ConnectionConfig
 from .http import HttpEndpoints
 from .metrics import RelayMetrics
 from .policy import AllowAll, Policy
-from .room import DEFAULT_MAX_STATE_BYTES, LogEntry, RoomRecord
+from .room import DEFAULT_MAX_STATE_BYTES
 from .runner import RoomRunner
 from .store import Store, open_store
 
@@ -270,13 +269,14 @@ class Relay:
         if runner is None:
             runner = RoomRunner[Connection](
                 name,
-                _RoomStore(self.store, self.max_state_bytes),
+                self.store,
                 snapshot_every=self.snapshot_every,
                 max_delta=self.max_delta,
                 metrics=self._metrics,
                 on_exit=self._room_exited,
                 logger=self._logger,
                 presence_interval=self.presence_interval,
+                max_state_bytes=self.max_state_bytes,
             )
             self._rooms[name] = runner
             self._metrics.rooms.inc()
@@ -355,34 +355,3 @@ class Relay:
         if self._owns_store and self._store is not None:
             await self._store.close()
         self._logger.info("relay stopped")
-
-
-class _RoomStore:
-    """The store as a room sees it: the records it loads carry the relay's room limits.
-
-    RoomRunner builds each RoomCore from the loaded record alone, so that is how
-    ``max_state_bytes`` reaches the core (RoomRecord.max_state_bytes); every other
-    call goes straight to the store.
-    """
-
-    def __init__(self, store: Store, max_state_bytes: int) -> None:
-        self._store = store
-        self._max_state_bytes = max_state_bytes
-
-    async def load(self, room: str) -> RoomRecord:
-        record = await self._store.load(room)
-        return dataclasses.replace(record, max_state_bytes=self._max_state_bytes)
-
-    async def append(self, room: str, entries: Sequence[LogEntry]) -> None:
-        await self._store.append(room, entries)
-
-    async def read_log(self, room: str, after: int, limit: int) -> list[LogEntry]:
-        return await self._store.read_log(room, after, limit)
-
-    async def save_snapshot(
-        self, room: str, version: int, state: dict[str, Any], clock_data: Any
-    ) -> None:
-        await self._store.save_snapshot(room, version, state, clock_data)
-
-    async def close(self) -> None:
-        """Nothing: the relay owns the store and closes it."""
