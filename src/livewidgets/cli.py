@@ -64,6 +64,14 @@ def _add_relay(subparsers: Subparsers) -> None:
         "refused with too_large (default: %(default)s)",
     )
     parser.add_argument(
+        "--presence-interval",
+        type=_seconds,
+        default=0.05,
+        metavar="SECONDS",
+        help="least time between two presence messages of a room; changes in between are "
+        "coalesced, latest state per member (0: send each at once; default: %(default)s)",
+    )
+    parser.add_argument(
         "--log-level",
         default="info",
         choices=["debug", "info", "warning", "error"],
@@ -115,6 +123,16 @@ def _positive_int(text: str) -> int:
         value = 0
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be a positive integer, not {text!r}")
+    return value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a number of seconds >= 0, not {text!r}")
     return value
 
 
@@ -247,6 +265,7 @@ async def _serve_relay(args: argparse.Namespace) -> None:
         snapshot_every=args.snapshot_every,
         max_frame_size=args.max_frame_size,
         max_state_bytes=args.max_state_bytes,
+        presence_interval=args.presence_interval,
         policy=policy,
         ssl=context,
     )

@@ -121,6 +121,8 @@ class Relay:
             max_state_bytes = min(DEFAULT_MAX_STATE_BYTES, send_queue_bytes // 2)
         if max_state_bytes < 1:
             raise ValueError(f"max_state_bytes must be positive, not {max_state_bytes}")
+        if not 0 <= presence_interval < float("inf"):
+            raise ValueError(f"presence_interval must be >= 0 seconds, not {presence_interval}")
         self.max_state_bytes = max_state_bytes
         self._connection_config = ConnectionConfig(
             hello_timeout=hello_timeout,
