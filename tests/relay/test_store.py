@@ -155,7 +155,12 @@ def test_open_store_urls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
     assert isinstance(relative, SQLiteStore) and relative.path == "rel.db"
     assert (tmp_path / "rel.db").exists()
     assert isinstance(open_store("redis://127.0.0.1:6379/0"), RedisStore)
-    for bad in ("postgres://x", "sqlite://", "sqlite:///", "rooms.db"):
+    normal = open_store(f"sqlite:///{tmp_path}/fast.db?synchronous=normal")
+    assert isinstance(normal, SQLiteStore) and normal.path == f"{tmp_path}/fast.db"
+    assert normal.synchronous == "normal"
+    bad_urls = ["postgres://x", "sqlite://", "sqlite:///", "rooms.db"]
+    bad_urls += [f"sqlite:///{tmp_path}/x.db?synchronous=off", f"sqlite:///{tmp_path}/x.db?fast=1"]
+    for bad in bad_urls:
         with pytest.raises(ValueError):
             open_store(bad)
 
@@ -174,6 +179,11 @@ async def test_sqlite_wal_full_and_versioned(tmp_path: Path) -> None:
         assert await store._call(lambda: store._conn().execute(query).fetchone()[0]) == 2
     finally:
         await store.close()
+    fast = SQLiteStore(str(tmp_path / "fast.db"), synchronous="normal")
+    try:
+        assert await fast._call(lambda: fast._conn().execute(query).fetchone()[0]) == 1
+    finally:
+        await fast.close()
 
 
 async def test_sqlite_survives_reopen(tmp_path: Path) -> None:

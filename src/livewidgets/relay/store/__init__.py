@@ -16,12 +16,14 @@ can implement it without touching the room core:
 
 Backends: ``memory://`` (tests, demos; nothing survives the process),
 ``sqlite:///relative/path.db`` or ``sqlite:////absolute/path.db`` (the embedded
-default; WAL, synchronous=FULL, one writer thread), and ``redis://host:port/db``
+default; WAL, synchronous=FULL, one writer thread; ``?synchronous=normal`` trades
+power-loss durability for latency), and ``redis://host:port/db``
 (shared by several relay processes; atomic Lua appends; the ``redis`` extra).
 """
 
 from __future__ import annotations
 
+import urllib.parse
 from collections.abc import Sequence
 from typing import Any, Protocol, runtime_checkable
 
@@ -98,7 +100,8 @@ def open_store(url: str) -> Store:
     """Open a store from a URL: ``memory://`` or ``sqlite:///path/to/rooms.db``.
 
     ``sqlite:///rooms.db`` is relative to the working directory and
-    ``sqlite:////var/lib/rooms.db`` is absolute (as in SQLAlchemy URLs).
+    ``sqlite:////var/lib/rooms.db`` is absolute (as in SQLAlchemy URLs);
+    ``?synchronous=normal`` skips the fsync per commit (see relay.store.sqlite).
     """
     if url == "memory://":
         from .memory import MemoryStore
@@ -112,7 +115,13 @@ def open_store(url: str) -> Store:
     if url.startswith(prefix) and len(url) > len(prefix):
         from .sqlite import SQLiteStore
 
-        return SQLiteStore(url[len(prefix) :])
+        path, _, query = url[len(prefix) :].partition("?")
+        options = urllib.parse.parse_qs(query, strict_parsing=bool(query))
+        unknown = set(options) - {"synchronous"}
+        if unknown:
+            raise ValueError(f"unknown SQLite store option(s): {', '.join(sorted(unknown))}")
+        synchronous = options.get("synchronous", ["full"])[-1]
+        return SQLiteStore(path, synchronous=synchronous)
     raise ValueError(
         f"unsupported store URL {url!r}: use memory://, sqlite:///path/to/rooms.db "
         "or redis://host:6379/0"

@@ -2,7 +2,9 @@
 
 Durability: WAL journal with ``synchronous=FULL``, so a commit is fsynced before
 :meth:`SQLiteStore.append` returns; an op acked by the relay survives ``kill -9``
-and a power cut. All SQLite calls run in one dedicated thread (SQLite connections
+and a power cut. ``sqlite:///rooms.db?synchronous=normal`` skips the fsync per
+commit (SQLite's WAL + NORMAL): acked ops still survive the relay being killed,
+but the last commits may be lost if the machine itself crashes or loses power. All SQLite calls run in one dedicated thread (SQLite connections
 are single-threaded and every call may block on fsync), never on the event loop.
 
 Encoding: ops, states and clock data are msgpack (msgspec); ops decode back into
@@ -72,8 +74,11 @@ class SQLiteStore:
     writer thread, so a bad path fails here rather than at the first join.
     """
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, *, synchronous: str = "full") -> None:
+        if synchronous not in ("full", "normal"):
+            raise ValueError(f"synchronous must be 'full' or 'normal', not {synchronous!r}")
         self.path = path
+        self.synchronous = synchronous
         # One thread owns the connection; calls queue up on it in order.
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="livewidgets-sqlite")
         self._db: sqlite3.Connection | None = None
@@ -125,7 +130,8 @@ class SQLiteStore:
             if str(mode).lower() != "wal" and self.path != ":memory:":
                 raise StoreError(f"{self.path}: cannot enable WAL journal (got {mode!r})")
             # FULL: fsync the WAL on every commit, so acked ops survive a power cut.
-            db.execute("PRAGMA synchronous=FULL")
+            # NORMAL: fsync only at checkpoints; commits survive a crash of this process.
+            db.execute(f"PRAGMA synchronous={self.synchronous.upper()}")
             db.execute("PRAGMA busy_timeout=5000")
             _migrate(db, self.path)
         except BaseException:
