@@ -4,8 +4,10 @@ Durability: WAL journal with ``synchronous=FULL``, so a commit is fsynced before
 :meth:`SQLiteStore.append` returns; an op acked by the relay survives ``kill -9``
 and a power cut. ``sqlite:///rooms.db?synchronous=normal`` skips the fsync per
 commit (SQLite's WAL + NORMAL): acked ops still survive the relay being killed,
-but the last commits may be lost if the machine itself crashes or loses power. All SQLite calls run in one dedicated thread (SQLite connections
-are single-threaded and every call may block on fsync), never on the event loop.
+but the last commits may be lost if the machine itself crashes or loses power.
+
+All SQLite calls run in one dedicated thread (SQLite connections are
+single-threaded and every call may block on fsync), never on the event loop.
 
 Encoding: ops, states and clock data are msgpack (msgspec); ops decode back into
 the typed Op structs. The schema is versioned with ``PRAGMA user_version``;
