@@ -1,6 +1,7 @@
 """The livewidgets relay as the bench runs it: what ``livewidgets relay`` runs, throttles off.
 
-Same ``Relay`` and ``SecurityPolicy`` as the CLI (no secret: loopback only), with
+Same ``Relay``, ``SecurityPolicy`` and garbage-collector settings as the CLI (no
+secret: loopback only), with
 the abuse limits raised out of the way: the per-connection op rate (CLI default
 200/s, ``--ops-rate 0`` = unlimited), connections per IP (CLI default 256, and every
 bench client comes from 127.0.0.1) and connections per room (1,000; not a CLI
@@ -44,6 +45,7 @@ def policy() -> Any:
 
 async def run(host: str, port: int, store: str, experiments: list[str] | None = None) -> None:
     from livewidgets.relay import Relay
+    from livewidgets.relay.process import tune_garbage_collector
 
     from .experiments import apply
 
@@ -55,6 +57,7 @@ async def run(host: str, port: int, store: str, experiments: list[str] | None = 
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     await relay.start()
+    tune_garbage_collector()
     try:
         print(f"livewidgets relay listening on {relay.url} (store: {store})", flush=True)
         await stop.wait()

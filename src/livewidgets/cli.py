@@ -256,6 +256,7 @@ def _is_loopback(host: str) -> bool:
 
 async def _serve_relay(args: argparse.Namespace) -> None:
     from .relay import Relay
+    from .relay.process import tune_garbage_collector
 
     policy, context = _relay_security(args)
     relay = Relay(
@@ -275,6 +276,7 @@ async def _serve_relay(args: argparse.Namespace) -> None:
         loop.add_signal_handler(signum, stop.set)
     try:
         await relay.start()
+        tune_garbage_collector()
         # Scripts and tests wait for this exact line (the port is known only now).
         print(f"livewidgets relay listening on {relay.url} (store: {args.store})", flush=True)
         await stop.wait()

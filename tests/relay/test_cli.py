@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -46,3 +48,15 @@ def test_port_in_use_fails_cleanly(capsys: pytest.CaptureFixture[str]) -> None:
         port = taken.getsockname()[1]
         assert main(["relay", "--port", str(port), "--store", "memory://"]) == 1
     assert "address already in use" in capsys.readouterr().err.lower()
+
+
+def test_relay_process_garbage_collector_settings() -> None:
+    """A relay's own process freezes its start-up heap and collects young objects
+    rarely (relay.process); checked in a fresh interpreter, not in this one."""
+    code = (
+        "import gc; from livewidgets.relay.process import GC_THRESHOLDS, tune_garbage_collector;"
+        "tune_garbage_collector();"
+        "assert gc.get_threshold() == GC_THRESHOLDS, gc.get_threshold();"
+        "assert gc.get_freeze_count() > 1000, gc.get_freeze_count()"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
