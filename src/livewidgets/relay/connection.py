@@ -246,6 +246,7 @@ class Connection:
                 ErrorCode.PROTOCOL_VERSION, detail, CloseCode.PROTOCOL_VERSION, "hello"
             )
         granted = self.relay.policy.on_hello(hello, self.ws.request)
+        _forget_handshake_headers(self.ws)
         if isinstance(granted, Denied):
             close = granted.close or CloseCode.AUTH_INVALID
             return self._refuse(granted.code, granted.message, close, "hello")
@@ -616,6 +617,10 @@ class Connection:
                 finally:
                     self._busy = False
                 self.relay.metrics.bytes.sent += len(item)
+        except ConnectionClosed:
+            pass  # the peer is gone: the reader sees it too and cleans up
+        except Exception as exc:  # nobody awaits a finished writer: report it here
+            self.relay.logger.error("%r: writer failed: %s", self, exc, exc_info=exc)
         finally:
             # No await between the last emptiness check and here: enqueue cannot slip
             # a frame in that nobody would send.
@@ -632,6 +637,16 @@ _HANDLERS: dict[type, Callable[[Connection, Any], Awaitable[None]]] = {
     Presence: Connection._on_presence,
     Admin: Connection._on_admin,
 }
+
+
+def _forget_handshake_headers(ws: ServerConnection) -> None:
+    """Nothing reads the opening handshake's headers again: let them go (~2.5 KiB per
+    connection for a bare client; browsers send cookies, often far more). Cleared in
+    place: websockets' parser generator still holds the request object."""
+    if ws.request is not None:
+        ws.request.headers.clear()
+    if ws.response is not None:
+        ws.response.headers.clear()
 
 
 def _address(ws: ServerConnection) -> str | None:
