@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import importlib.metadata
 import os
 import platform
@@ -28,6 +29,7 @@ _PACKAGES = (
     "msgspec",
     "pycrdt",
     "pycrdt-websocket",
+    "pycrdt-store",
     "anyio",
     "matplotlib",
 )
@@ -36,7 +38,8 @@ _PACKAGES = (
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m bench",
-        description="livewidgets relay benchmarks against a floor relay and pycrdt-websocket.",
+        description="livewidgets relay benchmarks against a floor relay and pycrdt-websocket "
+        "(without and with its SQLite store).",
     )
     size = parser.add_mutually_exclusive_group()
     size.add_argument("--quick", action="store_true", help="small counts (< ~60 s)")
@@ -156,14 +159,18 @@ def effective_cores(seconds: float = 0.4) -> float:
 def _available(names: Sequence[str]) -> list[str]:
     chosen = []
     for name in names:
-        if name == "pycrdt":
+        if name in ("pycrdt", "pycrdt-sqlite"):
+            # pycrdt-store comes with pycrdt-websocket (0.16); pycrdt-sqlite needs it.
+            modules = ["pycrdt", "pycrdt.websocket"]
+            if name == "pycrdt-sqlite":
+                modules.append("pycrdt.store")
             try:
-                import pycrdt
-                import pycrdt.websocket  # noqa: F401
+                for module in modules:
+                    importlib.import_module(module)
             except ImportError:
                 print(
-                    "pycrdt / pycrdt-websocket not installed: skipping the pycrdt system "
-                    "(pip install pycrdt-websocket)"
+                    f"pycrdt / pycrdt-websocket / pycrdt-store not installed: skipping the "
+                    f"{name} system (pip install pycrdt-websocket)"
                 )
                 continue
         chosen.append(name)

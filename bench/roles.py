@@ -253,7 +253,7 @@ async def joiner(p: dict[str, Any], ctl: Control) -> dict[str, Any]:
     times = []
     unloaded_checks = 0
     for i in range(p["repeats"]):
-        if not p.get("hold") and sys_.is_livewidgets:
+        if not p.get("hold") and sys_.loads_from_store:
             unloaded_checks += await _wait_no_rooms(p["url"])
         started = time.perf_counter()
         client = await LeanClient.connect(sys_, p["url"], p["room"], _cid("j", i), timeout=60)
@@ -266,7 +266,10 @@ async def joiner(p: dict[str, Any], ctl: Control) -> dict[str, Any]:
 
 
 async def _wait_no_rooms(url: str, timeout: float = 3.0) -> int:
-    """Poll the relay's /healthz until no room is loaded; 1 if confirmed, 0 if not."""
+    """Poll the server's /healthz until no room is loaded; 1 if confirmed, 0 if not.
+
+    The livewidgets relay and bench.ypeer with a YStore both answer it.
+    """
     host, _, port = url[len("ws://") :].rstrip("/").rpartition(":")
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -97,7 +97,9 @@ class ServerProcess:
                 *extra,
             ]
         module = {"floor": "bench.floor", "pycrdt": "bench.ypeer"}[sys_.server]
-        return [sys.executable, "-m", module, "--host", "127.0.0.1", "--port", "0"]
+        # pycrdt-sqlite: ystore.db in the cwd, this server's temporary directory.
+        extra = ["--ystore", sys_.store] if sys_.server == "pycrdt" and sys_.store else []
+        return [sys.executable, "-m", module, "--host", "127.0.0.1", "--port", "0", *extra]
 
     def start(self, timeout: float = 30.0) -> str:
         env = dict(os.environ)

@@ -1,8 +1,8 @@
 """The systems under test and how a lean load client speaks to each of them.
 
 A *system* is a server plus a wire encoding. The livewidgets relay appears four
-times (JSON or msgpack subprotocol x memory or SQLite store); the floor relay and
-pycrdt-websocket once each.
+times (JSON or msgpack subprotocol x memory or SQLite store); the floor relay once;
+pycrdt-websocket twice (in-memory rooms, and rooms with a SQLiteYStore).
 
 :class:`LeanClient` hides the differences behind four calls: ``connect``
 (WebSocket + join), ``write`` (one "set key" operation carrying a timestamp),
@@ -42,7 +42,8 @@ class System:
     name: str
     # "lw" (livewidgets relay), "floor" or "pycrdt".
     server: str
-    # "memory" / "sqlite" for the livewidgets relay, None otherwise.
+    # "memory" / "sqlite" for the livewidgets relay; "sqlite" for pycrdt with a
+    # SQLiteYStore per room (None: in-memory rooms); None for the floor.
     store: str | None
     # "json", "msgpack" (livewidgets subprotocols), "raw" (floor) or "yjs" (pycrdt).
     codec: str
@@ -56,6 +57,13 @@ class System:
     def is_livewidgets(self) -> bool:
         return self.server == "lw"
 
+    @property
+    def loads_from_store(self) -> bool:
+        """The server unloads an idle room and loads it from its store on the next join
+        (livewidgets, either store; pycrdt with a YStore, bench.ypeer). Such a server
+        answers ``GET /healthz`` with ``{"rooms": <rooms loaded>, ...}``."""
+        return self.is_livewidgets or (self.server == "pycrdt" and self.store is not None)
+
 
 SYSTEMS: tuple[System, ...] = (
     System("lw-json-mem", "lw", "memory", "json"),
@@ -64,6 +72,7 @@ SYSTEMS: tuple[System, ...] = (
     System("lw-msgpack-sqlite", "lw", "sqlite", "msgpack"),
     System("floor", "floor", None, "raw"),
     System("pycrdt", "pycrdt", None, "yjs"),
+    System("pycrdt-sqlite", "pycrdt", "sqlite", "yjs"),
 )
 
 
