@@ -11,6 +11,10 @@ from .results import Metric, Results
 __all__ = ["fmt", "plots", "ratio_tables", "table", "targets"]
 
 LW = ("lw-json-mem", "lw-msgpack-mem", "lw-json-sqlite", "lw-msgpack-sqlite")
+LW_MEMORY = ("lw-json-mem", "lw-msgpack-mem")
+LW_SQLITE = ("lw-json-sqlite", "lw-msgpack-sqlite")
+# Every system, in table order.
+SYSTEM_ORDER = (*LW, "floor", "pycrdt", "pycrdt-sqlite")
 
 
 def fmt(value: Any) -> str:
@@ -51,15 +55,16 @@ def table(results: Results, systems: Sequence[str]) -> str:
 
 
 def ratio_tables(results: Results, systems: Sequence[str]) -> str:
-    """livewidgets / floor and livewidgets / pycrdt for every comparable metric.
+    """livewidgets / floor, livewidgets / pycrdt and livewidgets-with-SQLite /
+    pycrdt-sqlite (durable store against durable store) for every comparable metric.
 
     A ratio is always ``livewidgets value / other value``; ✓ marks livewidgets
     being better (higher throughput, lower latency, ...).
     """
     out = []
-    lw = [s for s in LW if s in systems]
-    for baseline in ("floor", "pycrdt"):
-        if baseline not in systems:
+    for baseline, compared in (("floor", LW), ("pycrdt", LW), ("pycrdt-sqlite", LW_SQLITE)):
+        lw = [s for s in compared if s in systems]
+        if baseline not in systems or not lw:
             continue
         rows = []
         for m in results.metrics.values():
@@ -148,22 +153,30 @@ def targets(
             "floor",
             lambda r: r <= 1.5,
         )
-    # Better than pycrdt-websocket on every metric it supports.
+    # Better than pycrdt-websocket on every metric it supports, like for like: the
+    # memory stores against pycrdt (in-memory rooms), the SQLite stores against
+    # pycrdt-sqlite (a SQLiteYStore per room). Results without pycrdt-sqlite (older
+    # runs, --systems) compare the SQLite stores with pycrdt, and say so.
+    has_ystore = any(
+        isinstance(m.values.get("pycrdt-sqlite"), (int, float)) for m in results.metrics.values()
+    )
+    sqlite_base = "pycrdt-sqlite" if has_ystore else "pycrdt"
+    pairs = [(s, "pycrdt") for s in LW_MEMORY] + [(s, sqlite_base) for s in LW_SQLITE]
     losses, wins, total = [], 0, 0
     for m in results.metrics.values():
         if m.unit == "x" or not m.compare:
             continue
-        for s in LW:
-            b = m.beats(s, "pycrdt")
+        for s, base in pairs:
+            b = m.beats(s, base)
             if b is None:
                 continue
             total += 1
             if b:
                 wins += 1
             else:
-                losses.append(f"{s} on '{m.label}' ({m.ratio(s, 'pycrdt'):.2f}x)")
+                losses.append(f"{s} on '{m.label}' ({m.ratio(s, base):.2f}x)")
     if total:
-        evidence = f"{wins}/{total} comparisons won"
+        evidence = f"{wins}/{total} comparisons won (memory vs pycrdt, SQLite vs {sqlite_base})"
         if losses:
             evidence += "; lost: " + "; ".join(losses)
         verdicts.append(
@@ -200,6 +213,7 @@ _COLORS = {
     "lw-msgpack-sqlite": "#98df8a",
     "floor": "#7f7f7f",
     "pycrdt": "#d62728",
+    "pycrdt-sqlite": "#ff9896",
 }
 
 
@@ -327,18 +341,7 @@ def main() -> None:
     for m in data["metrics"]:
         metric = Metric(**m)
         results.metrics[(metric.scenario, metric.key)] = metric
-    systems = [
-        s
-        for s in (
-            "lw-json-mem",
-            "lw-msgpack-mem",
-            "lw-json-sqlite",
-            "lw-msgpack-sqlite",
-            "floor",
-            "pycrdt",
-        )
-        if any(s in m.values for m in results.metrics.values())
-    ]
+    systems = [s for s in SYSTEM_ORDER if any(s in m.values for m in results.metrics.values())]
     print(table(results, systems))
     print()
     print(ratio_tables(results, systems))
