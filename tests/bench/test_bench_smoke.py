@@ -11,9 +11,11 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 SCENARIOS = ("fanout", "throughput", "idle", "join", "e2e", "text", "durability")
-# One livewidgets variant per codec and store, the floor, and pycrdt-websocket when it
-# is installed (the bench skips it otherwise).
-SYSTEMS = ("lw-json-mem", "lw-msgpack-sqlite", "floor", "pycrdt")
+# One livewidgets variant per codec and store, the floor, and pycrdt-websocket without
+# and with its SQLite store when it is installed (the bench skips it otherwise).
+SYSTEMS = ("lw-json-mem", "lw-msgpack-sqlite", "floor", "pycrdt", "pycrdt-sqlite")
+# What pycrdt-sqlite runs (all but idle), when installed.
+YSTORE_SCENARIOS = ("fanout", "throughput", "join", "e2e", "text", "durability")
 
 
 @pytest.mark.timeout(150)
@@ -50,4 +52,20 @@ def test_bench_smoke_runs_every_scenario(tmp_path: Path) -> None:
         or isinstance(m["values"].get("lw-msgpack-sqlite"), (int, float))
     }
     assert measured == set(SCENARIOS)
+    if any("pycrdt-sqlite" in m["values"] for m in data["metrics"]):
+        ystore = {
+            m["scenario"]
+            for m in data["metrics"]
+            if isinstance(m["values"].get("pycrdt-sqlite"), (int, float))
+        }
+        assert ystore == set(YSTORE_SCENARIOS), output
+        # The join from the store ran, and the store had every update of the history.
+        join = {
+            m["key"]: m["values"].get("pycrdt-sqlite")
+            for m in data["metrics"]
+            if m["scenario"] == "join"
+        }
+        assert isinstance(join["ms@100-unloaded"], (int, float))
+        build = data["raw"]["join_build"]["pycrdt-sqlite@100"]
+        assert build["committed"] >= build["ops"] and build["store_errors"] == 0
     assert "| scenario | metric |" in (tmp_path / "smoke.md").read_text()
