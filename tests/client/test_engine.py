@@ -202,6 +202,29 @@ async def test_oversized_write_is_rejected_not_resent_forever(
         await abandon(a)
 
 
+async def test_oversized_write_in_a_burst_keeps_the_others_in_order(
+    relay_factory: RelayFactory, connect: Connect
+) -> None:
+    """An oversized write refused while a burst is being written straight to the socket:
+    its rollback does not disturb the writes around it (sent once each, in order)."""
+    relay = await relay_factory(max_frame_size=2048)
+    a = await connect(relay.url)
+    b = await connect(relay.url)
+    before = a.set("n", 0)
+    big = a.set("big", "x" * 4096)
+    after = [a.set("n", i) for i in range(1, 6)]
+    try:
+        with pytest.raises(OpRejected):
+            await asyncio.wait_for(big, 1000 * MS)
+        versions = [await asyncio.wait_for(ack, TIMEOUT) for ack in (before, *after)]
+        assert versions == sorted(versions) and len(set(versions)) == 6
+        await eventually(lambda: b.get("n") == 5, what="the last write at b")
+        assert a.get("big") is None and b.get("big") is None
+    finally:
+        await abandon(a)
+        await abandon(b)
+
+
 # --- presence -----------------------------------------------------------------------
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -476,3 +477,31 @@ def test_sync_writes_from_many_threads(
     eventually_sync(lambda: b.version == 400)
     assert b.state == a.state
     assert all(b.get(f"by/{who}") == list(range(50)) for who in range(4))
+
+
+def test_sync_burst_with_a_refused_oversized_text_edit(
+    background: Background,
+    sync_connect: Callable[..., Session],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """From a user thread: a text edit over the frame limit, then small edits queued
+    behind it (one text op per path in flight). The big one is refused while the burst
+    is written; its rollback releases the next edit, which is written exactly once."""
+    a = sync_connect(background.relay.url)
+    b = sync_connect(background.relay.url)
+    text = a.text("doc")
+    # Keep a's loop busy so the whole burst is handed over at once (deterministic).
+    loop = a._engine._loop
+    assert loop is not None
+    started = threading.Event()
+    loop.call_soon_threadsafe(lambda: (started.set(), time.sleep(0.2)))
+    started.wait(TIMEOUT)
+    big = text.insert(0, "x" * (1 << 20))  # over the relay's 1 MiB frame limit
+    small = [text.insert(0, ch) for ch in "abc"]
+    with pytest.raises(OpRejected):
+        big.result(TIMEOUT)
+    for ack in small:
+        ack.result(TIMEOUT)
+    eventually_sync(lambda: b.get("doc") == a.get("doc") == "cba")
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert not errors, errors  # e.g. the loop's "Exception in callback"

@@ -446,21 +446,27 @@ class Engine:
         if ws is None or codec is None or self._writing:
             return
         transport = ws.transport
-        while self._outbox and ws.protocol.state is State.OPEN:
-            if ws.send_in_progress is not None:
-                return
-            if transport.get_write_buffer_size() > _DIRECT_WRITE_LIMIT:
-                return
-            message = self._outbox[0]
-            data = codec.encode(message)
-            if not self._too_large(message, data):
+        # Also keeps this loop the only writer if a rollback below (_too_large
+        # dispatches events) queues more frames and re-enters through the hand-off.
+        self._writing = True
+        try:
+            while self._outbox and ws.protocol.state is State.OPEN:
+                if ws.send_in_progress is not None:
+                    return
+                if transport.get_write_buffer_size() > _DIRECT_WRITE_LIMIT:
+                    return
+                message = self._outbox.popleft()
+                data = codec.encode(message)
+                if self._too_large(message, data):
+                    continue
                 if codec.binary:
                     ws.protocol.send_binary(data)
                 else:
                     ws.protocol.send_text(data)
                 ws.send_data()
                 self.metrics.sent(data)
-            self._outbox.popleft()
+        finally:
+            self._writing = False
 
     def _too_large(self, message: Any, frame: bytes | str) -> bool:
         """Refuse locally an op the relay would close the connection for (1009).
