@@ -434,3 +434,15 @@ def test_text_older_than_window_is_a_conflict() -> None:
     _rejected(room.submit("b", 1, 1, [TextOp(path="t", delta=[2, "!"])]), ErrorCode.CONFLICT)
     # Non-text ops from the same old base do not need history.
     _accepted(room.submit("b", 2, 1, [IncrementOp(path="n")]))
+
+
+def test_text_delta_not_spanning_the_base_is_rejected_not_raised() -> None:
+    """A stale-based text op whose delta does not span the text at its base cannot be
+    transformed: the client is told (invalid_op); the room is not failed by it."""
+    room = _room()
+    room.submit("a", 1, 0, [SetOp(path="t", value="abc")])
+    room.submit("a", 2, 1, [TextOp(path="t", delta=[3, "d"])])
+    outcome = room.submit("b", 1, 1, [TextOp(path="t", delta=[5, "x"])])
+    rejected = _rejected(outcome, ErrorCode.INVALID_OP)
+    assert rejected.path == "t"
+    assert room.state == {"t": "abcd"} and room.version == 2

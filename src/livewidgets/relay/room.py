@@ -35,6 +35,7 @@ from ..state.ops import (
     touched_paths,
 )
 from ..state.rebase import TextReplaced, transform_ops
+from ..state.text import TextOpError
 
 __all__ = [
     "DEFAULT_MAX_STATE_BYTES",
@@ -216,6 +217,11 @@ class RoomCore:
             ops = self._rebase(client_id, base_version, ops)
         except TextReplaced as exc:
             return Rejected(ErrorCode.CONFLICT, str(exc), exc.path, *self._current(exc.path))
+        except TextOpError as exc:
+            # A delta that does not span the text at base_version cannot be transformed
+            # over the concurrent ones: the client's mistake, not the room's.
+            path = next(op.path for op in ops if op.__struct_config__.tag == "text")
+            return Rejected(ErrorCode.INVALID_OP, str(exc), path)
         for op in ops:
             if op.if_version is not None:
                 changed = self.clock.changed_at(op.path)
