@@ -12,13 +12,19 @@ broadcast, which flushes them first so that a cursor never arrives after an edit
 made after it. One ``presence`` message then carries many changes: N joins cost
 each member a few frames instead of N (docs/protocol.md "Presence").
 
+With a store shared by several relays (Redis), two more steps exist, still pure:
+:meth:`RoomHub.apply_remote` applies entries another relay committed and broadcasts
+them to every local member, and :meth:`RoomHub.redo` takes back a round the store
+refused (another relay appended first) and runs its submissions again after the
+other relay's entries. Presence stays local to each relay.
+
 Members are opaque handles (the relay's connections); the hub only reads their
 ``client_id`` and ``user``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, Literal, Protocol, TypeVar
 
@@ -163,6 +169,63 @@ class RoomHub(Generic[M]):
         """Entries accepted since the last call, in version order: persist them next."""
         entries, self._unsaved = self._unsaved, []
         return entries
+
+    @property
+    def has_unsaved(self) -> bool:
+        """Entries were accepted that :meth:`take_unsaved` has not handed out yet."""
+        return bool(self._unsaved)
+
+    # --- shared stores: entries from other relays, refused rounds ---------------------
+
+    def apply_remote(self, entries: Iterable[LogEntry]) -> list[Send[M]]:
+        """Entries another relay sequenced and committed, in version order: apply each
+        (RoomCore.apply_entry) and broadcast it to every member. Deliver at once: they
+        are durable already."""
+        sends: list[Send[M]] = []
+        members = tuple(self.members)
+        for entry in entries:
+            self.core.apply_entry(entry)
+            if members:
+                sends.append(Send(members, _broadcast(self.name, entry)))
+        return sends
+
+    def redo(
+        self,
+        commands: Sequence[Command[M]],
+        sends: list[list[Send[M]]],
+        remote: Iterable[LogEntry],
+    ) -> list[Send[M]]:
+        """The store refused the round: another relay committed ``remote`` first.
+
+        The round was opened with ``core.begin_round()`` and its commands' sends are
+        ``sends`` (one list per command, not delivered yet). Take the round back, apply
+        ``remote`` and run the round's submissions (Submit, ResetRoom) again, against the
+        newer state: text ops are transformed over the remote entries, ``if_version``
+        checked against them, resends deduplicated. ``sends`` is updated in place with
+        the new answers of those commands (deliver after committing the new entries);
+        the returned sends go before them: the round's other sends (joins, presence),
+        which are not run again, then the remote entries' broadcasts. A new round is
+        open on return, so this can be repeated if the next commit is refused too.
+
+        Joins must not follow an accepted submission in the round (the shell commits
+        first): a join's catch-up must hold committed entries only.
+        """
+        self.core.rollback_round()
+        self._unsaved = []
+        before: list[Send[M]] = []
+        for index, command in enumerate(commands):
+            if isinstance(command, Submit | ResetRoom):
+                # Their answers are made again; presence flushed with them still goes.
+                before.extend(s for s in sends[index] if isinstance(s.message, PresenceUpdate))
+            else:
+                before.extend(sends[index])
+            sends[index] = []
+        before.extend(self.apply_remote(remote))
+        self.core.begin_round()
+        for index, command in enumerate(commands):
+            if isinstance(command, Submit | ResetRoom):
+                sends[index] = self.handle(command)
+        return before
 
     @property
     def presence_waiting(self) -> bool:

@@ -6,6 +6,11 @@ broadcasting it (docs/protocol.md "Durability"). Everything the sequencer needs
 to resume after a restart (version, log tail, dedupe table, snapshot) is what the
 store keeps (relay.store.RoomRecord).
 
+With a store shared by several relays (Redis), a room's core also takes entries
+sequenced elsewhere (:meth:`RoomCore.apply_entry`) and can take back a round the
+store refused (:meth:`RoomCore.begin_round` / :meth:`RoomCore.rollback_round`), so
+the shell can re-run that round's submissions after the other relay's entries.
+
 The core also bounds the size of the room's state (:data:`DEFAULT_MAX_STATE_BYTES`):
 it keeps the exact length of the state's JSON encoding up to date from each op's
 change alone (:func:`size_delta`), never re-encoding the whole state per op.
@@ -131,6 +136,25 @@ class CatchUp:
     last_seq: int = 0
 
 
+@dataclass(slots=True)
+class _Round:
+    """What a round changed, to take it back (RoomCore.rollback_round)."""
+
+    version: int
+    state: dict[str, Any]
+    state_bytes: int
+    ops_since_snapshot: int
+    # Entries appended to the window, and those the appends pushed out of it (oldest first).
+    appended: int = 0
+    evicted: list[LogEntry] = field(default_factory=list)
+    # client_id -> its dedupe value before the round (None: absent), first change only.
+    dedupe: dict[str, tuple[int, int] | None] = field(default_factory=dict)
+    # Changes to the remembered rejections: (key, value before or None), in order.
+    rejected: list[tuple[tuple[str, int], Rejected | None]] = field(default_factory=list)
+    # PathClock.record's undo log.
+    clock: list[tuple[Any, ...]] = field(default_factory=list)
+
+
 class RoomCore:
     """Sequencer state of one room; call :meth:`submit` for each op, in arrival order.
 
@@ -154,6 +178,8 @@ class RoomCore:
         # Recently rejected resends: (client_id, seq) -> outcome, so a resend is answered alike.
         self._rejected: OrderedDict[tuple[str, int], Rejected] = OrderedDict()
         self.ops_since_snapshot = 0
+        # The open round's undo log (begin_round), None outside rounds.
+        self._round: _Round | None = None
         self.max_state_bytes = (
             DEFAULT_MAX_STATE_BYTES if max_state_bytes is None else max_state_bytes
         )
@@ -170,11 +196,96 @@ class RoomCore:
 
     def _advance(self, entry: LogEntry) -> None:
         self.version = entry.version
-        self.clock.record((p for op in entry.ops for p in touched_paths(op)), entry.version)
+        paths = (p for op in entry.ops for p in touched_paths(op))
+        round_ = self._round
+        if round_ is None:
+            self.clock.record(paths, entry.version)
+        else:
+            self.clock.record(paths, entry.version, round_.clock)
+            if len(self.window) == self.window.maxlen:
+                round_.evicted.append(self.window[0])
+            round_.appended += 1
         self.window.append(entry)
-        if entry.client_seq > self.dedupe.get(entry.client_id, (0, 0))[0]:
-            self.dedupe[entry.client_id] = (entry.client_seq, entry.version)
+        # ``>=``: an entry sequenced by another relay may carry a seq this core refused
+        # (the client resent it there); the accepted entry wins.
+        if entry.client_seq >= self.dedupe.get(entry.client_id, (0, 0))[0]:
+            self._set_dedupe(entry.client_id, (entry.client_seq, entry.version))
         self.ops_since_snapshot += 1
+
+    def _set_dedupe(self, client_id: str, value: tuple[int, int]) -> None:
+        round_ = self._round
+        if round_ is not None and client_id not in round_.dedupe:
+            round_.dedupe[client_id] = self.dedupe.get(client_id)
+        self.dedupe[client_id] = value
+
+    # --- entries sequenced elsewhere, and rounds a shared store refused ---------------
+
+    def apply_entry(self, entry: LogEntry) -> None:
+        """Apply an entry another relay sequenced and committed, at exactly version + 1.
+
+        It was valid against the same state there, so it is applied unchecked, like a
+        logged entry on load; state size, path clock, window and dedupe follow it.
+        Raises ValueError if it does not continue this core's version.
+        """
+        if entry.version != self.version + 1:
+            raise ValueError(
+                f"entry version {entry.version} does not continue the room at {self.version}"
+            )
+        state, size = self.state, self.state_bytes
+        for op in entry.ops:
+            after = apply_op(state, op)
+            size += size_delta(state, after, op)
+            state = after
+        self.state, self.state_bytes = state, size
+        key = (entry.client_id, entry.client_seq)
+        if key in self._rejected:
+            self._note_rejected(key)
+            del self._rejected[key]
+        self._advance(entry)
+
+    def begin_round(self) -> None:
+        """Start logging changes so that :meth:`rollback_round` can take them back."""
+        if self._round is not None:
+            raise RuntimeError("a round is already open")
+        self._round = _Round(self.version, self.state, self.state_bytes, self.ops_since_snapshot)
+
+    def end_round(self) -> None:
+        """Keep the round's changes (they are committed); forget the undo log."""
+        self._round = None
+
+    def rollback_round(self) -> None:
+        """Take back everything since :meth:`begin_round`: version, state, state size,
+        path clock, window, dedupe table and remembered rejections are as they were.
+
+        (A remembered rejection that a change pushed out of its bounded cache stays
+        out; it only answers resends.)
+        """
+        round_ = self._round
+        if round_ is None:
+            raise RuntimeError("no round is open")
+        self._round = None
+        self.version, self.state = round_.version, round_.state
+        self.state_bytes, self.ops_since_snapshot = round_.state_bytes, round_.ops_since_snapshot
+        PathClock.rollback(round_.clock)
+        for _ in range(min(round_.appended, len(self.window))):
+            self.window.pop()
+        # A long round may have pushed out its own first entries too: restore the older.
+        older = [e for e in round_.evicted if e.version <= round_.version]
+        self.window.extendleft(reversed(older))
+        for client_id, value in round_.dedupe.items():
+            if value is None:
+                del self.dedupe[client_id]
+            else:
+                self.dedupe[client_id] = value
+        for key, rejected in reversed(round_.rejected):
+            if rejected is None:
+                self._rejected.pop(key, None)
+            else:
+                self._rejected[key] = rejected
+
+    def _note_rejected(self, key: tuple[str, int]) -> None:
+        if self._round is not None:
+            self._round.rejected.append((key, self._rejected.get(key)))
 
     def submit(
         self, client_id: str, client_seq: int, base_version: int, ops: Sequence[Op]
@@ -185,7 +296,7 @@ class RoomCore:
             return self._answer_resend(client_id, client_seq, last_seq, last_version)
         outcome = self._check_and_apply(client_id, base_version, ops)
         if isinstance(outcome, Rejected):
-            self.dedupe[client_id] = (client_seq, 0)
+            self._set_dedupe(client_id, (client_seq, 0))
             self._remember_reject(client_id, client_seq, outcome)
             return outcome
         entry = LogEntry(self.version + 1, client_id, client_seq, outcome)
@@ -201,7 +312,7 @@ class RoomCore:
         last_seq, last_version = self.dedupe.get(client_id, (0, 0))
         if client_seq <= last_seq:
             return self._answer_resend(client_id, client_seq, last_seq, last_version)
-        self.dedupe[client_id] = (client_seq, 0)
+        self._set_dedupe(client_id, (client_seq, 0))
         self._remember_reject(client_id, client_seq, rejected)
         return rejected
 
@@ -311,6 +422,7 @@ class RoomCore:
     def _remember_reject(
         self, client_id: str, seq: int, outcome: Rejected, limit: int = 1024
     ) -> None:
+        self._note_rejected((client_id, seq))
         self._rejected[(client_id, seq)] = outcome
         while len(self._rejected) > limit:
             self._rejected.popitem(last=False)

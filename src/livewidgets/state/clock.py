@@ -34,17 +34,45 @@ class PathClock:
     def __init__(self) -> None:
         self._root = _Node()
 
-    def record(self, paths: Iterable[str], version: int) -> None:
-        """Note that the values at ``paths`` changed at ``version``."""
+    def record(
+        self, paths: Iterable[str], version: int, undo: list[tuple[Any, ...]] | None = None
+    ) -> None:
+        """Note that the values at ``paths`` changed at ``version``.
+
+        With ``undo``, append to it what :meth:`rollback` needs to take the change back
+        (the sequencer undoes a round that a shared store refused, relay.room).
+        """
         for path in paths:
             node = self._root
+            if undo is not None:
+                undo.append((node, node.own, node.below, node.children))
             node.below = version
             for segment in parse_path(path):
-                node = node.children.setdefault(segment, _Node())
+                child = node.children.get(segment)
+                if child is None:
+                    child = node.children[segment] = _Node()
+                    if undo is not None:
+                        undo.append((node.children, segment))
+                elif undo is not None:
+                    undo.append((child, child.own, child.below, child.children))
+                node = child
                 node.below = version
             node.own = version
             # Everything below was replaced too; its older history no longer matters.
-            node.children.clear()
+            # (A new dict, not clear(): an undo record may hold the old one.)
+            if node.children:
+                node.children = {}
+
+    @staticmethod
+    def rollback(undo: list[tuple[Any, ...]]) -> None:
+        """Take back every :meth:`record` logged in ``undo`` (newest first); empties it."""
+        while undo:
+            item = undo.pop()
+            if len(item) == 2:
+                children, segment = item
+                del children[segment]
+            else:
+                node, node.own, node.below, node.children = item
 
     def changed_at(self, path: str) -> int:
         """The last version that changed the value at ``path`` (0 if never)."""
