@@ -138,9 +138,7 @@ def _fingerprint(core: RoomCore) -> tuple[Any, ...]:
 
 @FAST
 @given(first=submissions(), second=submissions(), window=st.integers(2, 6))
-def test_rollback_round_restores_the_core(
-    first: list[Sub], second: list[Sub], window: int
-) -> None:
+def test_rollback_round_restores_the_core(first: list[Sub], second: list[Sub], window: int) -> None:
     """submit(first); begin; submit(second); rollback == submit(first) alone, and the
     core answers the second round the same way when it is run again."""
     core = RoomCore(RoomRecord("r"), window=window)

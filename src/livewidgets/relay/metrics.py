@@ -79,6 +79,17 @@ class RelayMetrics:
             "Connections closed because their send queue overflowed",
             registry=r,
         )
+        self.store_conflicts = Counter(
+            "livewidgets_store_conflicts",
+            "Appends a shared store refused because another relay appended first "
+            "(the round was redone after its entries)",
+            registry=r,
+        )
+        self.remote_entries = Counter(
+            "livewidgets_remote_entries",
+            "Entries other relays committed, applied and broadcast here (shared store)",
+            registry=r,
+        )
         self.commit_seconds = Histogram(
             "livewidgets_commit_seconds", "Store append latency of one group commit", registry=r
         )

@@ -17,11 +17,30 @@ the store, then loops:
 If the store fails (or the core hits a bug) the room's in-memory state may be
 ahead of what is durable, so the room is dropped: its connections are closed with
 1011 and resume by delta against a freshly loaded room, resending unacked ops.
+
+With a store several relays share (:class:`~.store.WatchableStore`: Redis), other
+relays append to the room too (docs/protocol.md "Scale-out"):
+
+* **catch-up**: the store reports heads (live pub/sub, plus a poll as a safety
+  net); when one is ahead of the room, the next round first reads the missing
+  entries, applies them and broadcasts them to every member here (they are
+  committed already). A round also catches up first when a client joins or
+  submits against a version this relay has not reached (it came from another
+  relay). A gap the store no longer holds fails the room (1011; clients resume).
+* **conflict**: when the store refuses a round's append (another relay appended
+  first), nothing of the round was delivered yet. The round is taken back
+  (RoomCore.rollback_round), the other relay's entries are read and applied, the
+  round's submissions run again against the newer state (RoomHub.redo) and are
+  committed again, up to ``max_conflicts`` times in a row before the room fails.
+  Joins and presence are not run twice: a join never follows an accepted op in a
+  round (the round is cut there and the join waits for the next one), so every
+  catch-up a joiner gets holds committed entries only.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import deque
@@ -32,10 +51,10 @@ from ..protocol.codec import Codec
 from ..protocol.codes import CloseCode
 from ..protocol.messages import Ack, Reject
 from .framing import data_frame
-from .hub import Command, Member, RoomHub, Send
+from .hub import Command, JoinRoom, Member, RoomHub, Send, Submit
 from .metrics import RelayMetrics
 from .room import LogEntry, RoomCore
-from .store import Store, StoreError
+from .store import Store, StoreConflict, StoreError, Unwatch, WatchableStore
 
 __all__ = ["Framed", "Peer", "RoomRunner", "deliver"]
 
@@ -116,9 +135,20 @@ class RoomRunner(Generic[P]):
         max_batch: int = 1024,
         presence_interval: float = 0.0,
         max_state_bytes: int | None = None,
+        max_conflicts: int = 32,
+        read_chunk: int = 1000,
     ) -> None:
         self.name = name
         self._store = store
+        # A store other relays write too: watch it, catch up, redo refused rounds.
+        self._shared = isinstance(store, WatchableStore)
+        self._unwatch: Unwatch | None = None
+        # A head ahead of the room was reported (or may exist): catch up next round.
+        self._behind = False
+        # Refused appends of one round in a row before the room fails.
+        self._max_conflicts = max_conflicts
+        # Entries per read_log call while catching up.
+        self._read_chunk = read_chunk
         self._snapshot_every = snapshot_every
         self._max_delta = max_delta
         # Bound on the room's encoded state (RoomCore; None: its default).
@@ -176,7 +206,14 @@ class RoomRunner(Generic[P]):
             record = await self._store.load(self.name)
             core = RoomCore(record, max_state_bytes=self._max_state_bytes)
             hub = self._hub = RoomHub[P](core, max_delta=self._max_delta)
+            if self._shared:
+                assert isinstance(self._store, WatchableStore)
+                self._unwatch = await self._store.watch(self.name, self._head_reported)
+                # Entries appended between the load and the watch: look once.
+                self._behind = True
             while (batch := await self._next_batch()) is not None:
+                if self._shared:
+                    await self._catch_up(hub, batch)
                 await self._process(hub, batch)
                 if not hub.members and not self._inbox:
                     break  # idle: unload; the store holds everything
@@ -187,6 +224,16 @@ class RoomRunner(Generic[P]):
             if self._presence_timer is not None:
                 self._presence_timer.cancel()
             self._on_exit(self)
+            if self._unwatch is not None:
+                with contextlib.suppress(Exception):
+                    await self._unwatch()
+
+    def _head_reported(self, head: int) -> None:
+        """The shared store's head for this room (another relay's append, or ours)."""
+        hub = self._hub
+        if hub is not None and head > hub.core.version and not self._finished:
+            self._behind = True
+            self._wake.set()
 
     async def _next_batch(self) -> list[Command[P]] | None:
         """Everything queued (up to max_batch), waiting for at least one; None when
@@ -194,7 +241,7 @@ class RoomRunner(Generic[P]):
         while not self._inbox:
             if self._stopping:
                 return None
-            if self._presence_due_now():
+            if self._presence_due_now() or self._behind:
                 return []
             self._wake.clear()
             await self._wake.wait()
@@ -203,10 +250,14 @@ class RoomRunner(Generic[P]):
 
     async def _process(self, hub: RoomHub[P], batch: list[Command[P]]) -> None:
         self._batch = batch
-        sends = [send for command in batch for send in hub.handle(command)]
-        entries = hub.take_unsaved()
-        if entries:
-            await self._commit(entries)
+        if self._shared:
+            sends = await self._process_shared(hub, batch)
+            batch = self._batch
+        else:
+            sends = [send for command in batch for send in hub.handle(command)]
+            entries = hub.take_unsaved()
+            if entries:
+                await self._commit(entries)
         if hub.presence_waiting:
             sends.extend(self._presence_sends(hub))
         deliver(sends)
@@ -215,6 +266,78 @@ class RoomRunner(Generic[P]):
             command.member.command_done()
         self._batch = []
         await self._maybe_snapshot(hub)
+
+    # --- shared stores: catch-up and refused appends ----------------------------------
+
+    async def _process_shared(self, hub: RoomHub[P], batch: list[Command[P]]) -> list[Send[P]]:
+        """Handle and commit a round on a shared store, redoing it if the append is
+        refused; the round's sends, in order (not delivered yet)."""
+        hub.core.begin_round()
+        groups: list[list[Send[P]]] = []
+        for index, command in enumerate(batch):
+            if hub.has_unsaved and isinstance(command, JoinRoom):
+                # A joiner's catch-up must hold committed entries only, and a redo must
+                # not run a join twice: commit first, the join opens the next round.
+                self._inbox.extendleft(reversed(batch[index:]))
+                batch = self._batch = batch[:index]
+                break
+            groups.append(hub.handle(command))
+        before: list[Send[P]] = []
+        entries = hub.take_unsaved()
+        conflicts = 0
+        while entries:
+            try:
+                await self._commit(entries)
+                break
+            except StoreConflict as exc:
+                conflicts += 1
+                if conflicts > self._max_conflicts:
+                    raise
+                self._metrics.store_conflicts.inc()
+                start = entries[0].version - 1  # the room's version when the round began
+                remote = await self._read_after(start, exc.head)
+                self._metrics.remote_entries.inc(len(remote))
+                before += hub.redo(batch, groups, remote)
+                entries = hub.take_unsaved()
+        hub.core.end_round()
+        before.extend(send for group in groups for send in group)
+        return before
+
+    async def _catch_up(self, hub: RoomHub[P], batch: list[Command[P]]) -> None:
+        """Apply and broadcast what other relays committed, if the store reported a
+        newer head or a command names a version this relay has not reached."""
+        version = hub.core.version
+        if not self._behind and not any(_ahead(command, version) for command in batch):
+            return
+        self._behind = False
+        entries = await self._read_after(version, None)
+        if entries:
+            self._metrics.remote_entries.inc(len(entries))
+            sends = hub.apply_remote(entries)
+            deliver(sends)
+            self._metrics.observe_messages(send.message for send in sends)
+
+    async def _read_after(self, version: int, head: int | None) -> list[LogEntry]:
+        """Every stored entry after ``version`` (up to ``head`` at least, if given).
+
+        Raises StoreError when the store no longer holds the next entry (compacted
+        behind a snapshot): this relay lagged too far and must reload the room."""
+        entries: list[LogEntry] = []
+        while True:
+            chunk = await self._store.read_log(self.name, version, self._read_chunk)
+            if chunk and chunk[0].version != version + 1:
+                break
+            entries += chunk
+            if chunk:
+                version = chunk[-1].version
+            if len(chunk) < self._read_chunk:
+                if head is None or version >= head:
+                    return entries
+                break
+        raise StoreError(
+            f"room {self.name!r}: entries after version {version} are no longer in the "
+            "store's log (compacted); reloading the room"
+        )
 
     def _presence_due_now(self) -> bool:
         hub = self._hub
@@ -275,3 +398,13 @@ class RoomRunner(Generic[P]):
             peer.close(CloseCode.INTERNAL_ERROR, "room failed; reconnect and resume")
         for command in pending:
             command.member.command_done()
+
+
+def _ahead(command: Command[Any], version: int) -> bool:
+    """The command comes from a client that saw a version after ``version`` (on another
+    relay): catching up first spares it a snapshot or a refused base_version."""
+    if isinstance(command, Submit):
+        return command.base_version > version
+    if isinstance(command, JoinRoom):
+        return command.since is not None and command.since > version
+    return False

@@ -13,6 +13,10 @@ can implement it without touching the room core:
   relays that both think they own a room cannot both write version N.
 * Durability is the store's job: when ``append`` returns, the entries and the
   dedupe updates derived from them are committed in one transaction.
+* A shared store also implements :class:`WatchableStore`: ``watch`` tells a relay
+  when another one moved a room's head, so it can read the new entries
+  (``read_log``) and broadcast them to its own clients (relay.runner). Single-relay
+  stores (memory, SQLite) do not: nobody else writes their rooms.
 
 Backends: ``memory://`` (tests, demos; nothing survives the process),
 ``sqlite:///relative/path.db`` or ``sqlite:////absolute/path.db`` (the embedded
@@ -24,17 +28,20 @@ power-loss durability for latency), and ``redis://host:port/db``
 from __future__ import annotations
 
 import urllib.parse
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 from ..room import LogEntry, RoomRecord
 
 __all__ = [
+    "HeadCallback",
     "LogEntry",
     "RoomRecord",
     "Store",
     "StoreConflict",
     "StoreError",
+    "Unwatch",
+    "WatchableStore",
     "check_continues",
     "open_store",
 ]
@@ -45,7 +52,14 @@ class StoreError(Exception):
 
 
 class StoreConflict(StoreError):
-    """``append`` entries do not continue the stored log (another writer got there first)."""
+    """``append`` entries do not continue the stored log (another writer got there first).
+
+    ``head``: the stored head the entries failed to continue, when the store knows it.
+    """
+
+    def __init__(self, message: str, head: int | None = None) -> None:
+        super().__init__(message)
+        self.head = head
 
 
 @runtime_checkable
@@ -87,21 +101,47 @@ class Store(Protocol):
         ...
 
 
+# Called with a room's stored head version (on the event loop; must not block).
+HeadCallback = Callable[[int], None]
+# Stops a watch (idempotent).
+Unwatch = Callable[[], Awaitable[None]]
+
+
+@runtime_checkable
+class WatchableStore(Store, Protocol):
+    """A store several relays share: it reports heads moved by any of them."""
+
+    async def watch(self, room: str, callback: HeadCallback) -> Unwatch:
+        """Call ``callback(head)`` when ``room``'s stored head may have moved, until the
+        returned coroutine function is awaited.
+
+        Heads come live (soon after each append, the watcher's own included, possibly
+        out of order or repeated) and, as a safety net, from a periodic poll: a head
+        stored at time t is reported by t + the poll interval at the latest, even when
+        a live notice was lost. The callback compares with what it has.
+        """
+        ...
+
+
 def check_continues(head: int, entries: Sequence[LogEntry]) -> None:
     """Raise StoreConflict unless ``entries`` are head+1, head+2, ...."""
     for offset, entry in enumerate(entries, start=1):
         if entry.version != head + offset:
             raise StoreConflict(
-                f"entry version {entry.version} does not continue the log at {head + offset - 1}"
+                f"entry version {entry.version} does not continue the log at {head + offset - 1}",
+                head if offset == 1 else None,
             )
 
 
 def open_store(url: str) -> Store:
-    """Open a store from a URL: ``memory://`` or ``sqlite:///path/to/rooms.db``.
+    """Open a store from a URL: ``memory://``, ``sqlite:///path/to/rooms.db`` or
+    ``redis://host:6379/0``.
 
     ``sqlite:///rooms.db`` is relative to the working directory and
     ``sqlite:////var/lib/rooms.db`` is absolute (as in SQLAlchemy URLs);
     ``?synchronous=normal`` skips the fsync per commit (see relay.store.sqlite).
+    Redis URLs take ``?prefix=lw``, ``?keep_log=1000`` and ``?poll_interval=1``
+    (see relay.store.redis) besides redis-py's own options.
     """
     if url == "memory://":
         from .memory import MemoryStore

@@ -8,27 +8,49 @@ one slot and the scripts stay atomic):
 ``lw:{room}:log``       zset  msgpack [version, client_id, client_seq, ops], score = version
 ``lw:{room}:dedupe``    hash  client_id -> "highest_client_seq its_version"
 ``lw:{room}:snapshot``  hash  version, state, clock (msgpack)
+``lw:{room}:events``    chan  pub/sub: the new head after each append
 ======================  ====  ===================================================
 
 ``append`` is one Lua script: it refuses entries that do not continue the stored
 head (StoreConflict: another relay wrote first), then adds the entries, raises the
-dedupe table and moves the head, atomically. Durability is Redis's: an ack means
-Redis accepted the write; run Redis with ``appendonly yes`` and
-``appendfsync always`` for the same crash guarantee as the SQLite store.
+dedupe table, moves the head and PUBLISHes the new head on the room's channel,
+atomically. Durability is Redis's: an ack means Redis accepted the write; run Redis
+with ``appendonly yes`` and ``appendfsync always`` for the same crash guarantee as
+the SQLite store.
+
+Scale-out (docs/protocol.md "Durability"): several relays may serve one room. Each
+sequences its own clients' ops against its copy of the room and appends them; the
+conditional append keeps one total order per room. :meth:`RedisStore.watch` tells a
+relay that the head moved, from one pub/sub connection per store (subscribed to the
+channels of the rooms it has loaded) and, since pub/sub is at-most-once (a dropped
+connection loses messages), from a poll of the watched heads every
+``poll_interval`` seconds: a relay hears of every head within that bound. It then
+reads the entries it lacks with ``read_log``. A snapshot keeps the last
+``keep_log`` entries before it in the log, so a relay that lags by up to that many
+entries behind a compaction still reads its gap instead of having to reload.
+
+Options, as keyword arguments or in the URL's query (``redis://h:6379/0?prefix=t``):
+``prefix`` (key namespace, default ``lw``), ``keep_log`` (default 1000) and
+``poll_interval`` (seconds, default 1).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
+import urllib.parse
 from collections.abc import Sequence
 from typing import Any
 
 import msgspec
 from redis.asyncio import Redis
+from redis.asyncio.client import PubSub
 from redis.exceptions import RedisError
 
 from ...state.ops import Op
 from ..room import LogEntry, RoomRecord
-from . import StoreConflict, StoreError, check_continues
+from . import HeadCallback, StoreConflict, StoreError, Unwatch, check_continues
 
 __all__ = ["RedisStore"]
 
@@ -37,14 +59,18 @@ _decode_entry = msgspec.msgpack.Decoder(tuple[int, str, int, list[Op]]).decode
 _decode_state = msgspec.msgpack.Decoder(dict[str, Any]).decode
 _decode_any = msgspec.msgpack.Decoder().decode
 
-# KEYS: head, log, dedupe. ARGV: expected head, new head, n entries, then per entry
-# (version, blob), then per client (client_id, seq, version); dedupe values are
-# "seq version" and only ever rise. Returns the stored head on conflict, else -1.
+_logger = logging.getLogger("livewidgets.relay.store.redis")
+
+# KEYS: head, log, dedupe. ARGV: expected head, new head, n entries, events channel,
+# then per entry (version, blob), then per client (client_id, seq, version); dedupe
+# values are "seq version" and only ever rise. Returns the stored head on conflict,
+# else -1. The PUBLISH is part of the script: no append goes unannounced (to the
+# subscribers connected then).
 _APPEND = """
 local head = tonumber(redis.call('GET', KEYS[1]) or '0')
 if head ~= tonumber(ARGV[1]) then return head end
 local n = tonumber(ARGV[3])
-local i = 4
+local i = 5
 for _ = 1, n do
   redis.call('ZADD', KEYS[2], ARGV[i], ARGV[i + 1])
   i = i + 2
@@ -58,11 +84,13 @@ while i <= #ARGV do
   i = i + 3
 end
 redis.call('SET', KEYS[1], ARGV[2])
+redis.call('PUBLISH', ARGV[4], ARGV[2])
 return -1
 """
 
-# KEYS: head, log, snapshot. ARGV: version, state, clock. Returns 0 ok, 1 older
-# (ignored), -1 ahead of the head.
+# KEYS: head, log, snapshot. ARGV: version, state, clock, entries to keep before the
+# snapshot (for relays catching up). Returns 0 ok, 1 older (ignored), -1 ahead of
+# the head.
 _SNAPSHOT = """
 local head = tonumber(redis.call('GET', KEYS[1]) or '0')
 local current = tonumber(redis.call('HGET', KEYS[3], 'version') or '0')
@@ -70,24 +98,50 @@ local version = tonumber(ARGV[1])
 if version <= current then return 1 end
 if version > head then return -1 end
 redis.call('HSET', KEYS[3], 'version', version, 'state', ARGV[2], 'clock', ARGV[3])
-redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', version)
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', version - tonumber(ARGV[4]))
 return 0
 """
 
 
 class RedisStore:
-    """The :class:`~livewidgets.relay.store.Store` protocol on Redis (redis-py asyncio).
+    """The :class:`~livewidgets.relay.store.WatchableStore` protocol on Redis (redis-py
+    asyncio).
 
-    ``prefix`` namespaces the keys (several deployments, or tests, on one Redis).
+    ``prefix`` namespaces the keys (several deployments, or tests, on one Redis);
+    ``keep_log`` entries stay in the log before each snapshot; ``poll_interval``
+    bounds how late a watcher hears of a head whose live notice was lost. Each
+    defaults to the URL's query option of that name, else ``lw``, 1000 and 1.0.
     """
 
-    def __init__(self, url: str, *, prefix: str = "lw") -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        prefix: str | None = None,
+        keep_log: int | None = None,
+        poll_interval: float | None = None,
+    ) -> None:
+        url, options = _split_options(url)
         self.url = url
-        self.prefix = prefix
+        self.prefix = prefix if prefix is not None else options.get("prefix", "lw")
+        self.keep_log = keep_log if keep_log is not None else int(options.get("keep_log", 1000))
+        self.poll_interval = (
+            poll_interval if poll_interval is not None else float(options.get("poll_interval", 1.0))
+        )
+        if not self.prefix or self.keep_log < 0 or not 0 < self.poll_interval < float("inf"):
+            raise ValueError("redis store: need a prefix, keep_log >= 0, poll_interval > 0")
         self._closed = False
         self._redis: Redis = Redis.from_url(url)
         self._append = self._redis.register_script(_APPEND)
         self._snapshot = self._redis.register_script(_SNAPSHOT)
+        # Watching: room -> callbacks; channel -> room for the subscribed channels; one
+        # pub/sub connection and one reader task per store, made on the first watch.
+        self._watchers: dict[str, list[HeadCallback]] = {}
+        self._subscribed: dict[str, str] = {}
+        self._pubsub: PubSub | None = None
+        self._reader: asyncio.Task[None] | None = None
+        self._subscribing = asyncio.Lock()
+        self._resubscribed = asyncio.Event()
 
     def _keys(self, room: str) -> tuple[str, str, str, str]:
         if self._closed:
@@ -95,14 +149,17 @@ class RedisStore:
         base = f"{self.prefix}:{{{room}}}"
         return f"{base}:head", f"{base}:log", f"{base}:dedupe", f"{base}:snapshot"
 
+    def _channel(self, room: str) -> str:
+        return f"{self.prefix}:{{{room}}}:events"
+
     async def load(self, room: str) -> RoomRecord:
         _, log_key, dedupe_key, snapshot_key = self._keys(room)
         try:
             async with self._redis.pipeline(transaction=True) as pipe:
                 pipe.hgetall(snapshot_key)
-                pipe.zrangebyscore(log_key, "-inf", "+inf")
+                pipe.zrangebyscore(log_key, "-inf", "+inf", withscores=True)
                 pipe.hgetall(dedupe_key)
-                snapshot, blobs, dedupe = await pipe.execute()
+                snapshot, scored, dedupe = await pipe.execute()
         except RedisError as exc:
             raise StoreError(f"redis: {exc}") from exc
         record = RoomRecord(room)
@@ -110,7 +167,9 @@ class RedisStore:
             record.snapshot_version = int(snapshot[b"version"])
             record.snapshot_state = _decode_state(snapshot[b"state"])
             record.snapshot_clock = _decode_any(snapshot[b"clock"])
-        record.log = [e for e in map(_entry, blobs) if e.version > record.snapshot_version]
+        # The log keeps keep_log entries before the snapshot (for catching-up relays).
+        after = record.snapshot_version
+        record.log = [_entry(blob) for blob, score in scored if score > after]
         record.dedupe = {cid.decode(): _seq_version(value) for cid, value in dedupe.items()}
         return record
 
@@ -120,7 +179,7 @@ class RedisStore:
         head_key, log_key, dedupe_key, _ = self._keys(room)
         first, last = entries[0].version, entries[-1].version
         check_continues(first - 1, entries)  # consecutive among themselves; Lua checks the head
-        args: list[bytes | str | int] = [first - 1, last, len(entries)]
+        args: list[bytes | str | int] = [first - 1, last, len(entries), self._channel(room)]
         for entry in entries:
             blob = _encode((entry.version, entry.client_id, entry.client_seq, list(entry.ops)))
             args += [entry.version, blob]
@@ -132,7 +191,9 @@ class RedisStore:
         except RedisError as exc:
             raise StoreError(f"redis: {exc}") from exc
         if int(result) != -1:
-            raise StoreConflict(f"entry version {first} does not continue the log at {result}")
+            raise StoreConflict(
+                f"entry version {first} does not continue the log at {result}", int(result)
+            )
 
     async def read_log(self, room: str, after: int, limit: int) -> list[LogEntry]:
         _, log_key, _, _ = self._keys(room)
@@ -148,7 +209,7 @@ class RedisStore:
         self, room: str, version: int, state: dict[str, Any], clock_data: Any
     ) -> None:
         head_key, log_key, _, snapshot_key = self._keys(room)
-        args: list[bytes | int] = [version, _encode(state), _encode(clock_data)]
+        args: list[bytes | int] = [version, _encode(state), _encode(clock_data), self.keep_log]
         try:
             result = await self._snapshot(keys=[head_key, log_key, snapshot_key], args=args)
         except RedisError as exc:
@@ -156,10 +217,124 @@ class RedisStore:
         if int(result) == -1:
             raise StoreConflict(f"snapshot at {version} is ahead of the log head")
 
+    # --- watching heads (WatchableStore) ---------------------------------------------
+
+    async def watch(self, room: str, callback: HeadCallback) -> Unwatch:
+        self._keys(room)  # refuses when closed
+        self._watchers.setdefault(room, []).append(callback)
+        if self._reader is None:
+            self._reader = asyncio.create_task(self._listen(), name="livewidgets redis watch")
+        try:
+            await self._sync_subscription(room)
+        except RedisError as exc:
+            # Not fatal: the poll still reports this room's head; it retries the SUBSCRIBE.
+            _logger.warning("redis: cannot subscribe to room %r yet: %s", room, exc)
+
+        async def unwatch() -> None:
+            callbacks = self._watchers.get(room, [])
+            if callback in callbacks:
+                callbacks.remove(callback)
+                if not callbacks:
+                    del self._watchers[room]
+            with contextlib.suppress(RedisError):
+                await self._sync_subscription(room)
+
+        return unwatch
+
+    async def _sync_subscription(self, room: str) -> None:
+        """Subscribe to the room's channel if it is watched, else unsubscribe."""
+        async with self._subscribing:
+            if self._closed:
+                return
+            channel = self._channel(room)
+            if room in self._watchers and channel not in self._subscribed:
+                if self._pubsub is None:
+                    self._pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
+                await self._pubsub.subscribe(channel)
+                self._subscribed[channel] = room
+                self._resubscribed.set()
+            elif room not in self._watchers and channel in self._subscribed:
+                del self._subscribed[channel]
+                assert self._pubsub is not None
+                await self._pubsub.unsubscribe(channel)
+
+    async def _listen(self) -> None:
+        """Relay published heads to the watchers; poll every head each poll_interval."""
+        loop = asyncio.get_running_loop()
+        next_poll = loop.time() + self.poll_interval
+        while not self._closed:
+            try:
+                wait = max(0.0, next_poll - loop.time())
+                if self._subscribed and self._pubsub is not None:
+                    message = await self._pubsub.get_message(
+                        ignore_subscribe_messages=True, timeout=wait
+                    )
+                    if message is not None and message.get("type") == "message":
+                        self._published(message)
+                else:  # nothing subscribed yet: wait for a subscription or the poll
+                    self._resubscribed.clear()
+                    with contextlib.suppress(asyncio.TimeoutError):
+                        await asyncio.wait_for(self._resubscribed.wait(), wait)
+                if loop.time() >= next_poll:
+                    next_poll = loop.time() + self.poll_interval
+                    await self._poll()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # a lost connection: redis-py reconnects, resubscribes
+                if self._closed:
+                    return
+                _logger.warning("redis: watching rooms: %s; polling until it recovers", exc)
+                await asyncio.sleep(min(self.poll_interval, 0.5))
+                next_poll = loop.time()  # messages may have been lost: poll now
+
+    def _published(self, message: dict[str, Any]) -> None:
+        channel = message["channel"]
+        room = self._subscribed.get(channel.decode() if isinstance(channel, bytes) else channel)
+        if room is not None:
+            self._notify(room, int(message["data"]))
+
+    async def _poll(self) -> None:
+        rooms = list(self._watchers)
+        if not rooms:
+            return
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for room in rooms:
+                pipe.get(self._keys(room)[0])
+            heads = await pipe.execute()
+        for room, head in zip(rooms, heads, strict=True):
+            self._notify(room, int(head or 0))
+        for room in rooms:  # a SUBSCRIBE that failed before
+            if room in self._watchers and self._channel(room) not in self._subscribed:
+                await self._sync_subscription(room)
+
+    def _notify(self, room: str, head: int) -> None:
+        for callback in list(self._watchers.get(room, ())):
+            try:
+                callback(head)
+            except Exception:  # a watcher's bug must not stop the others' notices
+                _logger.exception("redis: head callback for room %r failed", room)
+
     async def close(self) -> None:
         if not self._closed:
             self._closed = True
+            if self._reader is not None:
+                self._reader.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._reader
+            if self._pubsub is not None:
+                with contextlib.suppress(RedisError, OSError):
+                    await self._pubsub.aclose()  # type: ignore[no-untyped-call]
             await self._redis.aclose()
+
+
+def _split_options(url: str) -> tuple[str, dict[str, str]]:
+    """The URL without this store's own query options, and those options."""
+    parts = urllib.parse.urlsplit(url)
+    ours = {"prefix", "keep_log", "poll_interval"}
+    query = urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
+    options = {k: v for k, v in query if k in ours}
+    rest = urllib.parse.urlencode([(k, v) for k, v in query if k not in ours])
+    return urllib.parse.urlunsplit(parts._replace(query=rest)), options
 
 
 def _seq_version(value: bytes) -> tuple[int, int]:
