@@ -257,3 +257,78 @@ async def test_writers_on_two_relays_converge(prefix: str, tmp_path: Path) -> No
             f"({total / elapsed:.0f} ops/s); append races redone: {conflicts}"
         )
         assert sum(conflicts) > 0, "the test never made the relays race"
+
+
+# --- (c) one relay dies ----------------------------------------------------------------
+
+
+async def _pusher(session: lwa.AsyncSession, name: str, count: int, window: int) -> set[int]:
+    """Push 0..count-1 onto ``items/<name>``, ``window`` in flight; the acked versions."""
+    versions: set[int] = set()
+    in_flight: list[Any] = []
+    for i in range(count):
+        in_flight.append(session.push(f"items/{name}", i))
+        if len(in_flight) >= window:
+            versions.add(await asyncio.wait_for(in_flight.pop(0), 6 * TIMEOUT))
+        if i % 10 == 0:
+            await asyncio.sleep(0.002)  # spread the load over the kill
+    for ack in in_flight:
+        versions.add(await asyncio.wait_for(ack, 6 * TIMEOUT))
+    return versions
+
+
+async def test_killing_one_relay_loses_nothing(prefix: str, tmp_path: Path) -> None:
+    """kill -9 relay A while four writers (two per relay) push: B's clients carry on
+    undisturbed; A's clients reconnect to B (pointed there by hand) and resend what
+    was not acked; B acks resends A had committed as duplicates. Every writer's list
+    ends as exactly 0..N-1: nothing lost, nothing applied twice, one order."""
+    log = tmp_path / "relays.log"
+    count = 300
+    async with (
+        relay_process(prefix, log) as (process_a, url_a),
+        relay_process(prefix, log) as (_, url_b),
+    ):
+        urls = [url_a, url_b, url_a, url_b]
+        sessions = [
+            await lwa.connect(url, "crash", f"p{i}", backoff=FAST) for i, url in enumerate(urls)
+        ]
+        setup = [
+            {await asyncio.wait_for(s.set(f"items/p{i}", []), TIMEOUT)}
+            for i, s in enumerate(sessions)
+        ]
+        writers = [
+            asyncio.create_task(_pusher(s, f"p{i}", count, window=8))
+            for i, s in enumerate(sessions)
+        ]
+        # Kill A once the writers are well under way (bounded wait).
+        await wait_until(
+            lambda: min(len(s.get(f"items/p{i}", [])) for i, s in enumerate(sessions)) >= 60,
+            20.0,
+            "the writers to get going",
+        )
+        process_a.kill()  # SIGKILL, this process only
+        await process_a.wait()
+        killed_at = [len(s.get(f"items/p{i}", [])) for i, s in enumerate(sessions)]
+        for session in sessions[0::2]:
+            session._engine.url = url_b  # by hand: the client knows one URL
+        results = await asyncio.wait_for(asyncio.gather(*writers), 30.0)
+        head = max(max(r) for r in results)
+        await wait_until(
+            lambda: all(s.version >= head and s.pending == 0 for s in sessions),
+            10.0,
+            "every client at the head",
+        )
+        state = sessions[1].state
+        assert all(s.state == state for s in sessions)
+        for i in range(len(sessions)):
+            assert state["items"][f"p{i}"] == list(range(count)), f"writer p{i}"
+        stored = await stored_log(prefix, "crash")
+        assert len(stored) == sessions[0].version == 4 + 4 * count
+        check_log(stored, {s.client_id: results[i] | setup[i] for i, s in enumerate(sessions)})
+        for session in sessions[1::2]:
+            assert session.metrics["successes"] == 1, "a client of the surviving relay dropped"
+        for session in sessions[0::2]:
+            assert session.metrics["successes"] == 2
+        print(f"killed A with the writers at {killed_at} of {count}")
+        for session in sessions:
+            await session.close()
