@@ -39,7 +39,8 @@ def _add_relay(subparsers: Subparsers) -> None:
     parser.add_argument(
         "--store",
         default="sqlite:///rooms.db",
-        help="memory:// or sqlite:///path/to/rooms.db (default: %(default)s)",
+        help="memory://, sqlite:///path/to/rooms.db or redis://host:6379/0 (shared by "
+        "several relays; ?prefix=, ?poll_interval=, ?keep_log=) (default: %(default)s)",
     )
     parser.add_argument(
         "--snapshot-every",

@@ -66,8 +66,9 @@ class Relay:
 
     Use ``async with Relay(...) as relay:`` or ``await relay.start()`` then
     ``await relay.stop()``. ``store`` is a URL (``memory://``,
-    ``sqlite:///rooms.db``; the relay opens and closes it) or a :class:`Store`
-    instance (the caller keeps ownership and closes it).
+    ``sqlite:///rooms.db``, ``redis://host:6379/0``; the relay opens and closes it)
+    or a :class:`Store` instance (the caller keeps ownership and closes it). Relays
+    on one Redis may serve the same rooms (docs/protocol.md "Scale-out").
 
     Limits: ``max_frame_size`` bytes per incoming frame (larger: close 1009);
     ``send_queue_limit`` frames / ``send_queue_bytes`` bytes queued per connection
