@@ -108,6 +108,27 @@ async def test_unsubscribe_stops_callbacks(relay: Relay, connect: Connect) -> No
     assert seen == [1]
 
 
+async def test_a_write_from_a_change_callback_keeps_seq_order(
+    relay: Relay, connect: Connect
+) -> None:
+    """A subscriber that writes (a derived value) while its own write is being
+    dispatched: both frames leave in client_seq order, so the relay applies both
+    (out of order, the first would look like a resend and be acked unapplied)."""
+    a = await connect(relay.url)
+    b = await connect(relay.url)
+    derived: list[Any] = []
+
+    def double(value: Any, path: str) -> None:
+        if value is not None and a.get("double") != 2 * value:
+            derived.append(a.set("double", 2 * value))
+
+    a.subscribe("x", double)
+    first = a.set("x", 21)
+    assert await asyncio.wait_for(first, TIMEOUT) >= 1
+    assert await asyncio.wait_for(derived[0], TIMEOUT) > await first
+    await eventually(lambda: b.get("double") == 42 and b.get("x") == 21, what="both at b")
+
+
 async def test_batch_is_atomic_for_another_client(relay: Relay, connect: Connect) -> None:
     """B's subscription sees each batch whole, once: never a partial batch."""
     a = await connect(relay.url)

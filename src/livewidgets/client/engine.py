@@ -316,7 +316,7 @@ class Engine:
             self._ws = None
             self.metrics.went_down(time.monotonic())
             with self._lock:
-                events = self.core.connection_lost()
+                events = self._stage(self.core.connection_lost())
             self._dispatch(events)
             if self.state == "connected":
                 self._set_state("disconnected", code=ws.close_code)
@@ -385,7 +385,7 @@ class Engine:
             with self._lock:  # our own ops come back with this origin
                 self.client_id = self.core.client_id = welcome.client_id
         with self._lock:
-            events = self.core.connection_opened(self.presence.snapshot())
+            events = self._stage(self.core.connection_opened(self.presence.snapshot()))
         self._dispatch(events)
         return True
 
@@ -405,7 +405,7 @@ class Engine:
         if getattr(message, "room", self.core.room) != self.core.room:
             return
         with self._lock:
-            events = self.core.receive(message, time.monotonic())
+            events = self._stage(self.core.receive(message, time.monotonic()))
         self._dispatch(events)
 
     def _on_error(self, error: Error) -> None:
@@ -484,7 +484,7 @@ class Engine:
             message=f"the op is {size} bytes encoded; the relay accepts at most {limit}",
         )
         with self._lock:
-            events = self.core.receive(reject, time.monotonic())
+            events = self._stage(self.core.receive(reject, time.monotonic()))
         self._dispatch(events)
         return True
 
@@ -511,7 +511,9 @@ class Engine:
                 return
             self.metrics.rtt_samples.append(latency)
             with self._lock:
-                events = self.core.tick(time.monotonic(), self.config.ack_timeout)
+                ticked = self.core.tick(time.monotonic(), self.config.ack_timeout)
+                resent = sum(isinstance(e, Send) for e in ticked)
+                events = self._stage(ticked)
                 went_idle = self.presence.check_idle()
             if went_idle:
                 self.events.emit(
@@ -519,7 +521,7 @@ class Engine:
                     {"client_id": self.client_id, "state": dict(self.presence.fields)},
                 )
                 self._schedule_presence()
-            self.metrics.retries += sum(isinstance(e, Send) for e in events)
+            self.metrics.retries += resent
             self._dispatch(events)
 
     # --- writes (any thread) ------------------------------------------------------
@@ -553,6 +555,7 @@ class Engine:
                 priority=priority,
                 now=time.monotonic(),
             )
+            events = self._stage(events)
         self._dispatch(events)
         return ack
 
@@ -595,8 +598,24 @@ class Engine:
 
     # --- events -------------------------------------------------------------------
 
+    def _stage(self, events: list[Event]) -> list[Event]:
+        """Under the engine lock: hand the core's frames over in the order it made them;
+        the other events are returned for :meth:`_dispatch` (outside the lock).
+
+        Staging outside the lock let two threads swap their frames on the way out: the
+        relay takes a lower client_seq after a higher one for a resend.
+        """
+        messages = [event.message for event in events if isinstance(event, Send)]
+        if not messages:
+            return events
+        with self._handoff_lock:
+            self._handoff.extend(messages)
+        return [event for event in events if not isinstance(event, Send)]
+
     def _dispatch(self, events: list[Event]) -> None:
-        """Act on core events, outside the lock (callbacks may write again)."""
+        """Act on core events, outside the lock (callbacks may write again); wake the
+        loop for frames staged by :meth:`_stage`."""
+        self._kick()
         sends = []
         for event in events:
             if isinstance(event, Send):
@@ -682,7 +701,12 @@ class Engine:
         """
         with self._handoff_lock:
             self._handoff.extend(messages)
-            if self._handoff_scheduled:
+        self._kick()
+
+    def _kick(self) -> None:
+        """Have the loop drain the hand-off (once per burst)."""
+        with self._handoff_lock:
+            if self._handoff_scheduled or not self._handoff:
                 return
             self._handoff_scheduled = True
         self._call_in_loop(self._drain_handoff)
