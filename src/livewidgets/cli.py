@@ -97,6 +97,14 @@ def _add_relay(subparsers: Subparsers) -> None:
         metavar="ORIGIN",
         help="browser Origin allowed to connect (glob; repeatable); default: any",
     )
+    security.add_argument(
+        "--allow-host",
+        action="append",
+        default=[],
+        metavar="HOST",
+        help="Host header the relay answers to, e.g. relay.example.org or 127.0.0.1:* "
+        "(glob; repeatable; refuses DNS-rebinding pages); default: any",
+    )
     security.add_argument("--certfile", metavar="PEM", help="TLS certificate chain: serve wss://")
     security.add_argument("--keyfile", metavar="PEM", help="TLS private key (with --certfile)")
     limits = Limits()
@@ -236,7 +244,9 @@ def _relay_security(args: argparse.Namespace) -> tuple[Any, Any]:
         ops_burst=2 * args.ops_rate if args.ops_rate else float("inf"),
         max_connections_per_ip=args.max_connections_per_ip,
     )
-    policy = SecurityPolicy(secret, allow_origins=args.allow_origin, limits=limits)
+    policy = SecurityPolicy(
+        secret, allow_origins=args.allow_origin, allow_hosts=args.allow_host, limits=limits
+    )
     context = None
     if args.certfile:
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)

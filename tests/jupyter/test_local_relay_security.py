@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import stat
 import subprocess
 import sys
@@ -223,6 +224,24 @@ def test_local_origin_passes_the_handshake_but_still_needs_a_token(
     token = local_relay.issue_local_token(relay, user="lab", room="r", role="read", ttl=60)
     with _raw(relay.url, origin) as ws:
         assert isinstance(_hello(ws, token), Welcome)
+
+
+def _http_status(url: str, path: str, host: str) -> int:
+    """Status of a plain GET to the relay with exactly this Host header."""
+    address, port = url.removeprefix("ws://").rsplit(":", 1)
+    with socket.create_connection((address, int(port)), timeout=10) as sock:
+        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
+        return int(sock.makefile("rb").readline().split()[1])
+
+
+def test_dns_rebinding_pages_cannot_read_health_or_metrics(relay: local_relay.RelayInfo) -> None:
+    """A page whose DNS name was rebound to 127.0.0.1 is same-origin with itself, so its
+    browser would let it read plain GETs: the relay answers only Hosts of this machine."""
+    port = relay.url.rsplit(":", 1)[1]
+    for path in ("/healthz", "/metrics"):
+        assert _http_status(relay.url, path, f"rebound.evil.example:{port}") == 403
+        assert _http_status(relay.url, path, f"127.0.0.1:{port}") == 200
+        assert _http_status(relay.url, path, f"localhost:{port}") == 200
 
 
 # --- this user's kernels and sessions ----------------------------------------------------

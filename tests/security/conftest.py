@@ -28,13 +28,20 @@ async def _abort_leftover_clients(relay_factory: RelayFactory) -> AsyncIterator[
 
 @pytest.fixture
 async def secure_relay_factory(relay_factory: RelayFactory) -> Any:
-    """``await secure_relay_factory(limits=Limits(...), allow_origins=[...], **relay_options)``:
+    """``await secure_relay_factory(limits=Limits(...), allow_origins=..., allow_hosts=...,
+    **relay_options)``:
     a relay that checks tokens signed with the suite's SECRET."""
 
     async def start(
-        *, limits: Limits | None = None, allow_origins: tuple[str, ...] = (), **options: Any
+        *,
+        limits: Limits | None = None,
+        allow_origins: tuple[str, ...] = (),
+        allow_hosts: tuple[str, ...] = (),
+        **options: Any,
     ) -> Relay:
-        policy = SecurityPolicy(SECRET, allow_origins=allow_origins, limits=limits)
+        policy = SecurityPolicy(
+            SECRET, allow_origins=allow_origins, allow_hosts=allow_hosts, limits=limits
+        )
         return await relay_factory(policy=policy, **options)
 
     return start

@@ -50,6 +50,36 @@ async def test_origin_allowlist(secure_relay_factory: object) -> None:
     await assert_serves(relay.url, token())  # no Origin header
 
 
+async def http_status(relay: Relay, path: str, host: str, origin: str | None = None) -> int:
+    """Status of a plain GET sent with exactly this Host (and Origin) header."""
+    reader, writer = await asyncio.open_connection(relay.host, relay.port)
+    lines = [f"GET {path} HTTP/1.1", f"Host: {host}", "Connection: close"]
+    if origin is not None:
+        lines.append(f"Origin: {origin}")
+    writer.write(("\r\n".join(lines) + "\r\n\r\n").encode())
+    status_line = await asyncio.wait_for(reader.readline(), TIMEOUT)
+    writer.close()
+    return int(status_line.split()[1])
+
+
+async def test_host_allowlist_refuses_dns_rebinding(secure_relay_factory: object) -> None:
+    """With a Host allowlist, a page whose DNS name was rebound to the relay's address
+    (its own name as Host) gets 403 for /metrics, /healthz and the handshake alike."""
+    relay: Relay = await secure_relay_factory(  # type: ignore[operator]
+        allow_hosts=("127.0.0.1:*", "localhost:*"), allow_origins=("http://localhost:*",)
+    )
+    port = relay.port
+    for path in ("/metrics", "/healthz", "/"):
+        assert await http_status(relay, path, f"rebound.evil.example:{port}") == 403
+        assert await http_status(relay, path, "") == 403
+    assert await http_status(relay, "/healthz", f"127.0.0.1:{port}") == 200
+    assert await http_status(relay, "/metrics", f"localhost:{port}") == 200
+    # A foreign page reading /metrics cross-origin sends its Origin: refused too.
+    origin = "https://evil.example"
+    assert await http_status(relay, "/metrics", f"127.0.0.1:{port}", origin) == 403
+    await assert_serves(relay.url, token())  # kernels: Host 127.0.0.1:port, no Origin
+
+
 async def test_unknown_subprotocol_is_refused_at_handshake(secure_relay: Relay) -> None:
     """Offering only unknown encodings fails the handshake; the relay keeps serving."""
     with pytest.raises(InvalidStatus) as refused:

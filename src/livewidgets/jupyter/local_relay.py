@@ -358,10 +358,11 @@ def _start(deadline: float) -> RelayInfo:
     store = f"sqlite:///{store_path}"
     log_path = runtime_dir() / LOG_FILE
     _private_store(store_path)
-    from ..relay.security import LOOPBACK_ORIGINS
+    from ..relay.security import LOOPBACK_HOSTS, LOOPBACK_ORIGINS
 
     secret = secrets.token_urlsafe(32)
-    origins = [arg for origin in LOOPBACK_ORIGINS for arg in ("--allow-origin", origin)]
+    allowlists = [arg for origin in LOOPBACK_ORIGINS for arg in ("--allow-origin", origin)]
+    allowlists += [arg for host in LOOPBACK_HOSTS for arg in ("--allow-host", host)]
     command = [
         sys.executable,
         "-m",
@@ -376,7 +377,7 @@ def _start(deadline: float) -> RelayInfo:
         # The "listening on" line is printed, not logged; keep the log file small.
         "--log-level",
         "warning",
-        *origins,
+        *allowlists,
     ]
     # Unbuffered, so the "listening on" line reaches the log file at once. The secret
     # goes in the environment: /proc/<pid>/environ is readable by this user only.

@@ -1,9 +1,10 @@
 """Plain HTTP on the relay's port: ``GET /healthz`` and ``GET /metrics``.
 
 Served from websockets' ``process_request`` hook, before any WebSocket handshake,
-so load balancers and Prometheus need no second port. Any other request without
-``Upgrade: websocket`` gets 404; upgrades go on to the policy's origin check and
-then the handshake.
+so load balancers and Prometheus need no second port. Every request first passes
+the policy's request check (Host and Origin allowlists: 403); then any other
+request without ``Upgrade: websocket`` gets 404, and upgrades go on to the
+handshake.
 """
 
 from __future__ import annotations
@@ -34,6 +35,9 @@ class HttpEndpoints:
         self._policy = policy
 
     def __call__(self, connection: ServerConnection, request: Request) -> Response | None:
+        denied = self._policy.check_request(request)
+        if denied is not None:
+            return connection.respond(HTTPStatus.FORBIDDEN, f"{denied.message}\n")
         path = request.path.partition("?")[0]
         if path == "/healthz":
             return self._healthz(connection)
@@ -41,9 +45,6 @@ class HttpEndpoints:
             return _respond(connection, HTTPStatus.OK, self._metrics.render(), CONTENT_TYPE_LATEST)
         if "websocket" not in request.headers.get("Upgrade", "").lower():
             return connection.respond(HTTPStatus.NOT_FOUND, "Not found: try /healthz or /metrics\n")
-        denied = self._policy.check_request(request)
-        if denied is not None:
-            return connection.respond(HTTPStatus.FORBIDDEN, f"{denied.message}\n")
         return None
 
     def _healthz(self, connection: ServerConnection) -> Response:

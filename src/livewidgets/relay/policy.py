@@ -63,7 +63,7 @@ class Policy(Protocol):
     """Decides who may connect, join, write and publish presence."""
 
     def check_request(self, request: Request) -> Denied | None:
-        """Before the WebSocket handshake; a denial becomes HTTP 403."""
+        """Before any HTTP answer (handshake, /healthz, /metrics); a denial is a 403."""
         ...
 
     def on_connect(self, address: str | None) -> Denied | None:

@@ -26,7 +26,14 @@ from ..protocol.messages import Hello
 from ..state.ops import Op
 from .policy import Denied, Principal
 
-__all__ = ["LOOPBACK_ORIGINS", "Limits", "SecurityPolicy", "TokenBucket", "origin_matches"]
+__all__ = [
+    "LOOPBACK_HOSTS",
+    "LOOPBACK_ORIGINS",
+    "Limits",
+    "SecurityPolicy",
+    "TokenBucket",
+    "origin_matches",
+]
 
 # Pages served from this machine, any port (the local relay's allowlist): a browser
 # page elsewhere cannot open the relay even though it can reach 127.0.0.1.
@@ -35,6 +42,12 @@ LOOPBACK_ORIGINS: tuple[str, ...] = tuple(
     for scheme in ("http", "https")
     for host in ("localhost", "127.0.0.1", "[::1]")
     for port in ("", ":*")
+)
+
+# Host headers naming this machine (the local relay's allowlist): a page whose DNS name
+# was rebound to 127.0.0.1 sends its own name as Host and is refused (DNS rebinding).
+LOOPBACK_HOSTS: tuple[str, ...] = tuple(
+    f"{host}{port}" for host in ("localhost", "127.0.0.1", "[::1]") for port in ("", ":*")
 )
 
 
@@ -112,12 +125,16 @@ class SecurityPolicy:
         secret: bytes | None = None,
         *,
         allow_origins: Sequence[str] = (),
+        allow_hosts: Sequence[str] = (),
         limits: Limits | None = None,
     ) -> None:
         self.secret = secret
         # Origin globs, e.g. "https://hub.example.org", "http://localhost:*".
         self.allow_origins = list(allow_origins)
         self._origin_patterns = [_origin_pattern(allowed) for allowed in self.allow_origins]
+        # Host header globs, e.g. "relay.example.org", "127.0.0.1:*"; empty: any Host.
+        self.allow_hosts = list(allow_hosts)
+        self._host_patterns = [_origin_pattern(allowed) for allowed in self.allow_hosts]
         self.limits = limits or Limits()
         self._states: dict[int, _ConnectionState] = {}
         # user -> rate state, shared by that user's connections (see _Rates).
@@ -130,7 +147,13 @@ class SecurityPolicy:
     # --- Policy hooks -------------------------------------------------------------
 
     def check_request(self, request: Request) -> Denied | None:
-        """Browsers send Origin; refuse the ones not allowed (kernels send none)."""
+        """Every HTTP request (handshakes, /healthz, /metrics): a Host outside the
+        allowlist is refused (DNS rebinding), then an Origin outside its allowlist
+        (browsers send Origin; kernels send none)."""
+        if self._host_patterns:
+            host = request.headers.get("Host", "")
+            if not any(pattern.fullmatch(host) for pattern in self._host_patterns):
+                return Denied(ErrorCode.FORBIDDEN, f"host {host[:128]!r} is not allowed")
         origin = request.headers.get("Origin")
         if origin is None or not self.allow_origins:
             return None
