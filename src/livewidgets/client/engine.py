@@ -18,7 +18,7 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -118,7 +118,7 @@ class Engine:
 
     def __init__(
         self,
-        url: str,
+        url: str | Sequence[str],
         room: str,
         *,
         user: str = "",
@@ -126,7 +126,12 @@ class Engine:
         client_id: str | None = None,
         config: EngineConfig | None = None,
     ) -> None:
-        self.url = url
+        # Relays serving the same rooms (a shared store, docs/protocol.md "Scale-out"):
+        # after a failed or lost connection the next attempt goes to the next one.
+        self.urls = [url] if isinstance(url, str) else list(url)
+        if not self.urls:
+            raise ValueError("connect needs at least one relay URL")
+        self.url = self.urls[0]
         self.user = user
         self.token = token
         self.config = config or EngineConfig()
@@ -246,11 +251,18 @@ class Engine:
             if self.config.max_attempts is not None and failures >= self.config.max_attempts:
                 self.events.emit("reconnect_failed", {"attempts": failures})
                 break
+            self._next_url()
             delay = next(delays)
             self.attempt += 1
             self._set_state("reconnecting", attempt=self.attempt, delay=delay)
             await asyncio.sleep(delay)
         self._finish()
+
+    def _next_url(self) -> None:
+        """Fail over: the next attempt goes to the next relay of ``urls`` (round robin)."""
+        if len(self.urls) > 1:
+            index = self.urls.index(self.url) if self.url in self.urls else -1
+            self.url = self.urls[(index + 1) % len(self.urls)]
 
     def _delays(self) -> Iterator[float]:
         return self.config.backoff.delays(self.config.rng)

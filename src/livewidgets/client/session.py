@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import threading
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -355,14 +355,14 @@ class AsyncSession(SessionAPI):
 
 
 def _engine(
-    url: str,
+    url: str | Sequence[str],
     room: str,
     user: str | None,
     token: str | None,
     client_id: str | None,
     options: dict[str, Any],
 ) -> Engine:
-    if token is None and options.get("token_refresh") is None:
+    if token is None and options.get("token_refresh") is None and isinstance(url, str):
         local = _local_relay_credentials(url, room, user)
         if local is not None:
             token, options["token_refresh"] = local
@@ -390,7 +390,7 @@ def _local_relay_credentials(
 
 
 def connect(
-    url: str,
+    url: str | Sequence[str],
     room: str,
     user: str | None = None,
     token: str | None = None,
@@ -401,6 +401,9 @@ def connect(
     **options: Any,
 ) -> Session:
     """Join ``room`` on the relay at ``url``; blocks until joined when ``wait``.
+
+    ``url`` may list several relays that serve the same rooms (one Redis store): after
+    a failed or lost connection the next attempt goes to the next relay.
 
     ``options`` are :class:`EngineConfig` fields (backoff, max_attempts, heartbeat_interval,
     heartbeat_timeout, ack_timeout, max_pending, binary, ssl, ...).
@@ -423,7 +426,7 @@ def connect(
 
 
 async def connect_async(
-    url: str,
+    url: str | Sequence[str],
     room: str,
     user: str | None = None,
     token: str | None = None,
