@@ -16,7 +16,17 @@ With a store shared by several relays (Redis), two more steps exist, still pure:
 :meth:`RoomHub.apply_remote` applies entries another relay committed and broadcasts
 them to every local member, and :meth:`RoomHub.redo` takes back a round the store
 refused (another relay appended first) and runs its submissions again after the
-other relay's entries. Presence stays local to each relay.
+other relay's entries.
+
+Presence can span relays too (``share_presence=True``): the hub then collects its
+local members' presence changes for the shell to publish (:meth:`RoomHub.take_outgoing`)
+and merges other relays' published presence as **remote entries**
+(:meth:`RoomHub.apply_remote_presence`, :meth:`RoomHub.expire_remote_presence`).
+A remote entry is owned by the relay that published it and only that relay's
+``null`` (or its full table without it, or its TTL) removes it; a client's local
+entry wins over remote ones, and among several owners of one client_id (a client
+that moved between relays) the one whose state changed last is shown. What the
+local members see goes through the same coalescing as local changes.
 
 Members are opaque handles (the relay's connections); the hub only reads their
 ``client_id`` and ``user``.
@@ -57,6 +67,16 @@ __all__ = [
 # The client_id under which the relay logs the entries it makes itself (admin resets).
 # It cannot pass the hello schema's client_id pattern, so no client can claim it.
 RESET_ORIGIN = "@relay"
+
+
+@dataclass(slots=True)
+class _Remote:
+    """Another relay's presence entry for one client: its state, the stamp of its
+    last change (orders owners) and when it expires unless refreshed."""
+
+    state: dict[str, Any]
+    stamp: int
+    expires: float
 
 
 class Member(Protocol):
@@ -133,7 +153,9 @@ class Send(Generic[M]):
 class RoomHub(Generic[M]):
     """Routing state of one room: call :meth:`handle` for each command, in arrival order."""
 
-    def __init__(self, core: RoomCore, *, max_delta: int = 1000) -> None:
+    def __init__(
+        self, core: RoomCore, *, max_delta: int = 1000, share_presence: bool = False
+    ) -> None:
         self.core = core
         self.name = core.name
         # Longest catch-up served as broadcasts; beyond it a joiner gets a snapshot.
@@ -143,8 +165,15 @@ class RoomHub(Generic[M]):
         # client_id -> (the member that set it, stamped state). Keyed by client_id
         # because a reconnecting client replaces its old connection.
         self._presence: dict[str, tuple[M, dict[str, Any]]] = {}
-        # The same states without their owners, kept ready: every join sends it.
+        # What members see: the local state of each client, else its latest remote
+        # one, kept ready: every join sends it.
         self._table: dict[str, dict[str, Any]] = {}
+        # Other relays' entries: client_id -> relay id -> entry (share_presence only).
+        self._remote: dict[str, dict[str, _Remote]] = {}
+        self._stamp = 0
+        # Local changes not yet handed out for publishing (share_presence only).
+        self._share = share_presence
+        self._outgoing: dict[str, dict[str, Any] | None] = {}
         # Presence changes not yet told to the others: client_id -> (change number,
         # state or None: gone). Members that need a subset of them -> the number up to
         # which they know the changes already (0: all but their own).
@@ -229,8 +258,99 @@ class RoomHub(Generic[M]):
 
     @property
     def presence_waiting(self) -> bool:
-        """Presence changes wait for :meth:`flush_presence`."""
-        return bool(self._untold)
+        """Presence changes wait for :meth:`flush_presence` (or, shared, for
+        :meth:`take_outgoing`)."""
+        return bool(self._untold or self._outgoing)
+
+    # --- presence shared with other relays (share_presence) ---------------------------
+
+    def take_outgoing(self) -> dict[str, dict[str, Any] | None]:
+        """Local presence changes since the last call (client_id -> latest state, None:
+        gone): what this relay publishes to the others."""
+        outgoing, self._outgoing = self._outgoing, {}
+        return outgoing
+
+    def local_presence(self) -> dict[str, dict[str, Any]]:
+        """client_id -> state of the members connected here (this relay's full table)."""
+        return {client_id: state for client_id, (_, state) in self._presence.items()}
+
+    def apply_remote_presence(
+        self,
+        relay_id: str,
+        states: dict[str, dict[str, Any] | None],
+        now: float,
+        *,
+        ttl: float,
+        full: bool = False,
+    ) -> None:
+        """Merge presence published by relay ``relay_id``: a state sets (or refreshes)
+        its entry for the client until ``now + ttl``; None removes its entry (never
+        another relay's). ``full``: ``states`` is its whole table, so its entries for
+        clients not in it are removed. Changes of what members see join the untold
+        set (sent by :meth:`flush_presence`)."""
+        if full:
+            gone = [
+                client_id
+                for client_id, owners in self._remote.items()
+                if relay_id in owners and client_id not in states
+            ]
+            states = {**dict.fromkeys(gone), **states}
+        expires = now + ttl
+        for client_id, state in states.items():
+            owners = self._remote.get(client_id)
+            if state is None:
+                if owners is None or owners.pop(relay_id, None) is None:
+                    continue
+                if not owners:
+                    del self._remote[client_id]
+            else:
+                if owners is None:
+                    owners = self._remote[client_id] = {}
+                entry = owners.get(relay_id)
+                if entry is not None and entry.state == state:
+                    entry.expires = expires  # a heartbeat: same state, still there
+                    continue
+                self._stamp += 1
+                owners[relay_id] = _Remote(state, self._stamp, expires)
+            self._show(client_id, None)
+
+    def expire_remote_presence(self, now: float) -> None:
+        """Remove remote entries not refreshed in time (their relay died or lost
+        touch); what members see changes as if their owners had sent None."""
+        for client_id, owners in list(self._remote.items()):
+            stale = [relay for relay, entry in owners.items() if entry.expires <= now]
+            if not stale:
+                continue
+            for relay in stale:
+                del owners[relay]
+            if not owners:
+                del self._remote[client_id]
+            self._show(client_id, None)
+
+    def _visible(self, client_id: str) -> dict[str, Any] | None:
+        """The state members see for ``client_id``: local, else the latest remote."""
+        local = self._presence.get(client_id)
+        if local is not None:
+            return local[1]
+        owners = self._remote.get(client_id)
+        if not owners:
+            return None
+        return max(owners.values(), key=lambda entry: entry.stamp).state
+
+    def _show(self, client_id: str, member: M | None) -> None:
+        """Make the table hold what members should see for ``client_id`` and tell it,
+        unless unchanged (a local ``member``'s own change is always told, never to it)."""
+        state = self._visible(client_id)
+        if member is None and self._table.get(client_id) == state:
+            return
+        if state is None:
+            self._table.pop(client_id, None)
+        else:
+            self._table[client_id] = state
+        self._changes += 1
+        self._untold[client_id] = (self._changes, state)
+        if member is not None:
+            self._known.setdefault(member, 0)
 
     def flush_presence(self) -> list[Send[M]]:
         """``presence`` messages with every change since the last flush.
@@ -303,8 +423,10 @@ class RoomHub(Generic[M]):
         if owner is None or owner[0] is not member:
             return []
         del self._presence[member.client_id]
-        del self._table[member.client_id]
-        self._tell(member, None)
+        if self._share:
+            self._outgoing[member.client_id] = None
+        # Another relay's entry for this client (it moved there) shows through.
+        self._show(member.client_id, member)
         return []
 
     def _set_presence(self, command: SetPresence[M]) -> list[Send[M]]:
@@ -314,14 +436,10 @@ class RoomHub(Generic[M]):
         # The relay's idea of who the user is wins over what the client claims.
         state = {**command.state, "user": member.user}
         self._presence[member.client_id] = (member, state)
-        self._table[member.client_id] = state
-        self._tell(member, state)
+        if self._share:
+            self._outgoing[member.client_id] = state
+        self._show(member.client_id, member)
         return []
-
-    def _tell(self, member: M, state: dict[str, Any] | None) -> None:
-        self._changes += 1
-        self._untold[member.client_id] = (self._changes, state)
-        self._known.setdefault(member, 0)
 
     def _submit(self, command: Submit[M]) -> list[Send[M]]:
         member = command.member

@@ -17,6 +17,10 @@ can implement it without touching the room core:
   when another one moved a room's head, so it can read the new entries
   (``read_log``) and broadcast them to its own clients (relay.runner). Single-relay
   stores (memory, SQLite) do not: nobody else writes their rooms.
+* A shared store may also carry presence between relays (:class:`PresenceBus`:
+  Redis): each relay publishes its members' presence changes, a full table as a
+  heartbeat, and a sync request when it loads a room; the others merge them as
+  remote entries (relay.hub). With memory and SQLite presence stays in the relay.
 
 Backends: ``memory://`` (tests, demos; nothing survives the process),
 ``sqlite:///relative/path.db`` or ``sqlite:////absolute/path.db`` (the embedded
@@ -27,8 +31,10 @@ power-loss durability for latency), and ``redis://host:port/db``
 
 from __future__ import annotations
 
+import enum
 import urllib.parse
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 from ..room import LogEntry, RoomRecord
@@ -36,6 +42,10 @@ from ..room import LogEntry, RoomRecord
 __all__ = [
     "HeadCallback",
     "LogEntry",
+    "PresenceBus",
+    "PresenceCallback",
+    "PresenceKind",
+    "PresenceMessage",
     "RoomRecord",
     "Store",
     "StoreConflict",
@@ -120,6 +130,68 @@ class WatchableStore(Store, Protocol):
         stored at time t is reported by t + the poll interval at the latest, even when
         a live notice was lost. The callback compares with what it has.
         """
+        ...
+
+
+class PresenceKind(enum.IntEnum):
+    """What a presence message carries."""
+
+    CHANGES = 0  # client_id -> state or None (gone), since the sender's last message
+    FULL = 1  # the sender's whole table for the room (heartbeat, answer to SYNC, exit)
+    SYNC = 2  # the sender just loaded the room: everyone answer with FULL
+
+
+@dataclass(frozen=True, slots=True)
+class PresenceMessage:
+    """Presence one relay published for a room. ``ttl``: seconds its entries stay
+    without a refresh (the sender heartbeats well within it)."""
+
+    relay_id: str
+    kind: PresenceKind
+    ttl: float
+    states: dict[str, dict[str, Any] | None]
+
+
+# Called with each presence message published for a watched room, the watcher's own
+# included (on the event loop; must not block).
+PresenceCallback = Callable[[PresenceMessage], None]
+
+
+@runtime_checkable
+class PresenceBus(Protocol):
+    """A shared store that also relays presence between the relays serving a room.
+
+    Delivery is at-most-once and may lose messages; a sender's messages for a room
+    arrive in the order it published them. The heartbeat (a FULL message every
+    ``presence_heartbeat`` seconds while a relay has the room loaded) repairs losses;
+    entries expire ``presence_ttl`` seconds after their last refresh.
+    """
+
+    @property
+    def relay_id(self) -> str:
+        """This store's (relay process's) id in presence messages."""
+        ...
+
+    @property
+    def presence_heartbeat(self) -> float: ...
+
+    @property
+    def presence_ttl(self) -> float: ...
+
+    async def watch_presence(self, room: str, callback: PresenceCallback) -> Unwatch:
+        """Call ``callback`` with every presence message for ``room`` until unwatched."""
+        ...
+
+    def publish_presence(
+        self, room: str, kind: PresenceKind, states: dict[str, dict[str, Any] | None]
+    ) -> None:
+        """Queue a message for publishing, in order, without blocking (a bounded
+        outbox: when full, messages are dropped and the next FULL repairs)."""
+        ...
+
+    async def request_presence(self, room: str) -> int:
+        """Publish a SYNC for ``room`` now; how many subscribers received it (this
+        relay's own subscription included if it was active)."""
         ...
 
 

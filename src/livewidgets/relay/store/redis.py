@@ -9,6 +9,7 @@ one slot and the scripts stay atomic):
 ``lw:{room}:dedupe``    hash  client_id -> "highest_client_seq its_version"
 ``lw:{room}:snapshot``  hash  version, state, clock (msgpack)
 ``lw:{room}:events``    chan  pub/sub: the new head after each append
+``lw:{room}:presence``  chan  pub/sub: presence (msgpack [relay_id, kind, ttl, states])
 ======================  ====  ===================================================
 
 ``append`` is one Lua script: it refuses entries that do not continue the stored
@@ -29,9 +30,17 @@ reads the entries it lacks with ``read_log``. A snapshot keeps the last
 ``keep_log`` entries before it in the log, so a relay that lags by up to that many
 entries behind a compaction still reads its gap instead of having to reload.
 
+Presence (the :class:`~livewidgets.relay.store.PresenceBus` protocol) goes over the
+room's presence channel only, never into keys: each store has a random relay id;
+``publish_presence`` queues messages in a bounded outbox that one task publishes in
+order (a pipeline per burst), so a room never waits on Redis for presence; the
+watch's pub/sub connection and reader task deliver the messages of watched rooms.
+
 Options, as keyword arguments or in the URL's query (``redis://h:6379/0?prefix=t``):
-``prefix`` (key namespace, default ``lw``), ``keep_log`` (default 1000) and
-``poll_interval`` (seconds, default 1).
+``prefix`` (key namespace, default ``lw``), ``keep_log`` (default 1000),
+``poll_interval`` (seconds, default 1) and ``presence_heartbeat`` (seconds between
+a relay's full presence tables per room, default 2; entries expire after 3 times
+that without a refresh).
 """
 
 from __future__ import annotations
@@ -40,6 +49,8 @@ import asyncio
 import contextlib
 import logging
 import urllib.parse
+import uuid
+from collections import deque
 from collections.abc import Sequence
 from typing import Any
 
@@ -50,7 +61,16 @@ from redis.exceptions import RedisError
 
 from ...state.ops import Op
 from ..room import LogEntry, RoomRecord
-from . import HeadCallback, StoreConflict, StoreError, Unwatch, check_continues
+from . import (
+    HeadCallback,
+    PresenceCallback,
+    PresenceKind,
+    PresenceMessage,
+    StoreConflict,
+    StoreError,
+    Unwatch,
+    check_continues,
+)
 
 __all__ = ["RedisStore"]
 
@@ -58,6 +78,12 @@ _encode = msgspec.msgpack.Encoder().encode
 _decode_entry = msgspec.msgpack.Decoder(tuple[int, str, int, list[Op]]).decode
 _decode_state = msgspec.msgpack.Decoder(dict[str, Any]).decode
 _decode_any = msgspec.msgpack.Decoder().decode
+_decode_presence = msgspec.msgpack.Decoder(
+    tuple[str, int, float, dict[str, dict[str, Any] | None]]
+).decode
+
+# Presence messages queued at most (per store) before new ones are dropped.
+PRESENCE_OUTBOX = 4096
 
 _logger = logging.getLogger("livewidgets.relay.store.redis")
 
@@ -120,6 +146,7 @@ class RedisStore:
         prefix: str | None = None,
         keep_log: int | None = None,
         poll_interval: float | None = None,
+        presence_heartbeat: float | None = None,
     ) -> None:
         url, options = _split_options(url)
         self.url = url
@@ -128,8 +155,23 @@ class RedisStore:
         self.poll_interval = (
             poll_interval if poll_interval is not None else float(options.get("poll_interval", 1.0))
         )
-        if not self.prefix or self.keep_log < 0 or not 0 < self.poll_interval < float("inf"):
-            raise ValueError("redis store: need a prefix, keep_log >= 0, poll_interval > 0")
+        self.presence_heartbeat = (
+            presence_heartbeat
+            if presence_heartbeat is not None
+            else float(options.get("presence_heartbeat", 2.0))
+        )
+        if (
+            not self.prefix
+            or self.keep_log < 0
+            or not 0 < self.poll_interval < float("inf")
+            or not 0 < self.presence_heartbeat < float("inf")
+        ):
+            raise ValueError(
+                "redis store: need a prefix, keep_log >= 0, poll_interval > 0, "
+                "presence_heartbeat > 0"
+            )
+        self.presence_ttl = 3 * self.presence_heartbeat
+        self.relay_id = uuid.uuid4().hex[:16]
         self._closed = False
         self._redis: Redis = Redis.from_url(url)
         self._append = self._redis.register_script(_APPEND)
@@ -142,6 +184,13 @@ class RedisStore:
         self._reader: asyncio.Task[None] | None = None
         self._subscribing = asyncio.Lock()
         self._resubscribed = asyncio.Event()
+        # Presence: room -> callbacks; channel -> room; the outbox and its sender task.
+        self._presence_watchers: dict[str, list[PresenceCallback]] = {}
+        self._presence_subscribed: dict[str, str] = {}
+        self._outbox: deque[tuple[str, bytes]] = deque()
+        self._outbox_ready = asyncio.Event()
+        self._sender: asyncio.Task[None] | None = None
+        self.presence_dropped = 0
 
     def _keys(self, room: str) -> tuple[str, str, str, str]:
         if self._closed:
@@ -151,6 +200,9 @@ class RedisStore:
 
     def _channel(self, room: str) -> str:
         return f"{self.prefix}:{{{room}}}:events"
+
+    def _presence_channel(self, room: str) -> str:
+        return f"{self.prefix}:{{{room}}}:presence"
 
     async def load(self, room: str) -> RoomRecord:
         _, log_key, dedupe_key, snapshot_key = self._keys(room)
@@ -242,21 +294,28 @@ class RedisStore:
         return unwatch
 
     async def _sync_subscription(self, room: str) -> None:
-        """Subscribe to the room's channel if it is watched, else unsubscribe."""
+        """Subscribe to the room's channels that are watched, unsubscribe the others."""
         async with self._subscribing:
             if self._closed:
                 return
-            channel = self._channel(room)
-            if room in self._watchers and channel not in self._subscribed:
-                if self._pubsub is None:
-                    self._pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
-                await self._pubsub.subscribe(channel)
-                self._subscribed[channel] = room
-                self._resubscribed.set()
-            elif room not in self._watchers and channel in self._subscribed:
-                del self._subscribed[channel]
-                assert self._pubsub is not None
-                await self._pubsub.unsubscribe(channel)
+            for channel, subscribed, wanted in (
+                (self._channel(room), self._subscribed, room in self._watchers),
+                (
+                    self._presence_channel(room),
+                    self._presence_subscribed,
+                    room in self._presence_watchers,
+                ),
+            ):
+                if wanted and channel not in subscribed:
+                    if self._pubsub is None:
+                        self._pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
+                    await self._pubsub.subscribe(channel)
+                    subscribed[channel] = room
+                    self._resubscribed.set()
+                elif not wanted and channel in subscribed:
+                    del subscribed[channel]
+                    assert self._pubsub is not None
+                    await self._pubsub.unsubscribe(channel)
 
     async def _listen(self) -> None:
         """Relay published heads to the watchers; poll every head each poll_interval."""
@@ -265,7 +324,7 @@ class RedisStore:
         while not self._closed:
             try:
                 wait = max(0.0, next_poll - loop.time())
-                if self._subscribed and self._pubsub is not None:
+                if (self._subscribed or self._presence_subscribed) and self._pubsub is not None:
                     message = await self._pubsub.get_message(
                         ignore_subscribe_messages=True, timeout=wait
                     )
@@ -289,11 +348,22 @@ class RedisStore:
 
     def _published(self, message: dict[str, Any]) -> None:
         channel = message["channel"]
-        room = self._subscribed.get(channel.decode() if isinstance(channel, bytes) else channel)
+        channel = channel.decode() if isinstance(channel, bytes) else channel
+        room = self._presence_subscribed.get(channel)
+        if room is not None:
+            self._heard(room, message["data"])
+            return
+        room = self._subscribed.get(channel)
         if room is not None:
             self._notify(room, int(message["data"]))
 
     async def _poll(self) -> None:
+        for room in list(self._presence_watchers):  # a SUBSCRIBE that failed before
+            if (
+                room in self._presence_watchers
+                and self._presence_channel(room) not in self._presence_subscribed
+            ):
+                await self._sync_subscription(room)
         rooms = list(self._watchers)
         if not rooms:
             return
@@ -314,9 +384,106 @@ class RedisStore:
             except Exception:  # a watcher's bug must not stop the others' notices
                 _logger.exception("redis: head callback for room %r failed", room)
 
+    # --- presence between relays (PresenceBus) -----------------------------------------
+
+    async def watch_presence(self, room: str, callback: PresenceCallback) -> Unwatch:
+        self._keys(room)  # refuses when closed
+        self._presence_watchers.setdefault(room, []).append(callback)
+        if self._reader is None:
+            self._reader = asyncio.create_task(self._listen(), name="livewidgets redis watch")
+        try:
+            await self._sync_subscription(room)
+        except RedisError as exc:
+            # Not fatal: the poll retries; meanwhile this relay hears no presence.
+            _logger.warning("redis: cannot subscribe to room %r presence yet: %s", room, exc)
+
+        async def unwatch() -> None:
+            callbacks = self._presence_watchers.get(room, [])
+            if callback in callbacks:
+                callbacks.remove(callback)
+                if not callbacks:
+                    del self._presence_watchers[room]
+            with contextlib.suppress(RedisError):
+                await self._sync_subscription(room)
+
+        return unwatch
+
+    def _encode_presence(
+        self, kind: PresenceKind, states: dict[str, dict[str, Any] | None]
+    ) -> bytes:
+        return _encode((self.relay_id, int(kind), self.presence_ttl, states))
+
+    def publish_presence(
+        self, room: str, kind: PresenceKind, states: dict[str, dict[str, Any] | None]
+    ) -> None:
+        if self._closed:
+            return
+        if len(self._outbox) >= PRESENCE_OUTBOX:
+            # Redis is slow or gone: drop; the next FULL heartbeat repairs the others.
+            self.presence_dropped += 1
+            if self.presence_dropped == 1 or self.presence_dropped % 1000 == 0:
+                _logger.warning("redis: presence outbox full; %d dropped", self.presence_dropped)
+            return
+        self._outbox.append((self._presence_channel(room), self._encode_presence(kind, states)))
+        self._outbox_ready.set()
+        if self._sender is None:
+            self._sender = asyncio.create_task(self._send(), name="livewidgets redis presence")
+
+    async def request_presence(self, room: str) -> int:
+        payload = self._encode_presence(PresenceKind.SYNC, {})
+        try:
+            return int(await self._redis.publish(self._presence_channel(room), payload))
+        except RedisError as exc:
+            raise StoreError(f"redis: {exc}") from exc
+
+    async def _send(self) -> None:
+        """Publish the outbox in order, a pipeline per burst, until closed and empty."""
+        while True:
+            if not self._outbox:
+                if self._closed:
+                    return
+                self._outbox_ready.clear()
+                await self._outbox_ready.wait()
+                continue
+            batch = list(self._outbox)
+            self._outbox.clear()
+            try:
+                async with self._redis.pipeline(transaction=False) as pipe:
+                    for channel, payload in batch:
+                        pipe.publish(channel, payload)
+                    await pipe.execute()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # lost: the next FULL heartbeat repairs
+                _logger.warning("redis: publishing presence: %s", exc)
+                if self._closed:
+                    return
+                await asyncio.sleep(0.1)
+
+    def _heard(self, room: str, data: bytes) -> None:
+        try:
+            relay_id, kind, ttl, states = _decode_presence(data)
+            message = PresenceMessage(relay_id, PresenceKind(kind), ttl, states)
+        except (msgspec.DecodeError, msgspec.ValidationError, ValueError):
+            _logger.warning("redis: ignoring a malformed presence message for room %r", room)
+            return
+        for callback in list(self._presence_watchers.get(room, ())):
+            try:
+                callback(message)
+            except Exception:
+                _logger.exception("redis: presence callback for room %r failed", room)
+
     async def close(self) -> None:
         if not self._closed:
             self._closed = True
+            if self._sender is not None:  # the last presence (rooms' exits) goes out
+                self._outbox_ready.set()
+                try:
+                    await asyncio.wait_for(asyncio.shield(self._sender), 1.0)
+                except (asyncio.TimeoutError, Exception):
+                    self._sender.cancel()
+                    with contextlib.suppress(asyncio.CancelledError, Exception):
+                        await self._sender
             if self._reader is not None:
                 self._reader.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -330,7 +497,7 @@ class RedisStore:
 def _split_options(url: str) -> tuple[str, dict[str, str]]:
     """The URL without this store's own query options, and those options."""
     parts = urllib.parse.urlsplit(url)
-    ours = {"prefix", "keep_log", "poll_interval"}
+    ours = {"prefix", "keep_log", "poll_interval", "presence_heartbeat"}
     query = urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
     options = {k: v for k, v in query if k in ours}
     rest = urllib.parse.urlencode([(k, v) for k, v in query if k not in ours])
