@@ -101,18 +101,20 @@ def test_only_the_owner_removes_an_entry_and_the_latest_owner_shows() -> None:
     assert h.presence_table()["m"] == {"at": "C"}
 
 
-def test_a_local_entry_wins_and_a_remote_one_shows_after_the_local_leave() -> None:
-    """The client moved from this relay to relay B: while its old connection lingers
-    here its local state shows; when it leaves, B's state shows instead of null."""
+def test_the_latest_entry_wins_and_the_old_local_leave_keeps_it() -> None:
+    """The client moved from this relay to relay B: B's newer state shows here while
+    its old connection lingers, and stays when that connection leaves."""
     h, a, old = hub(), Peer("a"), Peer("m")
     h.handle(JoinRoom(a, None))
     h.handle(JoinRoom(old, None, {"at": "here"}))
     h.flush_presence()
     h.apply_remote_presence("B", {"m": {"at": "B", "user": ""}}, 0.0, ttl=TTL)
-    assert h.flush_presence() == []
-    assert h.presence_table()["m"] == {"at": "here", "user": ""}
+    sends = h.flush_presence()
+    assert told(sends, a) == {"m": {"at": "B", "user": ""}}
+    assert told(sends, old) == {}  # never its own client_id
     h.handle(LeaveRoom(old))
-    assert told(h.flush_presence(), a) == {"m": {"at": "B", "user": ""}}
+    assert h.flush_presence() == []
+    assert h.presence_table()["m"] == {"at": "B", "user": ""}
     assert h.take_outgoing() == {"a": {"user": ""}, "m": None}
 
 
@@ -157,8 +159,8 @@ step = st.one_of(
 def test_local_members_see_local_else_the_latest_live_remote_state(steps: list[Any]) -> None:
     """Whatever the interleaving of local changes, other relays' changes, full tables
     and expiries, every local member's view (joined.presence plus the presence
-    messages it got) ends equal to: per client, its local state if connected here,
-    else the state of its live remote owner that changed last. And what the hub
+    messages it got) ends equal to: per client, the state of its live owner (this
+    relay or another) that changed last. And what the hub
     hands out for publishing, applied in order, is its local table."""
     h = hub()
     listener = Peer("L")
@@ -166,7 +168,7 @@ def test_local_members_see_local_else_the_latest_live_remote_state(steps: list[A
         listener: joined_table(h.handle(JoinRoom(listener, None)))
     }
     connections: dict[str, list[Peer]] = {cid: [] for cid in CIDS}
-    local: dict[str, tuple[Peer, dict[str, Any]]] = {}
+    local: dict[str, tuple[Peer, dict[str, Any], int]] = {}
     remote: dict[str, dict[str, tuple[dict[str, Any], int, float]]] = {}
     stamp = 0
     now = 0.0
@@ -196,11 +198,13 @@ def test_local_members_see_local_else_the_latest_live_remote_state(steps: list[A
             peer = Peer(item[1])
             connections[item[1]].append(peer)
             deliver(h.handle(JoinRoom(peer, None, {"v": item[2]})))
-            local[item[1]] = (peer, {"v": item[2], "user": ""})
+            stamp += 1
+            local[item[1]] = (peer, {"v": item[2], "user": ""}, stamp)
         elif kind == "set" and connections[item[1]]:
             peer = connections[item[1]][-1]
             h.handle(SetPresence(peer, {"v": item[2]}))
-            local[item[1]] = (peer, {"v": item[2], "user": ""})
+            stamp += 1
+            local[item[1]] = (peer, {"v": item[2], "user": ""}, stamp)
         elif kind == "leave" and connections[item[1]]:
             peer = connections[item[1]].pop(-1 if item[2] else 0)
             h.handle(LeaveRoom(peer))
@@ -239,14 +243,15 @@ def test_local_members_see_local_else_the_latest_live_remote_state(steps: list[A
 
     expected: dict[str, Any] = {}
     for cid in CIDS:
+        entries = [(s, state) for state, s, _ in remote.get(cid, {}).values()]
         if cid in local:
-            expected[cid] = local[cid][1]
-        elif remote.get(cid):
-            expected[cid] = max(remote[cid].values(), key=lambda entry: entry[1])[0]
+            entries.append((local[cid][2], local[cid][1]))
+        if entries:
+            expected[cid] = max(entries, key=lambda entry: entry[0])[1]
     for peer, view in listeners.items():
         others = {cid: state for cid, state in expected.items() if cid != peer.client_id}
         mine = {cid: state for cid, state in view.items() if cid in CIDS}
         assert mine == others, (peer.client_id, view)
     assert {c: s for c, s in published.items() if s is not None} == h.local_presence()
     table = {cid: state for cid, state in h.local_presence().items() if cid in CIDS}
-    assert table == {cid: state for cid, (_, state) in local.items()}
+    assert table == {cid: entry[1] for cid, entry in local.items()}

@@ -23,10 +23,12 @@ local members' presence changes for the shell to publish (:meth:`RoomHub.take_ou
 and merges other relays' published presence as **remote entries**
 (:meth:`RoomHub.apply_remote_presence`, :meth:`RoomHub.expire_remote_presence`).
 A remote entry is owned by the relay that published it and only that relay's
-``null`` (or its full table without it, or its TTL) removes it; a client's local
-entry wins over remote ones, and among several owners of one client_id (a client
-that moved between relays) the one whose state changed last is shown. What the
-local members see goes through the same coalescing as local changes.
+``null`` (or its full table without it, or its TTL) removes it. When one client_id
+has several owners (a client that moved between relays, its old connection not
+closed yet) the entry whose state changed last here wins, the local one included:
+the newest connection's join is that change, so every relay shows the new relay's
+state, the old relay too. What the local members see goes through the same
+coalescing as local changes.
 
 Members are opaque handles (the relay's connections); the hub only reads their
 ``client_id`` and ``user``.
@@ -164,7 +166,8 @@ class RoomHub(Generic[M]):
         self.members: dict[M, None] = {}
         # client_id -> (the member that set it, stamped state). Keyed by client_id
         # because a reconnecting client replaces its old connection.
-        self._presence: dict[str, tuple[M, dict[str, Any]]] = {}
+        # The stamp orders it against other relays' entries for the same client_id.
+        self._presence: dict[str, tuple[M, dict[str, Any], int]] = {}
         # What members see: the local state of each client, else its latest remote
         # one, kept ready: every join sends it.
         self._table: dict[str, dict[str, Any]] = {}
@@ -272,7 +275,7 @@ class RoomHub(Generic[M]):
 
     def local_presence(self) -> dict[str, dict[str, Any]]:
         """client_id -> state of the members connected here (this relay's full table)."""
-        return {client_id: state for client_id, (_, state) in self._presence.items()}
+        return {client_id: local[1] for client_id, local in self._presence.items()}
 
     def apply_remote_presence(
         self,
@@ -328,14 +331,15 @@ class RoomHub(Generic[M]):
             self._show(client_id, None)
 
     def _visible(self, client_id: str) -> dict[str, Any] | None:
-        """The state members see for ``client_id``: local, else the latest remote."""
+        """The state members see for ``client_id``: the one changed last (local or remote)."""
         local = self._presence.get(client_id)
-        if local is not None:
-            return local[1]
         owners = self._remote.get(client_id)
         if not owners:
-            return None
-        return max(owners.values(), key=lambda entry: entry.stamp).state
+            return None if local is None else local[1]
+        latest = max(owners.values(), key=lambda entry: entry.stamp)
+        if local is not None and local[2] > latest.stamp:
+            return local[1]
+        return latest.state
 
     def _show(self, client_id: str, member: M | None) -> None:
         """Make the table hold what members should see for ``client_id`` and tell it,
@@ -367,7 +371,17 @@ class RoomHub(Generic[M]):
         listeners = tuple(m for m in self.members if m not in known)
         if listeners:
             states = {cid: state for cid, (_, state) in untold.items()}
-            sends.append(Send(listeners, PresenceUpdate(self.name, states)))
+            # Another relay's entry for a member's own client_id may have changed:
+            # no member hears of its own client_id.
+            own = tuple(m for m in listeners if m.client_id in states)
+            if own:
+                listeners = tuple(m for m in listeners if m.client_id not in states)
+                for member in own:
+                    mine = {c: v for c, v in states.items() if c != member.client_id}
+                    if mine:
+                        sends.append(Send((member,), PresenceUpdate(self.name, mine)))
+            if listeners:
+                sends.append(Send(listeners, PresenceUpdate(self.name, states)))
         for member, seen in known.items():
             if member not in self.members:
                 continue  # it left (its own leave is among the changes)
@@ -425,8 +439,8 @@ class RoomHub(Generic[M]):
         del self._presence[member.client_id]
         if self._share:
             self._outgoing[member.client_id] = None
-        # Another relay's entry for this client (it moved there) shows through.
-        self._show(member.client_id, member)
+        # Another relay's entry for this client (it moved there) may show through.
+        self._show(member.client_id, None)
         return []
 
     def _set_presence(self, command: SetPresence[M]) -> list[Send[M]]:
@@ -435,7 +449,8 @@ class RoomHub(Generic[M]):
             return []
         # The relay's idea of who the user is wins over what the client claims.
         state = {**command.state, "user": member.user}
-        self._presence[member.client_id] = (member, state)
+        self._stamp += 1
+        self._presence[member.client_id] = (member, state, self._stamp)
         if self._share:
             self._outgoing[member.client_id] = state
         self._show(member.client_id, member)
