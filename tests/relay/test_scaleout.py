@@ -54,10 +54,18 @@ async def prefix() -> AsyncIterator[str]:
 
 @contextlib.asynccontextmanager
 async def relay_process(
-    prefix: str, log: Path, *, poll_interval: float = 1.0, snapshot_every: int = 100_000
+    prefix: str,
+    log: Path,
+    *,
+    poll_interval: float = 1.0,
+    snapshot_every: int = 100_000,
+    presence_heartbeat: float = 2.0,
 ) -> AsyncIterator[tuple[asyncio.subprocess.Process, str]]:
     """``python -m livewidgets.cli relay`` on the shared Redis; yield it and its URL."""
-    store = f"{REDIS_URL}?prefix={prefix}&poll_interval={poll_interval}"
+    store = (
+        f"{REDIS_URL}?prefix={prefix}&poll_interval={poll_interval}"
+        f"&presence_heartbeat={presence_heartbeat}"
+    )
     env = {**os.environ, "PYTHONPATH": SRC}
     with log.open("ab") as stderr:
         process = await asyncio.create_subprocess_exec(
