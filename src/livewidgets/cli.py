@@ -40,7 +40,8 @@ def _add_relay(subparsers: Subparsers) -> None:
         "--store",
         default="sqlite:///rooms.db",
         help="memory://, sqlite:///path/to/rooms.db or redis://host:6379/0 (shared by "
-        "several relays; ?prefix=, ?poll_interval=, ?keep_log=) (default: %(default)s)",
+        "several relays; ?prefix=, ?poll_interval=, ?keep_log=, ?presence_heartbeat=) "
+        "(default: %(default)s)",
     )
     parser.add_argument(
         "--snapshot-every",
