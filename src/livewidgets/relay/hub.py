@@ -168,8 +168,8 @@ class RoomHub(Generic[M]):
         # because a reconnecting client replaces its old connection.
         # The stamp orders it against other relays' entries for the same client_id.
         self._presence: dict[str, tuple[M, dict[str, Any], int]] = {}
-        # What members see: the local state of each client, else its latest remote
-        # one, kept ready: every join sends it.
+        # What members see: per client, its state changed last (local or another
+        # relay's), kept ready: every join sends it.
         self._table: dict[str, dict[str, Any]] = {}
         # Other relays' entries: client_id -> relay id -> entry (share_presence only).
         self._remote: dict[str, dict[str, _Remote]] = {}
