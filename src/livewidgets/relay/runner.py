@@ -35,17 +35,10 @@ relays append to the room too (docs/protocol.md "Scale-out"):
   Joins and presence are not run twice: a join never follows an accepted op in a
   round (the round is cut there and the join waits for the next one), so every
   catch-up a joiner gets holds committed entries only.
-* **presence** (a store that is also a :class:`~.store.PresenceBus`): when the
-  room loads, the runner subscribes to the room's presence and publishes a sync
-  request, and waits (at most ``SYNC_WAIT``) for every other relay subscribed then
-  to answer with its full table, so the first joiners' ``joined.presence`` lists
-  the members of other relays too. Each timed presence flush also publishes the
-  local changes (through the store's outbox: never waits on Redis); every
-  ``presence_heartbeat`` seconds the runner republishes its full local table and
-  expires remote entries not refreshed within their TTL; on a sync request it
-  answers with its full table; when the room unloads it publishes an empty one.
-  Other relays' messages are merged into the hub (RoomHub.apply_remote_presence)
-  at the start of the next round and reach local members by the usual coalescing.
+* **presence** (a store that is also a :class:`~.store.PresenceBus`): the room's
+  presence is shared with the other relays through a
+  :class:`~.presence_link.PresenceLink` (sync on load, changes with each timed
+  flush, heartbeats, an empty table on unload).
 """
 
 from __future__ import annotations
@@ -64,22 +57,11 @@ from ..protocol.messages import Ack, Reject
 from .framing import data_frame
 from .hub import Command, JoinRoom, Member, RoomHub, Send, Submit
 from .metrics import RelayMetrics
+from .presence_link import PresenceLink
 from .room import LogEntry, RoomCore
-from .store import (
-    PresenceBus,
-    PresenceKind,
-    PresenceMessage,
-    Store,
-    StoreConflict,
-    StoreError,
-    Unwatch,
-    WatchableStore,
-)
+from .store import PresenceBus, Store, StoreConflict, StoreError, Unwatch, WatchableStore
 
 __all__ = ["Framed", "Peer", "RoomRunner", "deliver"]
-
-# Longest wait, when a room loads, for the other relays' presence tables (seconds).
-SYNC_WAIT = 0.5
 
 # An encoded message and the same as a ready WebSocket frame (relay.framing).
 Framed = tuple[bytes, bytes]
@@ -191,19 +173,12 @@ class RoomRunner(Generic[P]):
         self._wake = asyncio.Event()
         # Commands of the round in progress (their peers are closed if the round fails).
         self._batch: list[Command[P]] = []
-        # Presence shared with other relays through the store (None: local only):
-        # messages heard and not merged yet, a full table owed (sync request or
-        # heartbeat), the heartbeat timer, and the load-time sync's progress.
-        self._bus = store if isinstance(store, PresenceBus) else None
-        self._unwatch_presence: Unwatch | None = None
-        self._heard: deque[PresenceMessage] = deque()
-        self._owe_full = False
-        self._tick_due = False
-        self._tick_timer: asyncio.TimerHandle | None = None
-        self._sync_count: int | None = None
-        self._sync_echo = False
-        self._sync_answers: set[str] = set()
-        self._synced = asyncio.Event()
+        # Presence shared with other relays through the store (None: local only).
+        self._link: PresenceLink[P] | None = (
+            PresenceLink(store, name, wake=self._wake.set, logger=logger)
+            if isinstance(store, PresenceBus)
+            else None
+        )
         self._hub: RoomHub[P] | None = None
         self._stopping = False
         self._finished = False
@@ -242,18 +217,18 @@ class RoomRunner(Generic[P]):
             record = await self._store.load(self.name)
             core = RoomCore(record, max_state_bytes=self._max_state_bytes)
             hub = self._hub = RoomHub[P](
-                core, max_delta=self._max_delta, share_presence=self._bus is not None
+                core, max_delta=self._max_delta, share_presence=self._link is not None
             )
             if self._shared:
                 assert isinstance(self._store, WatchableStore)
                 self._unwatch = await self._store.watch(self.name, self._head_reported)
                 # Entries appended between the load and the watch: look once.
                 self._behind = True
-            if self._bus is not None:
-                await self._sync_presence(self._bus)
+            if self._link is not None:
+                await self._link.start()
             while (batch := await self._next_batch()) is not None:
-                if self._bus is not None:
-                    self._share_presence(self._bus, hub)
+                if self._link is not None:
+                    self._link.share(hub)
                 if self._shared:
                     await self._catch_up(hub, batch)
                 await self._process(hub, batch)
@@ -265,19 +240,15 @@ class RoomRunner(Generic[P]):
             self._finished = True
             if self._presence_timer is not None:
                 self._presence_timer.cancel()
-            if self._tick_timer is not None:
-                self._tick_timer.cancel()
-            if self._bus is not None and self._hub is not None:
+            if self._link is not None:
                 # Nobody is here any more: the other relays drop this relay's entries.
-                with contextlib.suppress(Exception):
-                    self._bus.publish_presence(self.name, PresenceKind.FULL, {})
+                self._link.stop(announce_empty=self._hub is not None)
             self._on_exit(self)
             if self._unwatch is not None:
                 with contextlib.suppress(Exception):
                     await self._unwatch()
-            if self._unwatch_presence is not None:
-                with contextlib.suppress(Exception):
-                    await self._unwatch_presence()
+            if self._link is not None:
+                await self._link.unwatch()
 
     def _head_reported(self, head: int) -> None:
         """The shared store's head for this room (another relay's append, or ours)."""
@@ -285,83 +256,6 @@ class RoomRunner(Generic[P]):
         if hub is not None and head > hub.core.version and not self._finished:
             self._behind = True
             self._wake.set()
-
-    # --- presence shared with other relays (PresenceBus) ---------------------------
-
-    async def _sync_presence(self, bus: PresenceBus) -> None:
-        """Subscribe to the room's presence and ask the other relays for their tables;
-        wait until all that received the request answered (at most SYNC_WAIT)."""
-        self._unwatch_presence = await bus.watch_presence(self.name, self._presence_heard)
-        try:
-            self._sync_count = await bus.request_presence(self.name)
-        except StoreError as exc:  # not fatal: heartbeats bring the tables later
-            self._logger.warning("room %r: presence sync request failed: %s", self.name, exc)
-            return
-        self._check_synced()
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(self._synced.wait(), SYNC_WAIT)
-        self._sync_count = None
-        self._schedule_tick(bus)
-
-    def _check_synced(self) -> None:
-        count = self._sync_count
-        if count is None:
-            return
-        # The request's receivers include this relay if its subscription was active
-        # then (its own request came back): every other receiver answers once.
-        others = count - 1 if self._sync_echo else count
-        if len(self._sync_answers) >= others:
-            self._synced.set()
-
-    def _presence_heard(self, message: PresenceMessage) -> None:
-        """A presence message for this room (from the store's reader task)."""
-        bus = self._bus
-        if bus is None or self._finished:
-            return
-        if message.relay_id == bus.relay_id:  # our own
-            if message.kind is PresenceKind.SYNC:
-                self._sync_echo = True
-                self._check_synced()
-            return
-        if message.kind is PresenceKind.SYNC:
-            self._owe_full = True
-        else:
-            self._heard.append(message)
-            if message.kind is PresenceKind.FULL and self._sync_count is not None:
-                self._sync_answers.add(message.relay_id)
-                self._check_synced()
-        self._wake.set()
-
-    def _share_presence(self, bus: PresenceBus, hub: RoomHub[P]) -> None:
-        """Merge what other relays published; on the heartbeat expire stale remote
-        entries and republish the local table; answer sync requests."""
-        now = asyncio.get_running_loop().time()
-        while self._heard:
-            message = self._heard.popleft()
-            full = message.kind is PresenceKind.FULL
-            hub.apply_remote_presence(
-                message.relay_id, message.states, now, ttl=message.ttl, full=full
-            )
-        if self._tick_due:
-            self._tick_due = False
-            hub.expire_remote_presence(now)
-            self._owe_full = True
-            self._schedule_tick(bus)
-        if self._owe_full:
-            self._owe_full = False
-            hub.take_outgoing()  # the full table says it all
-            table: dict[str, dict[str, Any] | None] = dict(hub.local_presence())
-            bus.publish_presence(self.name, PresenceKind.FULL, table)
-
-    def _schedule_tick(self, bus: PresenceBus) -> None:
-        if not self._finished:
-            loop = asyncio.get_running_loop()
-            self._tick_timer = loop.call_later(bus.presence_heartbeat, self._tick_fired)
-
-    def _tick_fired(self) -> None:
-        self._tick_timer = None
-        self._tick_due = True
-        self._wake.set()
 
     async def _next_batch(self) -> list[Command[P]] | None:
         """Everything queued (up to max_batch), waiting for at least one; None when
@@ -371,7 +265,7 @@ class RoomRunner(Generic[P]):
                 return None
             if self._presence_due_now() or self._behind:
                 return []
-            if self._heard or self._owe_full or self._tick_due:
+            if self._link is not None and self._link.pending:
                 return []
             self._wake.clear()
             await self._wake.wait()
@@ -484,10 +378,8 @@ class RoomRunner(Generic[P]):
         now = loop.time()
         if now >= self._presence_due:
             self._presence_due = now + self._presence_interval
-            if self._bus is not None:
-                outgoing = hub.take_outgoing()
-                if outgoing:
-                    self._bus.publish_presence(self.name, PresenceKind.CHANGES, outgoing)
+            if self._link is not None:
+                self._link.publish_changes(hub.take_outgoing())
             return hub.flush_presence()
         if self._presence_timer is None:
             self._presence_timer = loop.call_at(self._presence_due, self._presence_timer_fired)
