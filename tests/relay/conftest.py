@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator
 
 import pytest
+from redis.asyncio import Redis
 
-from .helpers import RawClient
+from .helpers import REDIS_URL, RawClient
 
 
 @pytest.fixture(autouse=True)
@@ -17,3 +19,15 @@ async def _abort_leftover_clients() -> AsyncIterator[None]:
     for client in clients:
         client.ws.transport.abort()
         await client.ws.wait_closed()
+
+
+@pytest.fixture
+async def prefix() -> AsyncIterator[str]:
+    """A Redis key prefix of this test's own; its keys are deleted afterwards."""
+    prefix = f"lwtest-{uuid.uuid4().hex}"
+    yield prefix
+    redis = Redis.from_url(REDIS_URL)
+    keys = [key async for key in redis.scan_iter(f"{prefix}:*")]
+    if keys:
+        await redis.delete(*keys)
+    await redis.aclose()

@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import uuid
-from collections.abc import AsyncIterator
 
 import pytest
-from redis.asyncio import Redis
 
 import livewidgets.asyncio as lwa
 from livewidgets.client import Backoff
@@ -21,17 +18,6 @@ from .helpers import REDIS_URL, TIMEOUT, redis_available
 FAST = Backoff(initial=0.02, cap=0.2)
 
 pytestmark = pytest.mark.skipif(not redis_available(), reason="no Redis on 127.0.0.1:6379")
-
-
-@pytest.fixture
-async def prefix() -> AsyncIterator[str]:
-    prefix = f"lwtest-{uuid.uuid4().hex}"
-    yield prefix
-    redis = Redis.from_url(REDIS_URL)
-    keys = [key async for key in redis.scan_iter(f"{prefix}:*")]
-    if keys:
-        await redis.delete(*keys)
-    await redis.aclose()
 
 
 async def test_client_fails_over_to_the_next_relay(prefix: str) -> None:

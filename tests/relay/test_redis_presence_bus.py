@@ -5,12 +5,9 @@ And the stores that are not shared keep presence in the relay."""
 from __future__ import annotations
 
 import asyncio
-import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from redis.asyncio import Redis
 
 from livewidgets.relay.store import PresenceBus, PresenceKind, PresenceMessage
 from livewidgets.relay.store.memory import MemoryStore
@@ -20,17 +17,6 @@ from livewidgets.relay.store.sqlite import SQLiteStore
 from .helpers import REDIS_URL, TIMEOUT, redis_available
 
 needs_redis = pytest.mark.skipif(not redis_available(), reason="no Redis on 127.0.0.1:6379")
-
-
-@pytest.fixture
-async def prefix() -> AsyncIterator[str]:
-    prefix = f"lwtest-{uuid.uuid4().hex}"
-    yield prefix
-    redis = Redis.from_url(REDIS_URL)
-    keys = [key async for key in redis.scan_iter(f"{prefix}:*")]
-    if keys:
-        await redis.delete(*keys)
-    await redis.aclose()
 
 
 async def wait_for(condition: object, what: str, timeout: float = TIMEOUT) -> None:

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 import pytest
-from redis.asyncio import Redis
 
 import livewidgets.asyncio as lwa
 from livewidgets.client import Backoff
@@ -40,17 +38,6 @@ def deaf(store: RedisStore) -> RedisStore:
 
     store._published = drop  # type: ignore[method-assign]
     return store
-
-
-@pytest.fixture
-async def prefix() -> AsyncIterator[str]:
-    prefix = f"lwtest-{uuid.uuid4().hex}"
-    yield prefix
-    redis = Redis.from_url(REDIS_URL)
-    keys = [key async for key in redis.scan_iter(f"{prefix}:*")]
-    if keys:
-        await redis.delete(*keys)
-    await redis.aclose()
 
 
 async def test_room_outlives_the_relay_on_redis(prefix: str) -> None:

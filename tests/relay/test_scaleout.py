@@ -16,14 +16,12 @@ import signal
 import sys
 import time
 import urllib.request
-import uuid
 from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from redis.asyncio import Redis
 
 import livewidgets
 import livewidgets.asyncio as lwa
@@ -39,17 +37,6 @@ pytestmark = pytest.mark.skipif(not redis_available(), reason="no Redis on 127.0
 FAST = Backoff(initial=0.02, cap=0.2)
 # The package under test, for the relay subprocesses (never an installed copy).
 SRC = str(Path(livewidgets.__file__).resolve().parents[1])
-
-
-@pytest.fixture
-async def prefix() -> AsyncIterator[str]:
-    prefix = f"lwtest-{uuid.uuid4().hex}"
-    yield prefix
-    redis = Redis.from_url(REDIS_URL)
-    keys = [key async for key in redis.scan_iter(f"{prefix}:*")]
-    if keys:
-        await redis.delete(*keys)
-    await redis.aclose()
 
 
 @contextlib.asynccontextmanager

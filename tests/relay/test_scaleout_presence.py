@@ -19,11 +19,10 @@ from websockets.exceptions import ConnectionClosed
 from livewidgets.protocol import Joined, Presence, PresenceUpdate
 
 from .helpers import RawClient, redis_available
-from .test_scaleout import prefix, relay_process, wait_until
+from .test_scaleout import relay_process, wait_until
 
 pytestmark = pytest.mark.skipif(not redis_available(), reason="no Redis on 127.0.0.1:6379")
 
-__all__ = ["prefix"]  # the fixture, used by name
 
 
 class Watcher:
