@@ -54,6 +54,7 @@ from ..protocol.messages import (
     Welcome,
 )
 from ..state.ops import Op
+from .framing import data_frame
 from .hub import Command, JoinRoom, LeaveRoom, ResetRoom, SetPresence, Submit
 from .metrics import RelayMetrics
 from .policy import Denied, Policy, Principal
@@ -510,22 +511,37 @@ class Connection:
 
     def send(self, message: ServerMessage) -> None:
         """Encode and queue a message for this connection only."""
-        self.enqueue(self.codec.encode(message))
+        data = self.codec.encode(message)
+        self.enqueue_frames([(data, data_frame(data, binary=self.codec.binary))])
 
-    def enqueue(self, data: bytes) -> None:
-        """Queue an encoded frame; on overflow close with 4009 instead of buffering more."""
+    def enqueue_frames(self, frames: list[Framed]) -> None:
+        """Messages for this connection, in order: with nothing queued and a socket that
+        keeps up, all of them in one write of their prebuilt frames (as
+        ``websockets.broadcast`` would, without building a frame per receiver); else
+        through the bounded queue."""
+        if self._close_code is not None:
+            return
+        if not self._queue and not self._busy and self._writable():
+            wire = frames[0][1] if len(frames) == 1 else b"".join([f for _, f in frames])
+            self.ws.transport.write(wire)
+            self.relay.metrics.bytes.sent += sum([len(payload) for payload, _ in frames])
+            return
+        for payload, _ in frames:
+            self._queue_up(payload)
+
+    def _queue_up(self, data: bytes) -> None:
+        """Queue an encoded message for the writer task; on overflow close with 4009
+        instead of buffering more."""
         if self._close_code is not None:
             return
         queue = self._queue
-        if not queue:
-            if not self._busy and self._write_now(data):
-                return
-            if queue is None:
-                queue = self._queue = deque()
-        else:
+        if queue is None:
+            queue = self._queue = deque()
+        elif queue:
             full = len(queue) >= self.config.send_queue_limit
             too_big = self._queued_bytes + len(data) > self.config.send_queue_bytes
-            # An empty queue always takes one frame, however large (it fits max_frame_size).
+            # An empty queue always takes one message, however large (it fits the frame
+            # limit); a longer one stays within both bounds.
             if full or too_big:
                 self.relay.metrics.slow_consumer_closes.inc()
                 reason = "send queue overflow; resume by delta"
@@ -539,19 +555,6 @@ class Connection:
         if self._writer is None:
             self._writer = asyncio.create_task(self._write_loop())
 
-    def enqueue_frames(self, frames: list[Framed]) -> None:
-        """A room round's messages for this connection, in order: with nothing queued
-        and a socket that keeps up, all of them in one write of their prebuilt frames."""
-        if self._close_code is not None:
-            return
-        if not self._queue and not self._busy and self._writable():
-            wire = frames[0][1] if len(frames) == 1 else b"".join([f for _, f in frames])
-            self.ws.transport.write(wire)
-            self.relay.metrics.bytes.sent += sum([len(payload) for payload, _ in frames])
-            return
-        for payload, _ in frames:
-            self.enqueue(payload)
-
     def _writable(self) -> bool:
         """Frames may go straight into the socket: open, no fragmented message being
         sent, and no more than _DIRECT_WRITE_LIMIT bytes waiting in its buffer."""
@@ -561,21 +564,6 @@ class Connection:
             and ws.send_in_progress is None
             and ws.transport.get_write_buffer_size() <= _DIRECT_WRITE_LIMIT
         )
-
-    def _write_now(self, data: bytes) -> bool:
-        """Fast path (as ``websockets.broadcast`` does): with nothing queued and the
-        socket's buffer nearly empty, write the frame straight into the transport instead
-        of waking the writer task. False when the frame must go through the queue."""
-        if not self._writable():
-            return False  # congested (the queue and its 4009 bound take over) or closing
-        ws = self.ws
-        if self.codec.binary:
-            ws.protocol.send_binary(data)
-        else:
-            ws.protocol.send_text(data)
-        ws.send_data()
-        self.relay.metrics.bytes.sent += len(data)
-        return True
 
     def close(self, code: int, reason: str = "", *, flush: bool = True) -> None:
         """Close with ``code``: after the queued frames (flush) or at once, dropping them."""

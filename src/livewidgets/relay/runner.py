@@ -73,12 +73,9 @@ class Peer(Member, Protocol):
     @property
     def codec(self) -> Codec[Any]: ...
 
-    def enqueue(self, data: bytes) -> None:
-        """Queue one encoded message; never blocks (overflow closes the peer)."""
-        ...
-
     def enqueue_frames(self, frames: list[Framed]) -> None:
-        """Send a round's messages to this peer, in order, as one write if it can."""
+        """Send a round's messages to this peer, in order, as one write if it can;
+        never blocks (overflow closes the peer)."""
         ...
 
     def command_done(self) -> None:
