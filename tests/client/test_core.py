@@ -78,11 +78,12 @@ def test_first_join_asks_for_a_snapshot() -> None:
     sync = RoomSync(ROOM, ME)
     assert sends(sync.connection_opened()) == [Join(room=ROOM, since=None)]
     sync.receive(Snapshot(room=ROOM, version=4, state={"a": 1}))
-    events = sync.receive(Joined(room=ROOM, version=4, mode="snapshot"))
+    events = sync.receive(Joined(room=ROOM, version=4, mode="snapshot", epoch="e1"))
     assert of(events, JoinedRoom) == [JoinedRoom(4, "snapshot")]
     assert sync.visible == sync.confirmed == {"a": 1}
     sync.connection_lost()
-    assert sends(sync.connection_opened()) == [Join(room=ROOM, since=4)]
+    # The version means something only in the relay's history it came from.
+    assert sends(sync.connection_opened()) == [Join(room=ROOM, since=4, epoch="e1")]
 
 
 def test_writes_before_joining_wait_then_go_in_order() -> None:

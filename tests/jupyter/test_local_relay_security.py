@@ -211,7 +211,8 @@ def test_foreign_origin_is_refused_at_the_handshake(
 
 
 @pytest.mark.parametrize(
-    "origin", ["http://localhost:8888", "http://127.0.0.1:8888", "http://[::1]:8888", "http://localhost"]
+    "origin",
+    ["http://localhost:8888", "http://127.0.0.1:8888", "http://[::1]:8888", "http://localhost"],
 )
 def test_local_origin_passes_the_handshake_but_still_needs_a_token(
     relay: local_relay.RelayInfo, origin: str

@@ -59,6 +59,8 @@ class RawClient:
     def __init__(self, ws: ClientConnection, subprotocol: str) -> None:
         self.ws = ws
         self.codec = client_codec(subprotocol)
+        # room -> the epoch of this connection's last join (joined.epoch).
+        self.epochs: dict[str, str] = {}
         self.welcome: Welcome | None = None
 
     @classmethod
@@ -114,10 +116,20 @@ class RawClient:
             before.append(message)
 
     async def join(
-        self, room: str, since: int | None = None, presence: dict[str, Any] | None = None
+        self,
+        room: str,
+        since: int | None = None,
+        presence: dict[str, Any] | None = None,
+        epoch: str | None = None,
     ) -> tuple[list[ServerMessage], Joined]:
-        await self.send(Join(room, since, presence))
-        return await self.recv_until(Joined)
+        """Join; resuming (``since``) in ``epoch``, else the epoch a join on this
+        connection last got for the room."""
+        if since is not None and epoch is None:
+            epoch = self.epochs.get(room)
+        await self.send(Join(room, since, presence, epoch))
+        before, joined = await self.recv_until(Joined)
+        self.epochs[room] = joined.epoch
+        return before, joined
 
     async def op(self, room: str, seq: int, op: Op, base: int = 0) -> None:
         await self.send(OpMessage(room, seq, base, op))

@@ -16,6 +16,7 @@ import contextlib
 import random
 import re
 import signal
+import sqlite3
 import sys
 import time
 from collections.abc import AsyncIterator
@@ -77,7 +78,7 @@ async def check_join(url: str, progress: Progress) -> int:
         # A delta join a few versions back sees the same entries, consecutively.
         since = max(0, joined.version - 20)
     async with await RawClient.connect(url) as observer:
-        before, delta = await observer.join("r", since=since)
+        before, delta = await observer.join("r", since=since, epoch=joined.epoch)
         if delta.mode == "delta":
             got = [(m.version, m.ops[0]) for m in before if isinstance(m, Broadcast)]
             assert got == [
@@ -163,3 +164,48 @@ async def test_acked_ops_survive_kill_9(tmp_path: Path, query: str) -> None:
     elapsed = time.perf_counter() - started
     print(f"{kills} kills, {progress.acked} ops acked and recovered in {elapsed:.1f}s")
     assert kills >= 20 and progress.acked > ROUNDS
+
+
+async def test_kill_9_mid_commit_leaves_no_member_on_a_lost_version(tmp_path: Path) -> None:
+    """The reader hears of op 2 while the relay commits it (the file is write-locked by
+    this test, so the commit waits), then the relay is SIGKILLed: op 2 was never stored.
+    After the restart another client's op takes version 2. The reader resumes from its
+    version 2 in the old epoch and must get a snapshot with the new version 2, not an
+    empty delta; the writer's resend then applies once."""
+    db, log = tmp_path / "rooms.db", tmp_path / "relay.log"
+    async with relay_process(db, log) as (process, url):
+        writer = await RawClient.connect(url, client_id="writer")
+        reader = await RawClient.connect(url, client_id="reader")
+        _, joined = await writer.join("r")
+        await reader.join("r")
+        await writer.op("r", 1, PushOp("log", value="durable"))
+        assert (await writer.ack()).version == 1
+        assert (await reader.recv_until(Broadcast))[1].version == 1
+        lock = sqlite3.connect(db, isolation_level=None)
+        try:
+            lock.execute("BEGIN IMMEDIATE")  # the relay's next commit waits for this
+            await writer.op("r", 2, PushOp("log", value="lost"), base=1)
+            _, phantom = await reader.recv_until(Broadcast)
+            assert (phantom.version, phantom.ops) == (2, [PushOp("log", value="lost")])
+            process.send_signal(signal.SIGKILL)
+            await process.wait()
+        finally:
+            lock.execute("ROLLBACK")
+            lock.close()
+    async with relay_process(db, log) as (process, url):
+        async with await RawClient.connect(url, client_id="carol") as carol:
+            await carol.join("r")
+            await carol.op("r", 1, PushOp("log", value="carol"), base=1)
+            assert (await carol.ack()).version == 2
+        async with await RawClient.connect(url, client_id="reader") as reader:
+            before, rejoined = await reader.join("r", since=2, epoch=joined.epoch)
+            assert before == [Snapshot("r", 2, {"log": ["durable", "carol"]})]
+            assert rejoined.mode == "snapshot" and rejoined.epoch != joined.epoch
+        async with await RawClient.connect(url, client_id="writer") as writer:
+            _, resumed = await writer.join("r", since=1, epoch=joined.epoch)
+            assert resumed.mode == "delta"  # version 1 was committed: shared by both epochs
+            await writer.op("r", 2, PushOp("log", value="lost"), base=2)
+            assert (await writer.ack()).version == 3
+        async with await RawClient.connect(url) as observer:
+            before, _ = await observer.join("r")
+            assert before == [Snapshot("r", 3, {"log": ["durable", "carol", "lost"]})]

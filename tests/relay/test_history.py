@@ -63,15 +63,16 @@ async def test_join_of_100k_op_room_is_a_snapshot(
     snapshot = snapshot_in(before)
     assert (snapshot.version, snapshot.state) == (HISTORY, state)
     assert (joined.version, joined.mode) == (HISTORY, "snapshot")
+    epoch = joined.epoch
     assert store.replayed == [SNAPSHOT_EVERY]
     print(f"built {HISTORY} versions in {built - started:.2f}s; join took {joined_at - built:.3f}s")
 
     recent = await RawClient.connect(relay.url)
-    before, joined = await recent.join("big", since=HISTORY - 10)
+    before, joined = await recent.join("big", since=HISTORY - 10, epoch=epoch)
     assert [m.version for m in broadcasts_in(before)] == list(range(HISTORY - 9, HISTORY + 1))
     assert joined.mode == "delta"
     stale = await RawClient.connect(relay.url)
-    before, joined = await stale.join("big", since=HISTORY // 2)
+    before, joined = await stale.join("big", since=HISTORY // 2, epoch=epoch)
     assert [type(m) for m in before] == [Snapshot] and joined.mode == "snapshot"
     for c in (client, recent, stale):
         await c.close()

@@ -15,6 +15,7 @@ from livewidgets.protocol import (
     Snapshot,
 )
 from livewidgets.relay.hub import JoinRoom, LeaveRoom, RoomHub, Send, SetPresence, Submit
+from livewidgets.relay.lineage import Lineage
 from livewidgets.relay.room import RoomCore, RoomRecord
 
 
@@ -24,8 +25,11 @@ class Peer:
     user: str = ""
 
 
+EPOCH = "e1"
+
+
 def hub() -> RoomHub[Peer]:
-    return RoomHub(RoomCore(RoomRecord("r")), max_delta=3)
+    return RoomHub(RoomCore(RoomRecord("r", lineage=Lineage(EPOCH))), max_delta=3)
 
 
 def messages_to(sends: list[Send[Peer]], peer: Peer) -> list[object]:
@@ -68,10 +72,10 @@ def test_join_sends_catch_up_then_joined_then_announces() -> None:
     h.handle(JoinRoom(a, None, {"color": "red"}))
     for seq in (1, 2, 3):
         h.handle(Submit(a, seq, seq - 1, (IncrementOp("n"),)))
-    sends = h.handle(JoinRoom(b, 1, {"color": "blue"}))
+    sends = h.handle(JoinRoom(b, 1, {"color": "blue"}, EPOCH))
     to_b = messages_to(sends, b)
     assert [type(m) for m in to_b] == [Broadcast, Broadcast, Joined]
-    assert to_b[-1] == Joined("r", 3, "delta", {"a": {"color": "red", "user": "ann"}})
+    assert to_b[-1] == Joined("r", 3, "delta", {"a": {"color": "red", "user": "ann"}}, EPOCH)
     assert messages_to(sends, a) == []  # presence waits for the flush
     assert h.flush_presence() == [
         Send((a,), PresenceUpdate("r", {"b": {"color": "blue", "user": "bob"}}))
@@ -85,9 +89,9 @@ def test_far_behind_join_gets_snapshot_with_last_seq() -> None:
     for seq in range(1, 6):
         h.handle(Submit(a, seq, seq - 1, (IncrementOp("n"),)))
     h.handle(LeaveRoom(a))
-    sends = h.handle(JoinRoom(a, 0))
+    sends = h.handle(JoinRoom(a, 0, None, EPOCH))
     assert sends[0].message == Snapshot("r", 5, {"n": 5}, last_seq=5)
-    assert sends[1].message == Joined("r", 5, "snapshot", {})
+    assert sends[1].message == Joined("r", 5, "snapshot", {}, EPOCH)
 
 
 def test_presence_of_a_replaced_connection_survives_the_old_leave() -> None:
@@ -122,7 +126,7 @@ def test_presence_is_coalesced_without_echo_or_repeats() -> None:
     h.handle(SetPresence(b, {"v": 2}))
     sends = h.handle(JoinRoom(c, None, {"v": 3}))
     assert messages_to(sends, c)[-1] == Joined(
-        "r", 0, "snapshot", {"a": {"user": ""}, "b": {"v": 2, "user": ""}}
+        "r", 0, "snapshot", {"a": {"user": ""}, "b": {"v": 2, "user": ""}}, EPOCH
     )
     h.handle(SetPresence(b, {"v": 4}))
     assert h.flush_presence() == [

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from livewidgets.protocol.codes import ErrorCode
 from livewidgets.relay.room import (
+    MAX_UNLOGGED_REFUSALS,
     Accepted,
     Duplicate,
     LogEntry,
@@ -241,19 +242,22 @@ def _room_at(version: int, **kwargs: Any) -> RoomCore:
 
 def test_catch_up_up_to_date_is_empty_delta() -> None:
     """A client at the current version gets an empty delta."""
-    catch_up = _room_at(3).catch_up(3)
+    room = _room_at(3)
+    catch_up = room.catch_up(3, epoch=room.lineage.epoch)
     assert (catch_up.mode, catch_up.version, list(catch_up.entries)) == ("delta", 3, [])
 
 
 def test_catch_up_from_new_room_is_empty_delta() -> None:
     """since=0 on a new room is an empty delta at version 0."""
-    catch_up = _room().catch_up(0)
+    room = _room()
+    catch_up = room.catch_up(0, epoch=room.lineage.epoch)
     assert (catch_up.mode, catch_up.version, list(catch_up.entries)) == ("delta", 0, [])
 
 
 def test_catch_up_behind_gets_the_missing_entries() -> None:
     """A client a few versions behind gets exactly the entries after `since`, in order."""
-    catch_up = _room_at(5).catch_up(2)
+    room = _room_at(5)
+    catch_up = room.catch_up(2, epoch=room.lineage.epoch)
     assert catch_up.mode == "delta"
     assert [e.version for e in catch_up.entries] == [3, 4, 5]
     assert catch_up.state is None
@@ -278,17 +282,17 @@ def test_catch_up_snapshot_cases(since: int | None, kwargs: dict[str, int]) -> N
 def test_catch_up_older_than_window_is_snapshot() -> None:
     """A since older than the window's first entry gets a snapshot; the window edge is a delta."""
     room = _room_at(6, window=3)
-    assert room.catch_up(2).mode == "snapshot"
-    assert [e.version for e in room.catch_up(3).entries] == [4, 5, 6]
+    assert room.catch_up(2, epoch=room.lineage.epoch).mode == "snapshot"
+    assert [e.version for e in room.catch_up(3, epoch=room.lineage.epoch).entries] == [4, 5, 6]
 
 
 def test_catch_up_after_restart_without_log_is_snapshot() -> None:
     """A room rebuilt from a snapshot only cannot serve deltas from before it."""
     room = _room_at(4)
     version, state, clock = room.take_snapshot()
-    rebuilt = RoomCore(RoomRecord("r", version, state, clock))
-    assert rebuilt.catch_up(2).mode == "snapshot"
-    assert rebuilt.catch_up(4).mode == "delta"
+    rebuilt = RoomCore(RoomRecord("r", version, state, clock, lineage=room.lineage))
+    assert rebuilt.catch_up(2, epoch=room.lineage.epoch).mode == "snapshot"
+    assert rebuilt.catch_up(4, epoch=room.lineage.epoch).mode == "delta"
 
 
 def test_snapshot_catch_up_reports_the_clients_last_seq() -> None:
@@ -332,11 +336,13 @@ def _run(steps: list[tuple[str, list[Op] | None]], snapshot_at: int) -> tuple[Ro
     room = _room()
     seqs: dict[str, int] = {}
     sent: dict[tuple[str, int], list[Op]] = {}
-    record = RoomRecord("r")
+    record = RoomRecord("r", lineage=room.lineage)
     for index, (client, ops) in enumerate(steps):
         if index == snapshot_at:
             version, state, clock = room.take_snapshot()
-            record = RoomRecord("r", version, state, clock, dedupe=dict(room.dedupe))
+            record = RoomRecord(
+                "r", version, state, clock, dedupe=dict(room.dedupe), lineage=room.lineage
+            )
         if ops is None:
             if seqs.get(client):
                 seq = seqs[client]
@@ -362,7 +368,10 @@ def test_rebuilt_room_equals_original(
     assert rebuilt.version == room.version
     assert rebuilt.dedupe == room.dedupe
     for since in range(record.snapshot_version, room.version + 1):
-        assert list(rebuilt.catch_up(since).entries) == list(room.catch_up(since).entries)
+        epoch = room.lineage.epoch
+        assert list(rebuilt.catch_up(since, epoch=epoch).entries) == list(
+            room.catch_up(since, epoch=epoch).entries
+        )
     # And they answer the next op alike.
     nxt = [IncrementOp(path="n/a"), SetOp(path="s/a", value=1, if_version=0)]
     assert rebuilt.submit("z", 1, room.version, nxt) == room.submit("z", 1, room.version, nxt)
@@ -446,3 +455,44 @@ def test_text_delta_not_spanning_the_base_is_rejected_not_raised() -> None:
     rejected = _rejected(outcome, ErrorCode.INVALID_OP)
     assert rejected.path == "t"
     assert room.state == {"t": "abcd"} and room.version == 2
+
+
+# --- refusals in the log -------------------------------------------------------------------
+
+
+def test_refusals_ride_on_the_clients_next_entry() -> None:
+    """A client's refused seqs are logged with its next accepted entry, once."""
+    room = _room()
+    _accepted(room.submit("a", 1, 0, [SetOp(path="s", value="text")]))
+    _rejected(room.submit("a", 2, 1, [IncrementOp(path="s")]), ErrorCode.TYPE_MISMATCH)
+    _rejected(room.submit("b", 1, 1, [IncrementOp(path="s")]), ErrorCode.TYPE_MISMATCH)
+    _rejected(room.submit("a", 3, 1, [SetOp(path="s", value=1, if_version=0)]), ErrorCode.CONFLICT)
+    entry = _accepted(room.submit("a", 4, 1, [IncrementOp(path="n")]))
+    assert entry.refused == ((2, "type_mismatch"), (3, "conflict"))
+    assert _accepted(room.submit("a", 5, 2, [IncrementOp(path="n")])).refused == ()
+
+
+def test_a_reloaded_room_answers_a_resent_refused_op_as_refused() -> None:
+    """After a restart the relay's memory of refusals is gone, but the log holds them:
+    a resend of a refused op is refused again, never acked as applied."""
+    room = _room()
+    _accepted(room.submit("a", 1, 0, [SetOp(path="s", value="text")]))
+    _rejected(room.submit("a", 2, 1, [IncrementOp(path="s")]), ErrorCode.TYPE_MISMATCH)
+    _accepted(room.submit("a", 3, 1, [IncrementOp(path="n")]))
+    _accepted(room.submit("b", 1, 2, [IncrementOp(path="n")]))
+    reloaded = RoomCore(RoomRecord("r", log=list(room.window)))
+    answer = _rejected(reloaded.submit("a", 2, 1, [IncrementOp(path="s")]), ErrorCode.TYPE_MISMATCH)
+    assert "refused earlier" in answer.message
+    assert reloaded.submit("a", 3, 1, [IncrementOp(path="n")]) == Duplicate(2)
+    assert reloaded.submit("a", 1, 0, [SetOp(path="s", value="text")]) == Duplicate(1)
+
+
+def test_unlogged_refusals_are_bounded_per_client() -> None:
+    """A client refused over and over keeps only its latest refusals for the log."""
+    room = _room()
+    _accepted(room.submit("a", 1, 0, [SetOp(path="s", value="text")]))
+    for seq in range(2, MAX_UNLOGGED_REFUSALS + 12):
+        _rejected(room.submit("a", seq, 1, [IncrementOp(path="s")]), ErrorCode.TYPE_MISMATCH)
+    refused = _accepted(room.submit("a", MAX_UNLOGGED_REFUSALS + 12, 1, [])).refused
+    assert len(refused) == MAX_UNLOGGED_REFUSALS
+    assert refused[-1] == (MAX_UNLOGGED_REFUSALS + 11, "type_mismatch")

@@ -133,6 +133,7 @@ def _fingerprint(core: RoomCore) -> tuple[Any, ...]:
         core.dedupe,
         list(core.window),
         core.ops_since_snapshot,
+        core._unlogged,  # refusals waiting for their client's next entry
     )
 
 

@@ -24,7 +24,6 @@ from .test_scaleout import relay_process, wait_until
 pytestmark = pytest.mark.skipif(not redis_available(), reason="no Redis on 127.0.0.1:6379")
 
 
-
 class Watcher:
     """A raw client whose received presence is merged in ``known`` (in the background)."""
 

@@ -334,7 +334,7 @@ async def test_lowered_limit_after_restart_lets_the_room_shrink(
     store = f"sqlite:///{tmp_path / 'rooms.db'}"
     relay = await relay_factory(store=store, max_state_bytes=10_000)
     client = await RawClient.connect(relay.url)
-    await client.join("r")
+    _, first = await client.join("r")
     for seq, key in enumerate("abc", start=1):
         await client.op("r", seq, SetOp(key, value="x" * 2000), base=seq - 1)
         assert isinstance(await client.recv(), Ack)
@@ -342,7 +342,8 @@ async def test_lowered_limit_after_restart_lets_the_room_shrink(
     await relay.stop()
     relay = await relay_factory(store=store, max_state_bytes=3000)
     client = await RawClient.connect(relay.url)
-    await client.join("r", since=3)
+    _, joined = await client.join("r", since=3, epoch=first.epoch)
+    assert joined.mode == "delta"  # a clean restart: the history continues
     await client.op("r", 4, SetOp("d", value=1), base=3)
     assert (await client.expect(Reject)).code == "too_large"
     await client.op("r", 5, DeleteOp("a"), base=3)

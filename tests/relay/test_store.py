@@ -7,14 +7,16 @@ import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import msgspec
 import pytest
 from redis.asyncio import Redis
 
+from livewidgets.relay.lineage import Lineage
 from livewidgets.relay.room import LogEntry, RoomCore
-from livewidgets.relay.store import Store, StoreConflict, StoreError, open_store
+from livewidgets.relay.store import Store, StoreConflict, StoreError, WatchableStore, open_store
 from livewidgets.relay.store.memory import MemoryStore
 from livewidgets.relay.store.redis import RedisStore
-from livewidgets.relay.store.sqlite import SCHEMA_VERSION, SQLiteStore
+from livewidgets.relay.store.sqlite import MIGRATIONS, SCHEMA_VERSION, SQLiteStore
 from livewidgets.state.ops import IncrementOp, PushOp, SetOp, TextOp
 
 from .helpers import REDIS_URL, redis_available
@@ -61,6 +63,29 @@ async def test_append_load_round_trip(store: Store) -> None:
     record = await store.load("r")
     assert record.log == entries
     assert record.dedupe == {"a": (9, 3), "b": (2, 2)}
+
+
+async def test_refusals_travel_with_their_entry(store: Store) -> None:
+    """The refusals an entry carries (LogEntry.refused) load back with it."""
+    carrying = LogEntry(2, "a", 5, (IncrementOp("n"),), ((3, "conflict"), (4, "forbidden")))
+    await store.append("r", [entry(1, "b"), carrying])
+    assert (await store.load("r")).log == [entry(1, "b"), carrying]
+    assert await store.read_log("r", 1, 10) == [carrying]
+
+
+async def test_epoch_is_recorded(store: Store) -> None:
+    """begin_epoch records the room's lineage; load returns it. A store several relays
+    share keeps the first epoch; the others take each new one (with its ancestry)."""
+    assert (await store.load("r")).lineage is None
+    first = Lineage.first()
+    assert await store.begin_epoch("r", first) == first
+    await store.append("r", [entry(1)])
+    assert (await store.load("r")).lineage == first
+    second = first.successor(1)
+    in_effect = await store.begin_epoch("r", second)
+    expected = first if isinstance(store, WatchableStore) else second
+    assert in_effect == expected and (await store.load("r")).lineage == expected
+    assert (await store.load("other")).lineage is None
 
 
 async def test_append_must_continue_the_log(store: Store) -> None:
@@ -200,6 +225,28 @@ async def test_sqlite_survives_reopen(tmp_path: Path) -> None:
         assert record.dedupe == {"a": (3, 3)}
     finally:
         await again.close()
+
+
+async def test_sqlite_migrates_a_version_1_database(tmp_path: Path) -> None:
+    """A database written before epochs and logged refusals opens, keeps its rooms,
+    and loads them without an epoch (resumes from before get a snapshot)."""
+    path = tmp_path / "v1.db"
+    db = sqlite3.connect(path, isolation_level=None)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.executescript(MIGRATIONS[0])
+    db.execute("INSERT INTO rooms (room, head_version) VALUES ('r', 1)")
+    db.execute("INSERT INTO log VALUES ('r', 1, 'a', 1, ?)", (msgspec.msgpack.encode([]),))
+    db.execute("INSERT INTO dedupe VALUES ('r', 'a', 1, 1)")
+    db.execute("PRAGMA user_version = 1")
+    db.close()
+    store = SQLiteStore(str(path))
+    try:
+        record = await store.load("r")
+        assert record.log == [LogEntry(1, "a", 1, ())] and record.lineage is None
+        await store.append("r", [LogEntry(2, "a", 3, (), ((2, "conflict"),))])
+        assert (await store.load("r")).log[1].refused == ((2, "conflict"),)
+    finally:
+        await store.close()
 
 
 def test_sqlite_refuses_newer_schema(tmp_path: Path) -> None:

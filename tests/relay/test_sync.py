@@ -98,13 +98,13 @@ async def test_resend_is_acked_not_reapplied(relay: Relay) -> None:
 async def test_resend_after_reconnect_is_deduplicated(relay: Relay) -> None:
     """After a reconnect with the same client_id, resent ops are acked as duplicates."""
     first = await RawClient.connect(relay.url, client_id="alice")
-    await first.join("r")
+    _, first_joined = await first.join("r")
     for seq in (1, 2, 3):
         await first.op("r", seq, IncrementOp("n", by=10))
     acks = [await first.ack() for _ in range(3)]
     await first.close()
     again = await RawClient.connect(relay.url, client_id="alice")
-    before, joined = await again.join("r", since=1)
+    before, joined = await again.join("r", since=1, epoch=first_joined.epoch)
     assert [m.version for m in before if isinstance(m, Broadcast)] == [2, 3]
     assert {m.origin for m in before if isinstance(m, Broadcast)} == {"alice"}
     for seq in (2, 3):  # the "pending" ops, resent in order
@@ -119,12 +119,12 @@ async def test_resend_after_reconnect_is_deduplicated(relay: Relay) -> None:
 async def test_join_since_returns_exactly_the_missing_ops(relay: Relay) -> None:
     """join(since=v) sends broadcasts v+1..head then joined(delta); since=head sends none."""
     a = await RawClient.connect(relay.url)
-    await a.join("r")
+    _, first = await a.join("r")
     for seq in range(1, 11):
         await a.op("r", seq, SetOp(f"k{seq}", value=seq))
         await a.ack()
     b = await RawClient.connect(relay.url)
-    before, joined = await b.join("r", since=4)
+    before, joined = await b.join("r", since=4, epoch=first.epoch)
     assert [m.version for m in broadcasts_in(before)] == list(range(5, 11))
     assert [m.ops[0] for m in broadcasts_in(before)] == [
         SetOp(f"k{v}", value=v) for v in range(5, 11)
@@ -132,7 +132,10 @@ async def test_join_since_returns_exactly_the_missing_ops(relay: Relay) -> None:
     assert (joined.version, joined.mode) == (10, "delta")
     c = await RawClient.connect(relay.url)
     others = {a.client_id: {"user": ""}, b.client_id: {"user": ""}}
-    assert await c.join("r", since=10) == ([], Joined("r", 10, "delta", others))
+    assert await c.join("r", since=10, epoch=first.epoch) == (
+        [],
+        Joined("r", 10, "delta", others, first.epoch),
+    )
     assert relay.metrics.value("livewidgets_joins_total", mode="delta") == 2
     for client in (a, b, c):
         await client.close()
@@ -224,8 +227,11 @@ class GatedStore(MemoryStore):
         self.durable.update(e.version for e in entries)
 
 
-async def test_group_commit_and_durable_before_ack(relay_factory: RelayFactory) -> None:
-    """Ops arriving during a commit go out in one append; acks/broadcasts follow it, in order."""
+async def test_group_commit_others_hear_during_it_authors_after(
+    relay_factory: RelayFactory,
+) -> None:
+    """Ops arriving during a commit go out in one append. Members with no op in a round
+    hear of it while it is committed; the author's ack waits for the commit."""
     store = GatedStore()
     relay = await relay_factory(store=store)
     a = await RawClient.connect(relay.url)
@@ -235,6 +241,10 @@ async def test_group_commit_and_durable_before_ack(relay_factory: RelayFactory) 
     await a.recv()  # b's presence
     await a.op("r", 1, IncrementOp("n"))
     await asyncio.wait_for(store.first_append.wait(), TIMEOUT)
+    early = await b.expect(Broadcast)
+    assert early.version == 1 and not store.durable
+    with pytest.raises(TimeoutError):
+        await a.recv(timeout=0.2)  # no ack before the commit
     for seq in range(2, 21):
         await a.op("r", seq, IncrementOp("n"))
     # A connection's frames are handled in order: once "other" is joined, ops 2..20
@@ -244,8 +254,8 @@ async def test_group_commit_and_durable_before_ack(relay_factory: RelayFactory) 
     for version in range(1, 21):
         ack = await a.ack()
         assert ack.version == version and version in store.durable
-        broadcast = await b.expect(Broadcast)
-        assert broadcast.version == version and version in store.durable
+    for version in range(2, 21):
+        assert (await b.expect(Broadcast)).version == version
     assert store.batches == [[1], list(range(2, 21))]
     assert relay.metrics.value("livewidgets_commit_entries_count") == 2
     for client in (a, b):
@@ -286,7 +296,7 @@ async def test_store_failure_closes_members_who_resume(
     store = FailingStore()
     relay = await relay_factory(store=store)
     a = await RawClient.connect(relay.url, client_id="alice")
-    await a.join("r")
+    _, first = await a.join("r")
     await a.op("r", 1, IncrementOp("n"))
     await a.ack()
     store.fail = True
@@ -294,11 +304,53 @@ async def test_store_failure_closes_members_who_resume(
     assert await a.closed() == 1011
     assert "disk on fire" in caplog.text
     again = await RawClient.connect(relay.url, client_id="alice")
-    await again.join("r", since=1)
+    # The reloaded room is a new epoch that shares version 1 (committed) with ours.
+    _, joined = await again.join("r", since=1, epoch=first.epoch)
+    assert joined.mode == "delta" and joined.epoch != first.epoch
     await again.op("r", 2, IncrementOp("n"))
     assert await again.ack() == Ack("r", 2, 2)
     assert await state_of(relay, "r") == (2, {"n": 2})
     await again.close()
+
+
+async def test_a_member_that_saw_an_uncommitted_op_resumes_from_a_snapshot(
+    relay_factory: RelayFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Bob hears of Alice's op 2 while it is committed, and the commit fails. Carol then
+    writes the real version 2. Bob's version 2 is of the old epoch and not in the store:
+    he resumes with a snapshot holding Carol's write, not with an empty delta; Alice's
+    resend then applies once, as version 3."""
+    store = FailingStore()
+    relay = await relay_factory(store=store)
+    alice = await RawClient.connect(relay.url, client_id="alice")
+    bob = await RawClient.connect(relay.url, client_id="bob")
+    _, first = await alice.join("r")
+    await bob.join("r")
+    await alice.op("r", 1, SetOp("v", value="durable"))
+    await alice.ack()
+    assert (await bob.recv_until(Broadcast))[1].version == 1
+    store.fail = True
+    await alice.op("r", 2, SetOp("v", value="lost"))
+    phantom = await bob.expect(Broadcast)
+    assert (phantom.version, phantom.ops) == (2, [SetOp("v", value="lost")])
+    assert await bob.closed() == 1011 and await alice.closed() == 1011
+    assert "disk on fire" in caplog.text
+    async with await RawClient.connect(relay.url, client_id="carol") as carol:
+        await carol.join("r")
+        await carol.op("r", 1, SetOp("v", value="carol"), base=1)
+        assert (await carol.ack()).version == 2
+    bob = await RawClient.connect(relay.url, client_id="bob")
+    before, joined = await bob.join("r", since=2, epoch=first.epoch)
+    assert before == [Snapshot("r", 2, {"v": "carol"})]
+    assert (joined.version, joined.mode) == (2, "snapshot")
+    alice = await RawClient.connect(relay.url, client_id="alice")
+    await alice.join("r", since=1, epoch=first.epoch)  # a delta: version 1 is shared
+    await alice.op("r", 2, SetOp("v", value="lost"), base=2)
+    assert await alice.ack() == Ack("r", 2, 3)
+    assert (await bob.recv_until(Broadcast))[1].version == 3
+    assert await state_of(relay, "r") == (3, {"v": "lost"})
+    for client in (alice, bob):
+        await client.close()
 
 
 async def test_empty_room_is_unloaded_and_reloaded(relay: Relay) -> None:

@@ -153,7 +153,7 @@ async def test_reader_cannot_make_my_ops_look_applied(secure_relay: Relay) -> No
     bystander = await writer_in(secure_relay, "doc")  # keeps the room loaded, as in a class
     mine = token("doc", user="alice")
     alice = await admitted(secure_relay.url, mine, client_id="alice-1")
-    await alice.join("doc")
+    _, first = await alice.join("doc")
     await alice.op("doc", 1, SetOp("para", value="v1"))
     await alice.ack()
     await alice.close()  # a network blip: Alice will reconnect with the same id
@@ -163,7 +163,7 @@ async def test_reader_cannot_make_my_ops_look_applied(secure_relay: Relay) -> No
     assert (await reply(reader, Reject)).code == "forbidden"
     await reader.close()
     alice = await admitted(secure_relay.url, mine, client_id="alice-1")
-    await alice.join("doc", since=1)
+    await alice.join("doc", since=1, epoch=first.epoch)
     await alice.op("doc", 2, SetOp("para", value="v2"), base=1)
     ack = await ack_for(alice, "doc", 2)
     assert not ack.duplicate

@@ -5,6 +5,13 @@ the scheduler picks at random which queue delivers next (delays and reordering
 between connections), and can cut connections (both directions lose what is in
 flight), keep a client offline for a while (partition), and make clients resend
 (ack timeouts → duplicates the relay must dedupe). Same seed, same run.
+
+With ``crashes=True`` the relay behaves like the single-relay runner (relay.runner):
+an accepted op is broadcast to the other members at once, and its author's ack waits
+for the commit, which the scheduler performs later (the relay takes no other message
+meanwhile: one round at a time). The scheduler may crash the relay instead: the
+uncommitted op is lost although members saw it, every connection drops, and the
+room reloads from the committed log in a new epoch (relay.lineage).
 """
 
 from __future__ import annotations
@@ -25,7 +32,7 @@ from livewidgets.protocol import (
     Reject,
     Snapshot,
 )
-from livewidgets.relay.room import Accepted, Duplicate, RoomCore, RoomRecord
+from livewidgets.relay.room import Accepted, Duplicate, LogEntry, RoomCore, RoomRecord
 from livewidgets.state import text as text_ot
 from livewidgets.state.ops import (
     DeleteOp,
@@ -66,11 +73,25 @@ class SimClient:
 
 
 class Simulation:
-    def __init__(self, seed: int, clients: int = 5, *, window: int = 40, max_delta: int = 25):
+    def __init__(
+        self,
+        seed: int,
+        clients: int = 5,
+        *,
+        window: int = 40,
+        max_delta: int = 25,
+        crashes: bool = False,
+    ):
         self.rng = random.Random(seed)
+        self.window = window
         self.relay = RoomCore(RoomRecord(ROOM), window=window)
         self.max_delta = max_delta
-        self.log: list[Any] = []  # every accepted LogEntry, in order
+        self.log: list[LogEntry] = []  # every committed LogEntry, in order
+        # Early fan-out with commits the scheduler decides, and relay crashes.
+        self.crashes = crashes
+        # The accepted entry being committed, and its author's connection and ack.
+        self.committing: tuple[LogEntry, Connection, Ack] | None = None
+        self.crash_count = 0
         self.clients = [SimClient(f"c{i}", RoomSync(ROOM, f"c{i}")) for i in range(clients)]
         self.now = 0
         self._handle = 0
@@ -172,7 +193,10 @@ class Simulation:
         client = conn.client
         if isinstance(message, Join):
             catch_up = self.relay.catch_up(
-                message.since, client_id=client.name, max_delta=self.max_delta
+                message.since,
+                epoch=message.epoch,
+                client_id=client.name,
+                max_delta=self.max_delta,
             )
             if catch_up.mode == "snapshot":
                 assert catch_up.state is not None
@@ -186,21 +210,25 @@ class Simulation:
                 )
             for entry in catch_up.entries:
                 conn.to_client.append(self._broadcast(entry))
-            conn.to_client.append(Joined(room=ROOM, version=catch_up.version, mode=catch_up.mode))
+            conn.to_client.append(
+                Joined(ROOM, catch_up.version, catch_up.mode, epoch=self.relay.lineage.epoch)
+            )
             conn.joined = True
             return
         assert isinstance(message, (OpMessage, Batch))
         ops = [message.op] if isinstance(message, OpMessage) else message.ops
         outcome = self.relay.submit(client.name, message.client_seq, message.base_version, ops)
         if isinstance(outcome, Accepted):
-            self.log.append(outcome.entry)
-            conn.to_client.append(
-                Ack(room=ROOM, client_seq=message.client_seq, version=outcome.entry.version)
-            )
+            ack = Ack(room=ROOM, client_seq=message.client_seq, version=outcome.entry.version)
             frame = self._broadcast(outcome.entry)
             for other in self.clients:
                 if other.conn is not None and other.conn is not conn and other.conn.joined:
                     other.conn.to_client.append(frame)
+            if self.crashes:
+                self.committing = (outcome.entry, conn, ack)
+            else:
+                self.log.append(outcome.entry)
+                conn.to_client.append(ack)
         elif isinstance(outcome, Duplicate):
             conn.to_client.append(
                 Ack(
@@ -233,18 +261,46 @@ class Simulation:
             ops=list(entry.ops),
         )
 
+    def commit(self) -> None:
+        """The round's commit returns: the entry is durable, its author hears of it."""
+        assert self.committing is not None
+        entry, conn, ack = self.committing
+        self.committing = None
+        self.log.append(entry)
+        if conn.client.conn is conn:
+            conn.to_client.append(ack)
+
+    def crash(self) -> None:
+        """The relay dies mid-commit: reload the room from the committed log."""
+        self.committing = None
+        self.crash_count += 1
+        for client in self.clients:
+            self.disconnect(client)
+            client.offline_until = self.now + self.rng.randrange(0, 20)
+        head = self.log[-1].version if self.log else 0
+        lineage = self.relay.lineage.successor(head)
+        record = RoomRecord(ROOM, log=list(self.log), lineage=lineage)
+        self.relay = RoomCore(record, window=self.window)
+
     # --- scheduler ------------------------------------------------------------------
 
     def step(self, faults: bool = True) -> bool:
         """Do one random thing; returns False when nothing was left to deliver."""
         self.now += 1
         rng = self.rng
+        if self.committing is not None and (not faults or rng.random() < 0.3):
+            if faults and rng.random() < 0.15:
+                self.crash()
+            else:
+                self.commit()
+            return True
+        # The relay takes the next message only after the round's commit.
         queues = [
             (c, q)
             for c in self.clients
             if c.conn is not None
             for q in (c.conn.to_relay, c.conn.to_client)
-            if q
+            if q and (self.committing is None or q is c.conn.to_client)
         ]
         roll = rng.random()
         if faults and roll < 0.02:
@@ -264,7 +320,7 @@ class Simulation:
                 self.connect(client)
                 return True
         if not queues:
-            return False
+            return self.committing is not None
         client, queue = rng.choice(queues)
         assert client.conn is not None
         message = queue.popleft()

@@ -172,6 +172,9 @@ class RoomSync:
         # The room state at ``version`` as the relay ordered it.
         self.confirmed: dict[str, Any] = {}
         self.version = 0
+        # The relay's name for the history ``version`` belongs to (joined.epoch): a
+        # resume sends it back, and gets a snapshot if the relay's history forked.
+        self.epoch: str | None = None
         # What the user sees: confirmed + pending replayed.
         self.visible: dict[str, Any] = {}
         self.pending: list[Pending] = []
@@ -254,8 +257,9 @@ class RoomSync:
         self.joined = False
         for pending in self.pending:
             pending.sent = False
-        since = None if self._need_snapshot else self.version
-        return [Send(Join(room=self.room, since=since, presence=presence))]
+        if self._need_snapshot:
+            return [Send(Join(room=self.room, presence=presence))]
+        return [Send(Join(self.room, self.version, presence, self.epoch))]
 
     def connection_lost(self) -> list[Event]:
         """Peers' presence is unknown while offline; they are re-sent on join."""
@@ -354,6 +358,7 @@ class RoomSync:
         if message.version != self.version:
             return self._diverged(f"joined at {message.version}, caught up to {self.version}")
         self.joined = True
+        self.epoch = message.epoch or None
         events: list[Event] = [JoinedRoom(message.version, message.mode)]
         old, self.presence = self.presence, dict(message.presence)
         for cid in old.keys() | self.presence.keys():

@@ -76,11 +76,13 @@ class Hello(_Message, tag="hello"):
 
 
 class Join(_Message, tag="join"):
-    """Enter a room; ``since`` = last version applied (None: send a snapshot)."""
+    """Enter a room; ``since`` = last version applied (None: send a snapshot), of the
+    history ``epoch`` names (from ``joined.epoch``; a delta needs both)."""
 
     room: RoomName
     since: Version | None = None
     presence: dict[str, Any] | None = None
+    epoch: Annotated[str, Meta(max_length=64)] | None = None
 
 
 class Leave(_Message, tag="leave"):
@@ -163,6 +165,8 @@ class Joined(_Message, tag="joined"):
     version: int
     mode: Literal["delta", "snapshot"]
     presence: dict[str, dict[str, Any]] = {}
+    # The history ``version`` belongs to: send it back with ``join.since`` to resume.
+    epoch: str = ""
 
 
 class Ack(_Message, tag="ack"):

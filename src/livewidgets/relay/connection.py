@@ -405,7 +405,7 @@ class Connection:
             self._error(ErrorCode.INVALID_MESSAGE, detail, "join", message.room)
             return
         runner = self.rooms[message.room] = self.relay.room(message.room)
-        await self._put(runner, JoinRoom(self, message.since, message.presence))
+        await self._put(runner, JoinRoom(self, message.since, message.presence, message.epoch))
 
     async def _on_leave(self, message: Leave) -> None:
         runner = self.rooms.pop(message.room, None)

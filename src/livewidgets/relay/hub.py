@@ -105,6 +105,8 @@ class JoinRoom(Generic[M]):
     member: M
     since: int | None
     presence: dict[str, Any] | None = None
+    # The history ``since`` belongs to (relay.lineage).
+    epoch: str | None = None
 
 
 @dataclass(slots=True)
@@ -409,7 +411,10 @@ class RoomHub(Generic[M]):
     def _join(self, command: JoinRoom[M]) -> list[Send[M]]:
         member, to = command.member, (command.member,)
         catch = self.core.catch_up(
-            command.since, client_id=member.client_id, max_delta=self.max_delta
+            command.since,
+            epoch=command.epoch,
+            client_id=member.client_id,
+            max_delta=self.max_delta,
         )
         sends: list[Send[M]] = []
         if catch.mode == "snapshot":
@@ -418,7 +423,8 @@ class RoomHub(Generic[M]):
         sends.extend(Send(to, _broadcast(self.name, entry)) for entry in catch.entries)
         mode: Literal["delta", "snapshot"] = "snapshot" if catch.mode == "snapshot" else "delta"
         table = self.presence_table(exclude=member.client_id)
-        sends.append(Send(to, Joined(self.name, catch.version, mode, table)))
+        epoch = self.core.lineage.epoch
+        sends.append(Send(to, Joined(self.name, catch.version, mode, table, epoch)))
         # The table holds every change so far: the next flush only needs later ones.
         self._known[member] = self._changes
         rejoin = member in self.members

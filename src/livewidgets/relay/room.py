@@ -41,6 +41,7 @@ from ..state.ops import (
 )
 from ..state.rebase import TextReplaced, transform_ops
 from ..state.text import TextOpError
+from .lineage import Lineage
 
 __all__ = [
     "DEFAULT_MAX_STATE_BYTES",
@@ -70,6 +71,9 @@ __all__ = [
 #   chat, notes, labels are kilobytes to a few megabytes).
 # The size is exact (see size_delta), so an accepted state never encodes above the limit.
 DEFAULT_MAX_STATE_BYTES: Final = 8 * 2**20
+# Refusals of one client kept for its next log entry (LogEntry.refused); older ones
+# are forgotten (a resend of one is then answered as applied, see docs/protocol.md).
+MAX_UNLOGGED_REFUSALS: Final = 256
 
 _encode = msgspec.json.Encoder().encode
 # "No value here" while comparing trees (a stored None is a value).
@@ -84,6 +88,11 @@ class LogEntry:
     client_id: str
     client_seq: int
     ops: tuple[Op, ...]
+    # (client_seq, error code) of the client's ops refused since its previous entry:
+    # logged with this one, so a resend of a refused op is answered as refused after
+    # a restart or on another relay (its verdict is durable once a later op of the
+    # client is). The reason's message and details are not kept.
+    refused: tuple[tuple[int, str], ...] = ()
 
 
 @dataclass(slots=True)
@@ -98,6 +107,13 @@ class RoomRecord:
     log: list[LogEntry] = field(default_factory=list)
     # client_id -> (highest client_seq processed, version it got or 0 if rejected).
     dedupe: dict[str, tuple[int, int]] = field(default_factory=dict)
+    # The room's epoch and the one before it (relay.lineage); None: none recorded.
+    lineage: Lineage | None = None
+
+    @property
+    def head(self) -> int:
+        """Version of the last stored entry."""
+        return self.log[-1].version if self.log else self.snapshot_version
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,6 +165,8 @@ class _Round:
     evicted: list[LogEntry] = field(default_factory=list)
     # client_id -> its dedupe value before the round (None: absent), first change only.
     dedupe: dict[str, tuple[int, int] | None] = field(default_factory=dict)
+    # client_id -> its refusals not yet logged before the round, first change only.
+    unlogged: dict[str, list[tuple[int, str]]] = field(default_factory=dict)
     # Changes to the remembered rejections: (key, value before or None), in order.
     rejected: list[tuple[tuple[str, int], Rejected | None]] = field(default_factory=list)
     # PathClock.record's undo log.
@@ -175,8 +193,13 @@ class RoomCore:
         # Recent entries, for delta catch-up, text transforms and duplicate acks.
         self.window: deque[LogEntry] = deque(maxlen=window)
         self.dedupe = dict(record.dedupe)
+        # Which history the versions belong to: resumes from another one get a snapshot.
+        self.lineage = record.lineage or Lineage.first()
         # Recently rejected resends: (client_id, seq) -> outcome, so a resend is answered alike.
         self._rejected: OrderedDict[tuple[str, int], Rejected] = OrderedDict()
+        # client_id -> (seq, code) of its refusals since its last entry; the next entry
+        # carries them into the log (LogEntry.refused).
+        self._unlogged: dict[str, list[tuple[int, str]]] = {}
         self.ops_since_snapshot = 0
         # The open round's undo log (begin_round), None outside rounds.
         self._round: _Round | None = None
@@ -282,6 +305,11 @@ class RoomCore:
                 self._rejected.pop(key, None)
             else:
                 self._rejected[key] = rejected
+        for client_id, unlogged in round_.unlogged.items():
+            if unlogged:
+                self._unlogged[client_id] = unlogged
+            else:
+                self._unlogged.pop(client_id, None)
 
     def _note_rejected(self, key: tuple[str, int]) -> None:
         if self._round is not None:
@@ -299,7 +327,8 @@ class RoomCore:
             self._set_dedupe(client_id, (client_seq, 0))
             self._remember_reject(client_id, client_seq, outcome)
             return outcome
-        entry = LogEntry(self.version + 1, client_id, client_seq, outcome)
+        refused = self._take_unlogged(client_id)
+        entry = LogEntry(self.version + 1, client_id, client_seq, outcome, refused)
         self._advance(entry)
         return Accepted(entry)
 
@@ -411,9 +440,19 @@ class RoomCore:
         rejected = self._rejected.get((client_id, seq))
         if rejected is not None:
             return rejected
+        for refused_seq, code in self._unlogged.get(client_id, ()):
+            if refused_seq == seq:
+                return _refused_before(seq, code)
         for entry in reversed(self.window):
-            if entry.client_id == client_id and entry.client_seq == seq:
+            if entry.client_id != client_id:
+                continue
+            if entry.client_seq == seq:
                 return Duplicate(entry.version)
+            for refused_seq, code in entry.refused:
+                if refused_seq == seq:
+                    return _refused_before(seq, code)
+            if entry.client_seq < seq:
+                break  # older entries cannot hold it
         oldest = self.window[0].version if self.window else self.version + 1
         # Older than the window and not a remembered refusal: it was applied, before
         # ``oldest`` (refusals are rare and remembered; see docs/protocol.md).
@@ -426,6 +465,25 @@ class RoomCore:
         self._rejected[(client_id, seq)] = outcome
         while len(self._rejected) > limit:
             self._rejected.popitem(last=False)
+        unlogged = self._unlogged.get(client_id, [])
+        self._note_unlogged(client_id, unlogged)
+        # Bounded: a client refused over and over keeps its latest verdicts.
+        self._unlogged[client_id] = [
+            *unlogged[-(MAX_UNLOGGED_REFUSALS - 1) :],
+            (seq, outcome.code.value),
+        ]
+
+    def _take_unlogged(self, client_id: str) -> tuple[tuple[int, str], ...]:
+        unlogged = self._unlogged.pop(client_id, None)
+        if not unlogged:
+            return ()
+        self._note_unlogged(client_id, unlogged)
+        return tuple(unlogged)
+
+    def _note_unlogged(self, client_id: str, before: list[tuple[int, str]]) -> None:
+        round_ = self._round
+        if round_ is not None and client_id not in round_.unlogged:
+            round_.unlogged[client_id] = before
 
     def _entries_after(self, since: int) -> Iterable[LogEntry]:
         start = len(self.window) - (self.version - since)
@@ -433,11 +491,18 @@ class RoomCore:
             yield self.window[index]
 
     def catch_up(
-        self, since: int | None, *, client_id: str | None = None, max_delta: int = 1000
+        self,
+        since: int | None,
+        *,
+        epoch: str | None = None,
+        client_id: str | None = None,
+        max_delta: int = 1000,
     ) -> CatchUp:
-        """Entries after ``since`` if few and still in the window, else a snapshot."""
-        if since is not None and since > self.version:
-            since = None  # the client is ahead of us (relay lost state?): start over
+        """Entries after ``since`` (a version of ``epoch``) if that history continues
+        into this room's, and the entries are few and still in the window; else a
+        snapshot."""
+        if since is not None and (since > self.version or not self.lineage.continues(epoch, since)):
+            since = None  # versions of another history (relay lost state?): start over
         if since is not None:
             missing = self.version - since
             oldest = self.window[0].version if self.window else self.version + 1
@@ -450,6 +515,11 @@ class RoomCore:
         """(version, state, clock data) for the store; resets the snapshot counter."""
         self.ops_since_snapshot = 0
         return self.version, self.state, self.clock.to_data()
+
+
+def _refused_before(seq: int, code: str) -> Rejected:
+    """The answer to a resend of an op refused earlier whose full reason is forgotten."""
+    return Rejected(ErrorCode(code), f"operation {seq} was refused earlier ({code})")
 
 
 # --- the state's encoded size -----------------------------------------------------------

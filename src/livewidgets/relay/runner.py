@@ -8,15 +8,20 @@ the store, then loops:
 2. persist all entries accepted in this round with **one** ``store.append``
    (group commit: whatever arrived while the previous commit was in flight is
    committed together);
-3. only then deliver the round's sends, in order (acks and broadcasts in version
-   order; an op is durable before anyone hears of it), with the room's coalesced
+3. deliver the round's sends, in order per member, with the room's coalesced
    presence changes if the last presence message went out ``presence_interval``
-   ago or more (else a timer flushes them then);
+   ago or more (else a timer flushes them then): the members with no op in the
+   round get theirs while the commit runs, the authors theirs (acks included)
+   after it, so an op is durable before its author hears it is. If the relay dies
+   mid-commit, members saw versions the store lacks; the room's next load starts
+   a new epoch (relay.lineage) and their resume gets a snapshot. With a shared
+   store everything waits for the commit (a refused append redoes the round);
 4. every ``snapshot_every`` versions, save a snapshot (which compacts the log).
 
-If the store fails (or the core hits a bug) the room's in-memory state may be
-ahead of what is durable, so the room is dropped: its connections are closed with
-1011 and resume by delta against a freshly loaded room, resending unacked ops.
+Each load records a new epoch in the store before the room serves anyone. If the
+store fails (or the core hits a bug) the room's in-memory state may be ahead of
+what is durable, so the room is dropped: its connections are closed with 1011 and
+resume against a freshly loaded room, resending unacked ops.
 
 With a store several relays share (:class:`~.store.WatchableStore`: Redis), other
 relays append to the room too (docs/protocol.md "Scale-out"):
@@ -56,12 +61,13 @@ from ..protocol.codes import CloseCode
 from ..protocol.messages import Ack, Reject
 from .framing import data_frame
 from .hub import Command, JoinRoom, Member, RoomHub, Send, Submit
+from .lineage import Lineage
 from .metrics import RelayMetrics
 from .presence_link import PresenceLink
 from .room import LogEntry, RoomCore
 from .store import PresenceBus, Store, StoreConflict, StoreError, Unwatch, WatchableStore
 
-__all__ = ["Framed", "Peer", "RoomRunner", "deliver"]
+__all__ = ["Framed", "Peer", "RoomRunner", "deliver", "split_answered"]
 
 # An encoded message and the same as a ready WebSocket frame (relay.framing).
 Framed = tuple[bytes, bytes]
@@ -88,26 +94,35 @@ class Peer(Member, Protocol):
 P = TypeVar("P", bound=Peer)
 
 
-def deliver(sends: Iterable[Send[P]]) -> None:
-    """Fan-out: encode and frame each message once per codec among its recipients,
-    then hand every peer its frames of the round, in order, in one call.
+# Frames already built in this round: (id(message), codec) -> framed. A round's
+# messages live until it is delivered, so their ids are stable keys.
+Encoded = dict[tuple[int, Codec[Any]], Framed]
+
+
+def deliver(sends: Iterable[Send[P]], encoded: Encoded | None = None) -> None:
+    """Fan-out: encode and frame each message once per codec among its recipients
+    (once per round, when ``encoded`` is shared by its calls), then hand every peer
+    its frames, in order, in one call.
 
     Peers answered with an ack or reject go last: their client already shows its
     own change (optimistic), the others have not seen it, and each socket write
     costs a syscall that can wake the receiver (~0.1 ms on a busy VM).
     """
+    if encoded is None:
+        encoded = {}
     outbox: dict[P, list[Framed]] = {}
     answered: list[P] = []
     for send in sends:
         if isinstance(send.message, (Ack, Reject)):
             answered.extend(send.to)
-        encoded: dict[Codec[Any], Framed] = {}
+        message_id = id(send.message)
         for peer in send.to:
             codec = peer.codec
-            framed = encoded.get(codec)
+            framed = encoded.get((message_id, codec))
             if framed is None:
                 payload = codec.encode(send.message)
-                framed = encoded[codec] = (payload, data_frame(payload, binary=codec.binary))
+                framed = (payload, data_frame(payload, binary=codec.binary))
+                encoded[message_id, codec] = framed
             frames = outbox.get(peer)
             if frames is None:
                 outbox[peer] = [framed]
@@ -119,6 +134,28 @@ def deliver(sends: Iterable[Send[P]]) -> None:
             outbox[peer] = frames
     for peer, frames in outbox.items():
         peer.enqueue_frames(frames)
+
+
+def split_answered(sends: list[Send[P]]) -> tuple[list[Send[P]], list[Send[P]]]:
+    """(the sends to peers that get no ack or reject among ``sends``, the rest).
+
+    Each peer's messages stay together and in order on one side."""
+    answered = {
+        peer for send in sends if isinstance(send.message, (Ack, Reject)) for peer in send.to
+    }
+    if not answered:
+        return sends, []
+    early: list[Send[P]] = []
+    late: list[Send[P]] = []
+    for send in sends:
+        if answered.isdisjoint(send.to):
+            early.append(send)
+            continue
+        others = tuple(peer for peer in send.to if peer not in answered)
+        if others:
+            early.append(Send(others, send.message))
+        late.append(Send(tuple(peer for peer in send.to if peer in answered), send.message))
+    return early, late
 
 
 class RoomRunner(Generic[P]):
@@ -212,6 +249,10 @@ class RoomRunner(Generic[P]):
     async def _run(self) -> None:
         try:
             record = await self._store.load(self.name)
+            # A new epoch per load (relay.lineage): versions this relay sends before
+            # they are committed must not be mistaken for the ones the store will hold.
+            proposed = record.lineage.successor(record.head) if record.lineage else Lineage.first()
+            record.lineage = await self._store.begin_epoch(self.name, proposed)
             core = RoomCore(record, max_state_bytes=self._max_state_bytes)
             hub = self._hub = RoomHub[P](
                 core, max_delta=self._max_delta, share_presence=self._link is not None
@@ -274,14 +315,24 @@ class RoomRunner(Generic[P]):
         if self._shared:
             sends = await self._process_shared(hub, batch)
             batch = self._batch
+            if hub.presence_waiting:
+                sends.extend(self._presence_sends(hub))
+            deliver(sends)
         else:
             sends = [send for command in batch for send in hub.handle(command)]
+            if hub.presence_waiting:
+                sends.extend(self._presence_sends(hub))
             entries = hub.take_unsaved()
             if entries:
+                # Members with no op in the round hear of it during the commit; authors
+                # get their acks after it (durable), with everything else of theirs.
+                early, late = split_answered(sends)
+                encoded: Encoded = {}
+                deliver(early, encoded)
                 await self._commit(entries)
-        if hub.presence_waiting:
-            sends.extend(self._presence_sends(hub))
-        deliver(sends)
+                deliver(late, encoded)
+            else:
+                deliver(sends)
         self._metrics.observe_messages(send.message for send in sends)
         for command in batch:
             command.member.command_done()

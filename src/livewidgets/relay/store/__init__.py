@@ -1,7 +1,8 @@
 """Durable room storage: the :class:`Store` protocol and :func:`open_store`.
 
 A store keeps, per room, a snapshot (version, state, path clock), the log of entries
-after it and the dedupe table (client_id -> highest client_seq and its version).
+after it, the dedupe table (client_id -> highest client_seq and its version) and
+the room's epoch (relay.lineage: which history its version numbers belong to).
 That is exactly a :class:`~livewidgets.relay.room.RoomRecord`, which is all the
 room core needs to resume after a restart.
 
@@ -37,6 +38,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
+from ..lineage import Lineage
 from ..room import LogEntry, RoomRecord
 
 __all__ = [
@@ -91,6 +93,12 @@ class Store(Protocol):
         in the same transaction. Raises :class:`StoreConflict` if the entries do not
         start right after the stored head, :class:`StoreError` on any other failure.
         """
+        ...
+
+    async def begin_epoch(self, room: str, lineage: Lineage) -> Lineage:
+        """Record ``lineage`` as the room's (durably, before returning) and return the
+        lineage in effect: ``lineage`` itself, or for a store several relays share, the
+        one already recorded (their rooms keep one epoch; relay.lineage)."""
         ...
 
     async def read_log(self, room: str, after: int, limit: int) -> list[LogEntry]:

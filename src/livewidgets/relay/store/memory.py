@@ -10,6 +10,7 @@ import bisect
 from collections.abc import Sequence
 from typing import Any
 
+from ..lineage import Lineage
 from ..room import LogEntry, RoomRecord
 from . import StoreConflict, StoreError, check_continues
 
@@ -37,7 +38,12 @@ class MemoryStore:
             record.snapshot_clock,
             list(record.log),
             dict(record.dedupe),
+            record.lineage,
         )
+
+    async def begin_epoch(self, room: str, lineage: Lineage) -> Lineage:
+        self._room(room).lineage = lineage
+        return lineage
 
     async def append(self, room: str, entries: Sequence[LogEntry]) -> None:
         record = self._room(room)

@@ -8,6 +8,7 @@ one slot and the scripts stay atomic):
 ``lw:{room}:log``       zset  msgpack [version, client_id, client_seq, ops], score = version
 ``lw:{room}:dedupe``    hash  client_id -> "highest_client_seq its_version"
 ``lw:{room}:snapshot``  hash  version, state, clock (msgpack)
+``lw:{room}:epoch``     str   the room's epoch (relay.lineage): set once, kept
 ``lw:{room}:events``    chan  pub/sub: the new head after each append
 ``lw:{room}:presence``  chan  pub/sub: presence (msgpack [relay_id, kind, ttl, states])
 ======================  ====  ===================================================
@@ -60,6 +61,7 @@ from redis.asyncio.client import PubSub
 from redis.exceptions import RedisError
 
 from ...state.ops import Op
+from ..lineage import Lineage
 from ..room import LogEntry, RoomRecord
 from . import (
     HeadCallback,
@@ -75,7 +77,20 @@ from . import (
 __all__ = ["RedisStore"]
 
 _encode = msgspec.msgpack.Encoder().encode
-_decode_entry = msgspec.msgpack.Decoder(tuple[int, str, int, list[Op]]).decode
+
+
+class _StoredEntry(msgspec.Struct, array_like=True):
+    """A log blob: [version, client_id, client_seq, ops, refused]; ``refused`` is
+    left out when empty (and by stores written before it existed)."""
+
+    version: int
+    client_id: str
+    client_seq: int
+    ops: list[Op]
+    refused: tuple[tuple[int, str], ...] = ()
+
+
+_decode_entry = msgspec.msgpack.Decoder(_StoredEntry).decode
 _decode_state = msgspec.msgpack.Decoder(dict[str, Any]).decode
 _decode_any = msgspec.msgpack.Decoder().decode
 _decode_presence = msgspec.msgpack.Decoder(
@@ -198,6 +213,9 @@ class RedisStore:
         base = f"{self.prefix}:{{{room}}}"
         return f"{base}:head", f"{base}:log", f"{base}:dedupe", f"{base}:snapshot"
 
+    def _epoch_key(self, room: str) -> str:
+        return f"{self.prefix}:{{{room}}}:epoch"
+
     def _channel(self, room: str) -> str:
         return f"{self.prefix}:{{{room}}}:events"
 
@@ -211,10 +229,11 @@ class RedisStore:
                 pipe.hgetall(snapshot_key)
                 pipe.zrangebyscore(log_key, "-inf", "+inf", withscores=True)
                 pipe.hgetall(dedupe_key)
-                snapshot, scored, dedupe = await pipe.execute()
+                pipe.get(self._epoch_key(room))
+                snapshot, scored, dedupe, epoch = await pipe.execute()
         except RedisError as exc:
             raise StoreError(f"redis: {exc}") from exc
-        record = RoomRecord(room)
+        record = RoomRecord(room, lineage=Lineage(epoch.decode()) if epoch else None)
         if snapshot:
             record.snapshot_version = int(snapshot[b"version"])
             record.snapshot_state = _decode_state(snapshot[b"state"])
@@ -233,7 +252,8 @@ class RedisStore:
         check_continues(first - 1, entries)  # consecutive among themselves; Lua checks the head
         args: list[bytes | str | int] = [first - 1, last, len(entries), self._channel(room)]
         for entry in entries:
-            blob = _encode((entry.version, entry.client_id, entry.client_seq, list(entry.ops)))
+            fields = [entry.version, entry.client_id, entry.client_seq, list(entry.ops)]
+            blob = _encode([*fields, entry.refused] if entry.refused else fields)
             args += [entry.version, blob]
         latest = {e.client_id: (e.client_seq, e.version) for e in entries}
         for client_id, (seq, version) in latest.items():
@@ -246,6 +266,19 @@ class RedisStore:
             raise StoreConflict(
                 f"entry version {first} does not continue the log at {result}", int(result)
             )
+
+    async def begin_epoch(self, room: str, lineage: Lineage) -> Lineage:
+        # Relays sharing a room share its epoch: the first one recorded stays. (They
+        # never send an op before it is committed, so no history forks.)
+        key = self._epoch_key(room)
+        try:
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.set(key, lineage.epoch, nx=True)
+                pipe.get(key)
+                _, epoch = await pipe.execute()
+        except RedisError as exc:
+            raise StoreError(f"redis: {exc}") from exc
+        return lineage if epoch.decode() == lineage.epoch else Lineage(epoch.decode())
 
     async def read_log(self, room: str, after: int, limit: int) -> list[LogEntry]:
         _, log_key, _, _ = self._keys(room)
@@ -510,5 +543,7 @@ def _seq_version(value: bytes) -> tuple[int, int]:
 
 
 def _entry(blob: Any) -> LogEntry:
-    version, client_id, client_seq, ops = _decode_entry(blob)
-    return LogEntry(version, client_id, client_seq, tuple(ops))
+    stored = _decode_entry(blob)
+    return LogEntry(
+        stored.version, stored.client_id, stored.client_seq, tuple(stored.ops), stored.refused
+    )

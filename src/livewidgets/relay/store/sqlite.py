@@ -26,6 +26,7 @@ from typing import Any, TypeVar
 import msgspec
 
 from ...state.ops import Op
+from ..lineage import Lineage
 from ..room import LogEntry, RoomRecord
 from . import StoreConflict, StoreError, check_continues
 
@@ -60,6 +61,14 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (room, client_id)
     ) WITHOUT ROWID;
     """,
+    # Epochs (relay.lineage): the room's current one and its earlier ones (msgpack
+    # [[epoch, forked_at], ...]); the refusals each entry carries (LogEntry.refused:
+    # msgpack [[seq, code], ...]).
+    """
+    ALTER TABLE rooms ADD COLUMN epoch TEXT;
+    ALTER TABLE rooms ADD COLUMN ancestors BLOB;
+    ALTER TABLE log ADD COLUMN refused BLOB;
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -67,6 +76,8 @@ _encode = msgspec.msgpack.Encoder().encode
 _decode_ops = msgspec.msgpack.Decoder(list[Op]).decode
 _decode_state = msgspec.msgpack.Decoder(dict[str, Any]).decode
 _decode_any = msgspec.msgpack.Decoder().decode
+_decode_refused = msgspec.msgpack.Decoder(tuple[tuple[int, str], ...]).decode
+_decode_ancestors = msgspec.msgpack.Decoder(tuple[tuple[str, int], ...]).decode
 
 
 class SQLiteStore:
@@ -99,6 +110,10 @@ class SQLiteStore:
     async def append(self, room: str, entries: Sequence[LogEntry]) -> None:
         if entries:
             await self._call(self._append, room, list(entries))
+
+    async def begin_epoch(self, room: str, lineage: Lineage) -> Lineage:
+        await self._call(self._begin_epoch, room, lineage)
+        return lineage
 
     async def read_log(self, room: str, after: int, limit: int) -> list[LogEntry]:
         return await self._call(self._read_log, room, after, limit)
@@ -156,7 +171,8 @@ class SQLiteStore:
     def _load(self, room: str) -> RoomRecord:
         with _transaction(self._conn(), "BEGIN") as db:
             row = db.execute(
-                "SELECT snapshot_version, snapshot_state, snapshot_clock FROM rooms WHERE room = ?",
+                "SELECT snapshot_version, snapshot_state, snapshot_clock, epoch, ancestors"
+                " FROM rooms WHERE room = ?",
                 (room,),
             ).fetchone()
             record = RoomRecord(room)
@@ -164,6 +180,8 @@ class SQLiteStore:
                 record.snapshot_version = row[0]
                 record.snapshot_state = _decode_state(row[1]) if row[1] is not None else {}
                 record.snapshot_clock = _decode_any(row[2]) if row[2] is not None else None
+                if row[3] is not None:
+                    record.lineage = Lineage(row[3], _decode_ancestors(row[4]))
             record.log = self._select_log(db, room, record.snapshot_version, -1)
             record.dedupe = {
                 client_id: (seq, version)
@@ -173,6 +191,15 @@ class SQLiteStore:
             }
         return record
 
+    def _begin_epoch(self, room: str, lineage: Lineage) -> None:
+        with _transaction(self._conn(), "BEGIN IMMEDIATE") as db:
+            db.execute(
+                "INSERT INTO rooms (room, epoch, ancestors) VALUES (?, ?, ?)"
+                " ON CONFLICT (room) DO UPDATE SET epoch = excluded.epoch,"
+                " ancestors = excluded.ancestors",
+                (room, lineage.epoch, _encode(lineage.ancestors)),
+            )
+
     def _read_log(self, room: str, after: int, limit: int) -> list[LogEntry]:
         with _transaction(self._conn(), "BEGIN") as db:
             return self._select_log(db, room, after, max(limit, 0))
@@ -180,19 +207,38 @@ class SQLiteStore:
     @staticmethod
     def _select_log(db: sqlite3.Connection, room: str, after: int, limit: int) -> list[LogEntry]:
         rows = db.execute(
-            "SELECT version, client_id, client_seq, ops FROM log"
+            "SELECT version, client_id, client_seq, ops, refused FROM log"
             " WHERE room = ? AND version > ? ORDER BY version LIMIT ?",
             (room, after, limit),
         )
-        return [LogEntry(v, cid, seq, tuple(_decode_ops(ops))) for v, cid, seq, ops in rows]
+        return [
+            LogEntry(
+                v, cid, seq, tuple(_decode_ops(ops)), _decode_refused(refused) if refused else ()
+            )
+            for v, cid, seq, ops, refused in rows
+        ]
 
     def _append(self, room: str, entries: list[LogEntry]) -> None:
-        rows = [(room, e.version, e.client_id, e.client_seq, _encode(e.ops)) for e in entries]
+        rows = [
+            (
+                room,
+                e.version,
+                e.client_id,
+                e.client_seq,
+                _encode(e.ops),
+                _encode(e.refused) if e.refused else None,
+            )
+            for e in entries
+        ]
         # Entries are in version order, so the last one per client carries its highest seq.
         latest = {e.client_id: (e.client_seq, e.version) for e in entries}
         with _transaction(self._conn(), "BEGIN IMMEDIATE") as db:
             check_continues(_head(db, room), entries)
-            db.executemany("INSERT INTO log VALUES (?, ?, ?, ?, ?)", rows)
+            db.executemany(
+                "INSERT INTO log (room, version, client_id, client_seq, ops, refused)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                rows,
+            )
             db.executemany(
                 "INSERT INTO dedupe VALUES (?, ?, ?, ?) ON CONFLICT (room, client_id) DO UPDATE"
                 " SET client_seq = excluded.client_seq, version = excluded.version"
