@@ -40,7 +40,7 @@ class Config:
 
     quick: bool = False
     fanout_rate: int = 200
-    fanout_seconds: float = 3.0
+    fanout_seconds: float = 5.0
     fanout_subscribers: tuple[int, ...] = (1, 10, 100)
     sat_writers: int = 10
     sat_readers: int = 10
