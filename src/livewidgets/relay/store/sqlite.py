@@ -192,7 +192,19 @@ class SQLiteStore:
         return record
 
     def _begin_epoch(self, room: str, lineage: Lineage) -> None:
-        with _transaction(self._conn(), "BEGIN IMMEDIATE") as db:
+        # Without an fsync of its own: the room's first append (synchronous=FULL) comes
+        # after it in the same WAL, so it is durable before any version of this epoch
+        # is; lost without them, it leaves nothing to misread (relay.lineage).
+        db = self._conn()
+        db.execute("PRAGMA synchronous=NORMAL")
+        try:
+            self._record_epoch(db, room, lineage)
+        finally:
+            db.execute(f"PRAGMA synchronous={self.synchronous.upper()}")
+
+    @staticmethod
+    def _record_epoch(db: sqlite3.Connection, room: str, lineage: Lineage) -> None:
+        with _transaction(db, "BEGIN IMMEDIATE") as db:
             db.execute(
                 "INSERT INTO rooms (room, epoch, ancestors) VALUES (?, ?, ?)"
                 " ON CONFLICT (room) DO UPDATE SET epoch = excluded.epoch,"
