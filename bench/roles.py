@@ -296,9 +296,11 @@ def _lw_options(sys_: System) -> dict[str, Any]:
 
 
 def e2e_writer(p: dict[str, Any], ctl: Control) -> dict[str, Any]:
-    """Set ``e2e/x`` at a fixed rate through a real client library (sync driver)."""
+    """Set ``e2e/x`` at a fixed rate through a real client library: on an asyncio loop,
+    as pycrdt's Provider and the floor's client run, or (``sync``, livewidgets only)
+    through ``livewidgets.connect`` from the main thread, its loop in another thread."""
     sys_ = system(p["system"])
-    if sys_.server == "lw":
+    if sys_.server == "lw" and p.get("sync"):
         import livewidgets
 
         session = livewidgets.connect(p["url"], p["room"], "writer", **_lw_options(sys_))
@@ -332,6 +334,22 @@ async def _apaced(t0: float, rate: float, count: int, fn: Callable[[int], Any]) 
 
 async def _async_e2e_writer(sys_: System, p: dict[str, Any], ctl: Control) -> dict[str, Any]:
     from websockets.asyncio.client import connect
+
+    if sys_.server == "lw":
+        import livewidgets.asyncio
+
+        session = await livewidgets.asyncio.connect(
+            p["url"], p["room"], "writer", **_lw_options(sys_)
+        )
+        go = await ctl.aready()
+
+        def put(i: int) -> None:
+            session.set("e2e/x", _value(i))  # its Ack is not awaited: no writer waits
+
+        await _apaced(go["t0"], p["rate"], p["count"], put)
+        await session.flush(timeout=30)
+        await session.close()
+        return {"sent": p["count"]}
 
     url = f"{p['url']}/{p['room']}"
     async with connect(url, compression=None, max_size=2**24) as ws:
@@ -376,7 +394,7 @@ def e2e_reader(p: dict[str, Any], ctl: Control) -> dict[str, Any]:
         if len(latencies) >= p["count"]:
             done.set()
 
-    if sys_.server == "lw":
+    if sys_.server == "lw" and p.get("sync"):
         import livewidgets
 
         session = livewidgets.connect(p["url"], p["room"], "reader", **_lw_options(sys_))
@@ -398,6 +416,19 @@ async def _async_e2e_reader(
 ) -> None:
     from websockets.asyncio.client import connect
 
+    if sys_.server == "lw":
+        import livewidgets.asyncio
+
+        session = await livewidgets.asyncio.connect(
+            p["url"], p["room"], "reader", **_lw_options(sys_)
+        )
+        session.subscribe("e2e/x", lambda value, path: seen(value))
+        go = await ctl.aready()
+        deadline = go["t0"] + p["until"]
+        while not done.is_set() and time.monotonic() < deadline:  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
+        await session.close()
+        return
     url = f"{p['url']}/{p['room']}"
     async with connect(url, compression=None, max_size=2**24) as ws:
         if sys_.server == "floor":

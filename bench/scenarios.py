@@ -625,38 +625,57 @@ def _put_join(
 
 
 def e2e(ctx: Context, systems: Sequence[System]) -> None:
-    """``set`` in one process -> subscriber callback in another, via the real clients."""
+    """``set`` in one process -> subscriber callback in another, via the real clients:
+    every system's asyncio client; livewidgets also through its sync API (a thread)."""
     cfg = ctx.config
     count = int(cfg.e2e_rate * cfg.e2e_seconds)
     for sys_ in systems:
+        variants = [False, True] if sys_.server == "lw" else [False]
 
-        def run(sys_: System = sys_) -> None:
-            with ctx.server(sys_, "e2e") as server, Team() as team:
-                common = {
-                    "system": sys_.name,
-                    "url": server.url,
-                    "room": "e2e",
-                    "rate": cfg.e2e_rate,
-                    "count": count,
-                }
-                team.spawn(roles.e2e_reader, {**common, "until": cfg.e2e_seconds + 10})
-                team.wait_ready(60)
-                team.spawn(roles.e2e_writer, common)
-                team.start(delay=0.1)
-                reader, _ = team.results(cfg.e2e_seconds + 60)
-            lat = reader["latencies_ns"]
-            note = None if len(lat) >= count else f"{len(lat)}/{count} callbacks"
-            for q in (50, 99):
-                ctx.results.put(
-                    "e2e",
-                    f"p{q}_ms",
-                    sys_.name,
-                    _ms(percentile(lat, q)),
-                    label=f"end to end set -> callback p{q}",
-                    unit="ms",
-                    better="lower",
-                    note=note,
-                )
+        def run(sys_: System = sys_, variants: list[bool] = variants) -> None:
+            for sync in variants:
+                with ctx.server(sys_, "e2e") as server, Team() as team:
+                    common = {
+                        "system": sys_.name,
+                        "url": server.url,
+                        "room": "e2e",
+                        "rate": cfg.e2e_rate,
+                        "count": count,
+                        "sync": sync,
+                    }
+                    team.spawn(roles.e2e_reader, {**common, "until": cfg.e2e_seconds + 10})
+                    team.wait_ready(60)
+                    team.spawn(roles.e2e_writer, common)
+                    team.start(delay=0.1)
+                    reader, _ = team.results(cfg.e2e_seconds + 60)
+                lat = reader["latencies_ns"]
+                note = None if len(lat) >= count else f"{len(lat)}/{count} callbacks"
+                for q in (50, 99):
+                    ctx.results.put(
+                        "e2e",
+                        f"p{q}_ms_sync" if sync else f"p{q}_ms",
+                        sys_.name,
+                        _ms(percentile(lat, q)),
+                        label=(
+                            f"end to end, sync API (livewidgets.connect) p{q}"
+                            if sync
+                            else f"end to end set -> callback p{q}"
+                        ),
+                        unit="ms",
+                        better="lower",
+                        note=note,
+                    )
+            if sys_.server != "lw":
+                for q in (50, 99):
+                    ctx.results.put(
+                        "e2e",
+                        f"p{q}_ms_sync",
+                        sys_.name,
+                        NA,
+                        label=f"end to end, sync API (livewidgets.connect) p{q}",
+                        unit="ms",
+                        better="lower",
+                    )
 
         ctx.guard("e2e", sys_, run)
 
