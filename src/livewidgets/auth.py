@@ -12,12 +12,20 @@ jti      a random token id, for audit and revocation lists
 =======  ===================================================================
 
 The secret comes from ``--secret-file`` or ``LIVEWIDGETS_SECRET`` (docs/security.md).
+
+The same secret lets a relay prove itself to a client that knows it (the local
+relay's kernels): ``hello.nonce`` in, ``welcome.proof`` = :func:`relay_proof` out
+(HMAC-SHA256 from the standard library), so a process that took over a dead relay's
+port cannot pass for it.
 """
 
 from __future__ import annotations
 
+import base64
 import enum
 import fnmatch
+import hashlib
+import hmac
 import os
 import re
 import secrets
@@ -38,6 +46,8 @@ __all__ = [
     "issue_token",
     "load_secret",
     "parse_ttl",
+    "relay_proof",
+    "verify_relay_proof",
     "verify_token",
 ]
 
@@ -164,3 +174,18 @@ def _str(value: object) -> str:
     if not isinstance(value, str) or not value:
         raise TypeError("expected a non-empty string")
     return value
+
+
+# What the proof signs besides the nonce: a relay proof is never valid as anything else.
+_PROOF_CONTEXT = b"livewidgets relay proof v1\0"
+
+
+def relay_proof(secret: bytes, nonce: str) -> str:
+    """The relay's answer to a client's ``hello.nonce``: HMAC-SHA256 under its secret."""
+    digest = hmac.new(secret, _PROOF_CONTEXT + nonce.encode(), hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+
+def verify_relay_proof(secret: bytes, nonce: str, proof: str | None) -> bool:
+    """Whether ``proof`` shows the relay holds ``secret`` (constant-time compare)."""
+    return proof is not None and hmac.compare_digest(relay_proof(secret, nonce), proof)

@@ -10,14 +10,18 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import signal
 import socket
 import stat
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 from websockets.exceptions import InvalidStatus
@@ -26,7 +30,7 @@ from websockets.sync.client import connect as ws_connect
 from websockets.typing import Origin, Subprotocol
 
 import livewidgets
-from livewidgets.auth import Role, issue_token, verify_token
+from livewidgets.auth import Role, issue_token, relay_proof, verify_token
 from livewidgets.client import Session
 from livewidgets.errors import JoinRefused, OpRejected
 from livewidgets.jupyter import extension, local_relay
@@ -372,3 +376,83 @@ def test_explicit_relay_url_keeps_its_own_token(
         verify_token(secret, link.rsplit("token: ", 1)[1].strip())
     finally:
         extension.disconnect()
+
+
+# --- the relay proves itself ------------------------------------------------------------
+
+
+def test_welcome_proves_the_local_relay_holds_its_secret(relay: local_relay.RelayInfo) -> None:
+    """A hello with a nonce gets welcome.proof: HMAC of the nonce under the relay's
+    secret, which the kernel's check accepts and another secret's does not."""
+    local = local_relay.credentials(relay.url, "proof-room", "alice")
+    assert local is not None
+    nonce = "n" * 32
+    with _raw(relay.url) as ws:
+        ws.send(_server.frame(Hello(PROTOCOL_VERSION, token=local.token, nonce=nonce)))
+        welcome = _client.decode(ws.recv(timeout=5))
+    assert isinstance(welcome, Welcome) and welcome.proof
+    assert welcome.proof == relay_proof(relay.secret.encode(), nonce)
+    assert local.verify_relay(nonce, welcome.proof)
+    assert not local.verify_relay("m" * 32, welcome.proof)
+    assert not local.verify_relay(nonce, relay_proof(b"x" * 32, nonce))
+
+
+def test_a_process_on_a_dead_relays_port_gets_no_session(
+    relay: local_relay.RelayInfo,
+    room: str,
+    tmp_path: Path,
+    timeout: float,
+    sessions: list[Session],
+    wait_until: Wait,
+) -> None:
+    """The local relay dies (kill -9: its runtime file stays) and another process takes
+    its port: here a relay without the secret, which would welcome anyone. The kernel
+    still mints a token from the runtime file, but the impostor cannot answer the
+    hello's nonce: the client reports relay_unverified, never joins, and retries."""
+    os.kill(relay.pid, signal.SIGKILL)  # the relay this test's fixture started
+    port = urlsplit(relay.url).port
+    assert port is not None
+    impostor = _start_impostor(port, tmp_path / "impostor.log", timeout)
+    try:
+        errors: list[dict[str, Any]] = []
+        session = livewidgets.connect(relay.url, room, "alice", wait=False, **FAST)
+        sessions.append(session)
+        session.on("error", errors.append)
+        wait_until(
+            lambda: [e for e in errors if e.get("code") == "relay_unverified"],
+            message="the client refuses the impostor",
+        )
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as answer:
+            metrics = answer.read().decode()
+        joins = re.findall(r"^livewidgets_joins_total\S* (\S+)$", metrics, re.M)
+        assert sum(float(v) for v in joins) == 0  # nothing was shared with it
+    finally:
+        impostor.kill()  # the impostor this test started, by its pid
+        impostor.wait(timeout=10)
+        assert impostor.stdout is not None
+        impostor.stdout.close()
+
+
+def _start_impostor(port: int, log: Path, timeout: float) -> subprocess.Popen[bytes]:
+    """``livewidgets relay`` without a secret on ``port`` (retried while the port frees)."""
+    deadline = time.monotonic() + 3 * timeout
+    while True:
+        with log.open("ab") as err:
+            process = subprocess.Popen(
+                [
+                    *[sys.executable, "-m", "livewidgets.cli", "relay", "--port", str(port)],
+                    *["--store", "memory://", "--log-level", "warning"],
+                ],
+                stdout=subprocess.PIPE,
+                stderr=err,
+                env={k: v for k, v in os.environ.items() if k != "LIVEWIDGETS_SECRET"},
+            )
+        assert process.stdout is not None
+        line = process.stdout.readline()
+        if b"listening on" in line:
+            return process
+        process.wait(timeout=10)
+        process.stdout.close()
+        if time.monotonic() > deadline:
+            raise AssertionError(f"the impostor could not bind port {port}: {line!r}")
+        time.sleep(0.1)

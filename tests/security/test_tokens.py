@@ -3,12 +3,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import jwt
 import pytest
 
-from livewidgets.auth import issue_token
+import livewidgets.asyncio
+from livewidgets.auth import issue_token, relay_proof, verify_relay_proof
 from livewidgets.protocol import (
     PROTOCOL_VERSION,
     Error,
@@ -150,3 +152,73 @@ async def test_relay_without_secret_admits_everyone(relay_factory: RelayFactory)
     client, answer = await hello(relay.url, None, user="anyone")
     assert isinstance(answer, Welcome)
     await client.close()
+
+
+# --- the relay proves itself (hello.nonce -> welcome.proof) ---------------------------
+
+
+async def test_welcome_proves_the_secret_only_when_asked(
+    secure_relay: Relay, relay_factory: RelayFactory
+) -> None:
+    """With a nonce, welcome.proof is the HMAC of it under the relay's secret; without
+    a nonce, or from a relay without a secret, there is no proof."""
+    nonce = "a-nonce-of-sixteen-or-more"
+    client = await RawClient.connect(secure_relay.url, hello=False)
+    await client.send(Hello(PROTOCOL_VERSION, token=token(), nonce=nonce))
+    welcome = await client.expect(Welcome)
+    assert welcome.proof == relay_proof(SECRET, nonce)
+    assert verify_relay_proof(SECRET, nonce, welcome.proof)
+    assert not verify_relay_proof(SECRET, nonce + "x", welcome.proof)
+    assert not verify_relay_proof(b"another secret of 32 bytes......", nonce, welcome.proof)
+    await client.close()
+    plain = await admitted(secure_relay.url, token())
+    assert plain.welcome is not None and plain.welcome.proof is None
+    await plain.close()
+    open_relay = await relay_factory()
+    anyone = await RawClient.connect(open_relay.url, hello=False)
+    await anyone.send(Hello(PROTOCOL_VERSION, nonce=nonce))
+    assert (await anyone.expect(Welcome)).proof is None
+    await anyone.close()
+
+
+async def test_a_short_nonce_is_an_invalid_hello(secure_relay: Relay) -> None:
+    """A nonce shorter than 16 characters cannot be a real challenge: refused."""
+    client = await RawClient.connect(secure_relay.url, hello=False)
+    await client.send(Hello(PROTOCOL_VERSION, token=token(), nonce="short"))
+    answer = await client.recv()
+    assert isinstance(answer, Error) and answer.code == "hello_required"
+    await client.close()
+
+
+async def test_a_client_refuses_a_relay_that_cannot_prove_itself(
+    secure_relay: Relay,
+) -> None:
+    """The engine's verify_relay decides: the right secret joins; a relay holding
+    another secret is refused before anything but hello was sent (relay_unverified)."""
+    url, room = secure_relay.url, "proof"
+    ok = await livewidgets.asyncio.connect(
+        url,
+        room,
+        "ada",
+        token(),
+        timeout=5,
+        verify_relay=lambda n, p: verify_relay_proof(SECRET, n, p),
+    )
+    await ok.close()
+    errors: list[dict[str, object]] = []
+    wrong = await livewidgets.asyncio.connect(
+        url,
+        room,
+        "ada",
+        token(),
+        wait=False,
+        verify_relay=lambda n, p: verify_relay_proof(b"x" * 32, n, p),
+    )
+    wrong.on("error", errors.append)
+    for _ in range(200):
+        if any(e.get("code") == "relay_unverified" for e in errors):
+            break
+        await asyncio.sleep(0.01)
+    assert any(e.get("code") == "relay_unverified" for e in errors)
+    assert secure_relay.metrics.value("livewidgets_joins_total", mode="snapshot") == 1
+    await wrong.close()

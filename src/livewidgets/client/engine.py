@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import secrets
 import ssl as ssl_module
 import threading
 import time
@@ -100,6 +101,10 @@ class EngineConfig:
     # Called when the relay ends the session because the token expired (close 4004) or
     # was refused: return a fresh token to reconnect with it, or None to give up.
     token_refresh: Callable[[], str | None] | None = None
+    # Check that the relay is the one we mean: called with our hello.nonce and its
+    # welcome.proof; False ends the connection (retried with backoff). Set for the
+    # local relay, whose secret the client knows (jupyter.local_relay.credentials).
+    verify_relay: Callable[[str, str | None], bool] | None = None
     # Presence: at most this many updates per second (the latest always goes out),
     # and "idle" after this many seconds without local activity.
     presence_rate: float = 20.0
@@ -375,11 +380,14 @@ class Engine:
     async def _handshake(self, ws: ClientConnection) -> bool:
         """Hello → welcome; False if the relay answered with an error instead."""
         assert self._codec is not None
+        verify = self.config.verify_relay
+        nonce = secrets.token_urlsafe(24) if verify is not None else None
         hello = Hello(
             protocol=PROTOCOL_VERSION,
             client_id=self._requested_id,
             user=self.user,
             token=self.token,
+            nonce=nonce,
         )
         await self._send_frame(ws, self._codec.frame(hello))
         frame = await asyncio.wait_for(ws.recv(), self.config.open_timeout)
@@ -391,6 +399,15 @@ class Engine:
             return False
         if not isinstance(welcome, Welcome):
             raise FrameError("invalid_message", f"expected welcome, got {type(welcome).__name__}")  # type: ignore[arg-type]
+        if verify is not None and nonce is not None and not verify(nonce, welcome.proof):
+            # Something else answers on the relay's address (say, a process that took
+            # the port of a relay that died): share nothing with it.
+            message = f"{self.url} did not prove it is the relay we expect; not syncing with it"
+            log.error("[livewidgets] %s", message)
+            self.last_error = {"code": "relay_unverified", "message": message}
+            self.events.emit("error", {**self.last_error, "during": "handshake"})
+            await ws.close(CloseCode.POLICY_VIOLATION, "relay not verified")
+            return False
         self.connection_id = welcome.connection_id
         self.limits = dict(welcome.limits)
         if welcome.client_id != self.client_id:

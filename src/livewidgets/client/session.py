@@ -11,7 +11,7 @@ import contextlib
 import threading
 import uuid
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import msgspec
@@ -34,6 +34,9 @@ from .ack import Ack
 from .core import Priority
 from .engine import Engine, EngineConfig
 from .text import SharedText
+
+if TYPE_CHECKING:
+    from ..jupyter.local_relay import LocalCredentials
 
 __all__ = ["AsyncSession", "Session", "SessionAPI", "connect", "connect_async"]
 
@@ -365,14 +368,14 @@ def _engine(
     if token is None and options.get("token_refresh") is None and isinstance(url, str):
         local = _local_relay_credentials(url, room, user)
         if local is not None:
-            token, options["token_refresh"] = local
+            token = local.token
+            options["token_refresh"] = local.token_refresh
+            options.setdefault("verify_relay", local.verify_relay)
     config = EngineConfig(**options)
     return Engine(url, room, user=user or "", token=token, client_id=client_id, config=config)
 
 
-def _local_relay_credentials(
-    url: str, room: str, user: str | None
-) -> tuple[str, Callable[[], str | None]] | None:
+def _local_relay_credentials(url: str, room: str, user: str | None) -> LocalCredentials | None:
     """This user's local relay (``%livewidgets connect`` without a URL) admits tokens
     only: mint one (and its renewal) from the secret in its runtime file, as
     ``livewidgets.jupyter.local_relay.credentials`` does; None for any other relay."""

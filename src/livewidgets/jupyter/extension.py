@@ -99,8 +99,9 @@ def connect(
         # This user's local relay (whatever the URL came from): a token of our own.
         local = local_relay.credentials(url, room, user)
         if local is not None:
-            token, refresh = local
-            options.setdefault("token_refresh", refresh)
+            token = local.token
+            options.setdefault("token_refresh", local.token_refresh)
+            options.setdefault("verify_relay", local.verify_relay)
     token = token or os.environ.get("LIVEWIDGETS_TOKEN") or None
     heartbeat = os.environ.get("LIVEWIDGETS_HEARTBEAT")
     if heartbeat:

@@ -64,7 +64,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO, NamedTuple
 from urllib.parse import urlsplit
 
 if TYPE_CHECKING:
@@ -274,12 +274,18 @@ def issue_local_token(
     return issue_token(info.secret.encode(), user=user, room=room, role=role, ttl=ttl)
 
 
-def credentials(
-    url: str, room: str, user: str | None = None
-) -> tuple[str, Callable[[], str | None]] | None:
-    """``(token, token_refresh)`` for a session of this user to ``room`` on ``url``, if
-    ``url`` is this user's local relay (per its runtime file); else None. Never starts,
-    creates or changes anything.
+class LocalCredentials(NamedTuple):
+    """What a session to this user's local relay connects with (EngineConfig fields)."""
+
+    token: str
+    token_refresh: Callable[[], str | None]
+    verify_relay: Callable[[str, str | None], bool]
+
+
+def credentials(url: str, room: str, user: str | None = None) -> LocalCredentials | None:
+    """Token, renewal and relay check for a session of this user to ``room`` on
+    ``url``, if ``url`` is this user's local relay (per its runtime file); else None.
+    Never starts, creates or changes anything.
 
     The token admits ``room`` only, as ``user`` (default: the kernel's user), role
     admin, for :data:`TOKEN_TTL`. ``token_refresh`` is what the engine calls when the
@@ -310,7 +316,17 @@ def credentials(
         secret, expires = current.secret, time.time() + TOKEN_TTL
         return issue_local_token(current, user=user, room=room)
 
-    return token, token_refresh
+    def verify_relay(nonce: str, proof: str | None) -> bool:
+        from ..auth import verify_relay_proof
+
+        # Whoever answers on ``url`` must hold the secret of the relay the runtime file
+        # describes there (a relay restarted at the same address has a new one).
+        current = _read_info(_runtime_path() / RUNTIME_FILE)
+        if current is None or current.url != url or not current.secret:
+            return False
+        return verify_relay_proof(current.secret.encode(), nonce, proof)
+
+    return LocalCredentials(token, token_refresh, verify_relay)
 
 
 # --- internals ----------------------------------------------------------------------

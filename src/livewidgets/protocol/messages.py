@@ -73,6 +73,8 @@ class Hello(_Message, tag="hello"):
     client_id: ClientId | None = None
     user: ShortText = ""
     token: Annotated[str, Meta(max_length=4096)] | None = None
+    # A random challenge: a relay with a secret answers welcome.proof (docs/security.md).
+    nonce: Annotated[str, Meta(min_length=16, max_length=64)] | None = None
 
 
 class Join(_Message, tag="join"):
@@ -135,6 +137,8 @@ class Welcome(_Message, tag="welcome"):
     connection_id: str
     server: str
     limits: dict[str, int] = {}
+    # HMAC of hello.nonce under the relay's secret (auth.relay_proof); None without.
+    proof: str | None = None
 
 
 class Snapshot(_Message, tag="snapshot"):

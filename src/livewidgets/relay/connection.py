@@ -110,7 +110,7 @@ class RelayContext(Protocol):
     @property
     def stopping(self) -> bool: ...
 
-    def welcome(self, client_id: str, connection_id: str) -> Welcome: ...
+    def welcome(self, client_id: str, connection_id: str, nonce: str | None = None) -> Welcome: ...
 
     def room(self, name: str) -> RoomRunner[Connection]:
         """The running room called ``name`` (loaded on first use)."""
@@ -261,7 +261,7 @@ class Connection:
         chosen = hello.client_id or uuid.uuid4().hex
         self.client_id = f"{scope}.{chosen}" if scope else chosen
         self.relay.register(self)
-        self.send(self.relay.welcome(self.client_id, self.connection_id))
+        self.send(self.relay.welcome(self.client_id, self.connection_id, hello.nonce))
         self._schedule_expiry(self.relay.policy.expires_at(granted))
         return True
 

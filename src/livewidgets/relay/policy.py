@@ -94,6 +94,11 @@ class Policy(Protocol):
         """The connection ended; ``principal`` is None if it never got past hello."""
         ...
 
+    def prove(self, nonce: str) -> str | None:
+        """``welcome.proof`` for ``hello.nonce``: shows clients that know the relay's
+        secret that this is that relay (auth.relay_proof); None without a secret."""
+        ...
+
 
 class AllowAll:
     """Everyone may do everything; the user is whatever the hello says."""
@@ -102,6 +107,9 @@ class AllowAll:
         return None
 
     def on_connect(self, address: str | None) -> Denied | None:
+        return None
+
+    def prove(self, nonce: str) -> str | None:
         return None
 
     def on_hello(self, hello: Hello, request: Request | None) -> Principal | Denied:

@@ -20,7 +20,7 @@ from typing import Any
 
 from websockets.http11 import Request
 
-from ..auth import Role, TokenClaims, TokenError, TokenExpired, verify_token
+from ..auth import Role, TokenClaims, TokenError, TokenExpired, relay_proof, verify_token
 from ..protocol.codes import CloseCode, ErrorCode
 from ..protocol.messages import Hello
 from ..state.ops import Op
@@ -174,6 +174,9 @@ class SecurityPolicy:
         if address is not None:
             self._ip_counts[address] += 1
         return None
+
+    def prove(self, nonce: str) -> str | None:
+        return relay_proof(self.secret, nonce) if self.secret is not None else None
 
     def on_hello(self, hello: Hello, request: Request | None) -> Principal | Denied:
         token = hello.token or _bearer(request)

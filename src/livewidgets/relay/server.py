@@ -253,7 +253,7 @@ class Relay:
 
     # --- RelayContext (used by connections) ------------------------------------------
 
-    def welcome(self, client_id: str, connection_id: str) -> Welcome:
+    def welcome(self, client_id: str, connection_id: str, nonce: str | None = None) -> Welcome:
         limits = {
             "max_frame_size": self.max_frame_size,
             "max_batch_ops": MAX_BATCH_OPS,
@@ -265,7 +265,8 @@ class Relay:
             "max_delta": self.max_delta,
             "max_state_bytes": self.max_state_bytes,
         }
-        return Welcome(PROTOCOL_VERSION, client_id, connection_id, SERVER_NAME, limits)
+        proof = self.policy.prove(nonce) if nonce else None
+        return Welcome(PROTOCOL_VERSION, client_id, connection_id, SERVER_NAME, limits, proof)
 
     def room(self, name: str) -> RoomRunner[Connection]:
         runner = self._rooms.get(name)
