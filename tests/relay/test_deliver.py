@@ -1,4 +1,4 @@
-"""runner.split_answered: which of a round's messages may go out before its commit."""
+"""fanout.split: which of a round's messages go out now and which wait (for a commit)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from livewidgets.protocol import Ack, Broadcast, PresenceUpdate, Reject
+from livewidgets.relay.fanout import answered, split
 from livewidgets.relay.hub import Send
-from livewidgets.relay.runner import split_answered
 
 
 @dataclass(eq=False)
@@ -47,15 +47,16 @@ def _per_peer(sends: list[Send[Peer]]) -> dict[str, list[object]]:
 @settings(max_examples=300, deadline=None, database=None)
 @given(SENDS)
 def test_each_peer_gets_all_its_messages_on_one_side_in_order(sends: list[Send[Peer]]) -> None:
-    early, late = split_answered(sends)
-    answered = {p.name for s in sends if isinstance(s.message, (Ack, Reject)) for p in s.to}
+    authors = answered(sends)
+    assert authors == {p for s in sends if isinstance(s.message, (Ack, Reject)) for p in s.to}
+    early, late = split(sends, authors)
     wanted = _per_peer(sends)
     before, after = _per_peer(early), _per_peer(late)
     assert before.keys().isdisjoint(after.keys())
-    assert set(after) == answered  # authors (acked or refused) wait for the commit
+    assert set(after) == {p.name for p in authors}  # authors wait for the commit
     assert {**before, **after} == wanted  # nothing lost, nothing added, order kept
 
 
 def test_a_round_without_answers_goes_out_whole() -> None:
     sends = [Send((PEERS[0], PEERS[1]), Broadcast("r", 1, "c", 1, []))]
-    assert split_answered(sends) == (sends, [])
+    assert split(sends, answered(sends)) == (sends, [])

@@ -15,6 +15,7 @@ from livewidgets.protocol import (
     Broadcast,
     IncrementOp,
     Joined,
+    PresenceUpdate,
     PushOp,
     SetOp,
     Snapshot,
@@ -259,6 +260,37 @@ async def test_group_commit_others_hear_during_it_authors_after(
     assert store.batches == [[1], list(range(2, 21))]
     assert relay.metrics.value("livewidgets_commit_entries_count") == 2
     for client in (a, b):
+        await client.close()
+
+
+async def test_a_stalled_commit_holds_back_only_its_authors(relay_factory: RelayFactory) -> None:
+    """While op 1 is being written (the store stalls), Carol's op 2 is sequenced and Bob,
+    who wrote neither, sees both at once. Alice (author of 1) hears nothing until 1 is
+    durable, then her ack and op 2 in version order; Carol's ack waits for op 2's
+    commit, which follows op 1's."""
+    store = GatedStore()
+    relay = await relay_factory(store=store)
+    alice, bob, carol = [await RawClient.connect(relay.url) for _ in range(3)]
+    for client in (alice, bob, carol):
+        await client.join("r")
+    for client, later in ((alice, 2), (bob, 1)):  # those who joined after them
+        seen: set[str] = set()
+        while len(seen) < later:
+            seen.update((await client.recv_until(PresenceUpdate))[1].states)
+    await alice.op("r", 1, IncrementOp("n"))
+    await asyncio.wait_for(store.first_append.wait(), TIMEOUT)
+    assert (await carol.recv_until(Broadcast))[1].version == 1
+    await carol.op("r", 1, IncrementOp("n"), base=1)
+    got = [(await bob.recv_until(Broadcast))[1].version for _ in range(2)]
+    assert got == [1, 2] and not store.durable
+    with pytest.raises(TimeoutError):
+        await alice.recv(timeout=0.2)  # neither her ack nor op 2 before op 1 is durable
+    store.gate.set()
+    assert (await alice.ack()).version == 1
+    assert (await alice.expect(Broadcast)).version == 2
+    assert (await carol.ack()).version == 2
+    assert store.batches == [[1], [2]]
+    for client in (alice, bob, carol):
         await client.close()
 
 

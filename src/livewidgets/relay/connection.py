@@ -56,12 +56,13 @@ from ..protocol.messages import (
     Welcome,
 )
 from ..state.ops import Op
+from .fanout import Framed
 from .framing import data_frame
 from .hub import Command, JoinRoom, LeaveRoom, ResetRoom, SetPresence, Submit
 from .metrics import RelayMetrics
 from .policy import Denied, Policy, Principal
 from .room import Rejected
-from .runner import Framed, RoomRunner
+from .runner import RoomRunner
 
 __all__ = ["Connection", "ConnectionConfig", "RelayContext"]
 

@@ -53,109 +53,22 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
-from typing import Any, Generic, Protocol, TypeVar
+from collections.abc import Awaitable, Callable
+from typing import Any, Generic, TypeVar
 
-from ..protocol.codec import Codec
 from ..protocol.codes import CloseCode
-from ..protocol.messages import Ack, Reject
-from .framing import data_frame
-from .hub import Command, JoinRoom, Member, RoomHub, Send, Submit
+from .fanout import Framed, Peer, deliver
+from .hub import Command, JoinRoom, RoomHub, Send, Submit
 from .lineage import Lineage
 from .metrics import RelayMetrics
+from .pipeline import CommitPipeline
 from .presence_link import PresenceLink
 from .room import LogEntry, RoomCore
 from .store import PresenceBus, Store, StoreConflict, StoreError, Unwatch, WatchableStore
 
-__all__ = ["Framed", "Peer", "RoomRunner", "deliver", "split_answered"]
-
-# An encoded message and the same as a ready WebSocket frame (relay.framing).
-Framed = tuple[bytes, bytes]
-
-
-class Peer(Member, Protocol):
-    """A room member as the runner sees it: something to enqueue encoded frames on."""
-
-    @property
-    def codec(self) -> Codec[Any]: ...
-
-    def enqueue_frames(self, frames: list[Framed]) -> None:
-        """Send a round's messages to this peer, in order, as one write if it can;
-        never blocks (overflow closes the peer)."""
-        ...
-
-    def command_done(self) -> None:
-        """One of the peer's commands was processed (frees room for its next one)."""
-        ...
-
-    def close(self, code: int, reason: str = "", *, flush: bool = True) -> None: ...
-
+__all__ = ["Framed", "Peer", "RoomRunner"]
 
 P = TypeVar("P", bound=Peer)
-
-
-# Frames already built in this round: (id(message), codec) -> framed. A round's
-# messages live until it is delivered, so their ids are stable keys.
-Encoded = dict[tuple[int, Codec[Any]], Framed]
-
-
-def deliver(sends: Iterable[Send[P]], encoded: Encoded | None = None) -> None:
-    """Fan-out: encode and frame each message once per codec among its recipients
-    (once per round, when ``encoded`` is shared by its calls), then hand every peer
-    its frames, in order, in one call.
-
-    Peers answered with an ack or reject go last: their client already shows its
-    own change (optimistic), the others have not seen it, and each socket write
-    costs a syscall that can wake the receiver (~0.1 ms on a busy VM).
-    """
-    if encoded is None:
-        encoded = {}
-    outbox: dict[P, list[Framed]] = {}
-    answered: list[P] = []
-    for send in sends:
-        if isinstance(send.message, (Ack, Reject)):
-            answered.extend(send.to)
-        message_id = id(send.message)
-        for peer in send.to:
-            codec = peer.codec
-            framed = encoded.get((message_id, codec))
-            if framed is None:
-                payload = codec.encode(send.message)
-                framed = (payload, data_frame(payload, binary=codec.binary))
-                encoded[message_id, codec] = framed
-            frames = outbox.get(peer)
-            if frames is None:
-                outbox[peer] = [framed]
-            else:
-                frames.append(framed)
-    for peer in answered:  # move to the end, keeping their order
-        frames = outbox.pop(peer, None)
-        if frames is not None:
-            outbox[peer] = frames
-    for peer, frames in outbox.items():
-        peer.enqueue_frames(frames)
-
-
-def split_answered(sends: list[Send[P]]) -> tuple[list[Send[P]], list[Send[P]]]:
-    """(the sends to peers that get no ack or reject among ``sends``, the rest).
-
-    Each peer's messages stay together and in order on one side."""
-    answered = {
-        peer for send in sends if isinstance(send.message, (Ack, Reject)) for peer in send.to
-    }
-    if not answered:
-        return sends, []
-    early: list[Send[P]] = []
-    late: list[Send[P]] = []
-    for send in sends:
-        if answered.isdisjoint(send.to):
-            early.append(send)
-            continue
-        others = tuple(peer for peer in send.to if peer not in answered)
-        if others:
-            early.append(Send(others, send.message))
-        late.append(Send(tuple(peer for peer in send.to if peer in answered), send.message))
-    return early, late
 
 
 class RoomRunner(Generic[P]):
@@ -214,6 +127,10 @@ class RoomRunner(Generic[P]):
             else None
         )
         self._hub: RoomHub[P] | None = None
+        # Single-relay stores: rounds go on while earlier ones are committed.
+        self._pipeline: CommitPipeline[P] = CommitPipeline(self._write_group, self._commit_failed)
+        # A commit of the pipeline failed: the room fails at the next step.
+        self._broken: BaseException | None = None
         self._stopping = False
         self._finished = False
         self._task: asyncio.Task[None] | None = None
@@ -271,7 +188,12 @@ class RoomRunner(Generic[P]):
                     await self._catch_up(hub, batch)
                 await self._process(hub, batch)
                 if not hub.members and not self._inbox:
-                    break  # idle: unload; the store holds everything
+                    await self._pipeline.drain()
+                    if not hub.members and not self._inbox:
+                        break  # idle: unload; the store holds everything
+            await self._pipeline.drain()
+            if self._broken is not None:
+                raise self._broken
         except Exception as exc:
             self._fail(exc)
         finally:
@@ -299,6 +221,8 @@ class RoomRunner(Generic[P]):
         """Everything queued (up to max_batch), waiting for at least one; None when
         stopped, [] when only the presence timer is due."""
         while not self._inbox:
+            if self._broken is not None:
+                raise self._broken
             if self._stopping:
                 return None
             if self._presence_due_now() or self._behind:
@@ -322,22 +246,38 @@ class RoomRunner(Generic[P]):
             sends = [send for command in batch for send in hub.handle(command)]
             if hub.presence_waiting:
                 sends.extend(self._presence_sends(hub))
-            entries = hub.take_unsaved()
-            if entries:
-                # Members with no op in the round hear of it during the commit; authors
-                # get their acks after it (durable), with everything else of theirs.
-                early, late = split_answered(sends)
-                encoded: Encoded = {}
-                deliver(early, encoded)
-                await self._commit(entries)
-                deliver(late, encoded)
-            else:
-                deliver(sends)
+            # Members with no op in the round hear of it now, during its commit; the
+            # authors' acks wait for it (durable), with everything else of theirs.
+            self._pipeline.add(sends, hub.take_unsaved(), batch)
+            self._metrics.observe_messages(send.message for send in sends)
+            self._batch = []
+            return
         self._metrics.observe_messages(send.message for send in sends)
         for command in batch:
             command.member.command_done()
         self._batch = []
         await self._maybe_snapshot(hub)
+
+    def _write_group(self, entries: list[LogEntry]) -> Awaitable[None]:
+        """The pipeline starts a group's commit: the room is as of its last entry now,
+        so a snapshot due is taken here and saved after the entries."""
+        hub = self._hub
+        assert hub is not None
+        snapshot = None
+        if hub.core.ops_since_snapshot >= self._snapshot_every:
+            snapshot = hub.core.take_snapshot()
+        return self._commit_group(entries, snapshot)
+
+    async def _commit_group(
+        self, entries: list[LogEntry], snapshot: tuple[int, dict[str, Any], Any] | None
+    ) -> None:
+        await self._commit(entries)
+        if snapshot is not None:
+            await self._save_snapshot(*snapshot)
+
+    def _commit_failed(self, exc: BaseException) -> None:
+        self._broken = exc
+        self._wake.set()
 
     # --- shared stores: catch-up and refused appends ----------------------------------
 
@@ -444,9 +384,10 @@ class RoomRunner(Generic[P]):
         self._metrics.commit_entries.observe(len(entries))
 
     async def _maybe_snapshot(self, hub: RoomHub[P]) -> None:
-        if hub.core.ops_since_snapshot < self._snapshot_every:
-            return
-        version, state, clock = hub.core.take_snapshot()
+        if hub.core.ops_since_snapshot >= self._snapshot_every:
+            await self._save_snapshot(*hub.core.take_snapshot())
+
+    async def _save_snapshot(self, version: int, state: dict[str, Any], clock: Any) -> None:
         try:
             await self._store.save_snapshot(self.name, version, state, clock)
         except StoreError as exc:
@@ -463,7 +404,7 @@ class RoomRunner(Generic[P]):
             exc,
             exc_info=exc,
         )
-        pending = [*self._batch, *self._inbox]
+        pending = [*self._batch, *self._pipeline.abandon(), *self._inbox]
         self._inbox.clear()
         peers = dict.fromkeys(
             [*(self._hub.members if self._hub else ()), *(c.member for c in pending)]
