@@ -92,9 +92,16 @@ class CommitPipeline(Generic[P]):
             group.waiting.update(peer for send in later for peer in send.to)
         self._start()
 
-    async def drain(self) -> None:
-        """Until every round added so far is committed and delivered (or failed)."""
-        await self._idle.wait()
+    async def drain(self, timeout: float | None = None) -> None:
+        """Until every round added so far is committed and delivered (or failed), or
+        ``timeout`` seconds have passed."""
+        if self._idle.is_set():
+            return
+        if timeout is None:
+            await self._idle.wait()
+        elif self._task is not None:
+            # The commit's own callback (delivery) runs before this wait returns.
+            await asyncio.wait((self._task,), timeout=timeout)
 
     def abandon(self) -> list[Command[P]]:
         """Stop (the room failed): the commands of every round not delivered."""

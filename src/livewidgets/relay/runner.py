@@ -70,6 +70,9 @@ __all__ = ["Framed", "Peer", "RoomRunner"]
 
 P = TypeVar("P", bound=Peer)
 
+# Seconds a round waits for a commit in flight before the next round goes ahead.
+COMMIT_PATIENCE = 0.005
+
 
 class RoomRunner(Generic[P]):
     """Owns one room: call :meth:`put` for each command, in the order they arrived."""
@@ -251,6 +254,9 @@ class RoomRunner(Generic[P]):
             self._pipeline.add(sends, hub.take_unsaved(), batch)
             self._metrics.observe_messages(send.message for send in sends)
             self._batch = []
+            # A commit that returns soon is waited for: what arrives meanwhile makes one
+            # bigger round (cheaper fan-out). One that stalls lets the room go on.
+            await self._pipeline.drain(COMMIT_PATIENCE)
             return
         self._metrics.observe_messages(send.message for send in sends)
         for command in batch:
