@@ -5,18 +5,21 @@ the store, then loops:
 
 1. take every command queued since the last round (joins, ops, presence, leaves),
    in arrival order, and run them through the pure :class:`~.hub.RoomHub`;
-2. persist all entries accepted in this round with **one** ``store.append``
-   (group commit: whatever arrived while the previous commit was in flight is
-   committed together);
-3. deliver the round's sends, in order per member, with the room's coalesced
-   presence changes if the last presence message went out ``presence_interval``
-   ago or more (else a timer flushes them then): the members with no op in the
-   round get theirs while the commit runs, the authors theirs (acks included)
-   after it, so an op is durable before its author hears it is. If the relay dies
-   mid-commit, members saw versions the store lacks; the room's next load starts
-   a new epoch (relay.lineage) and their resume gets a snapshot. With a shared
-   store everything waits for the commit (a refused append redoes the round);
-4. every ``snapshot_every`` versions, save a snapshot (which compacts the log).
+2. hand the round to the :class:`~.pipeline.CommitPipeline` (single-relay stores):
+   the members with nothing waiting get their messages at once, with the room's
+   coalesced presence changes if the last presence message went out
+   ``presence_interval`` ago or more (else a timer flushes them then); the entries
+   are committed with **one** ``store.append`` per group (group commit: one commit
+   in flight, what arrives meanwhile is committed next, together); the authors'
+   acks, and whatever follows them for the same members, go out after their
+   commit. So an op is durable before its author hears it is, and a slow disk
+   delays only the acks it is writing. If the relay dies mid-commit, members saw
+   versions the store lacks; the room's next load starts a new epoch
+   (relay.lineage) and their resume gets a snapshot. A round waits up to
+   ``COMMIT_PATIENCE`` for the commit in flight, so rounds stay big while the
+   disk keeps up. With a shared store a round is committed before anything of it
+   is delivered (a refused append redoes the round);
+3. every ``snapshot_every`` versions, save a snapshot (which compacts the log).
 
 Each load records a new epoch in the store before the room serves anyone. If the
 store fails (or the core hits a bug) the room's in-memory state may be ahead of
