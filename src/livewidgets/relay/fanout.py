@@ -58,21 +58,19 @@ def deliver(sends: Iterable[Send[P]], encoded: Encoded | None = None) -> None:
     own change (optimistic), the others have not seen it, and each socket write
     costs a syscall that can wake the receiver (~0.1 ms on a busy VM).
     """
-    if encoded is None:
-        encoded = {}
     outbox: dict[P, list[Framed]] = {}
     answered: list[P] = []
     for send in sends:
-        if isinstance(send.message, (Ack, Reject)):
+        message = send.message
+        if isinstance(message, (Ack, Reject)):
             answered.extend(send.to)
-        message_id = id(send.message)
+        # Per receiver only a lookup by codec; the round's cache once per codec.
+        built: dict[Codec[Any], Framed] = {}
         for peer in send.to:
             codec = peer.codec
-            framed = encoded.get((message_id, codec))
+            framed = built.get(codec)
             if framed is None:
-                payload = codec.encode(send.message)
-                framed = (payload, data_frame(payload, binary=codec.binary))
-                encoded[message_id, codec] = framed
+                framed = built[codec] = _framed(message, codec, encoded)
             frames = outbox.get(peer)
             if frames is None:
                 outbox[peer] = [framed]
@@ -84,6 +82,18 @@ def deliver(sends: Iterable[Send[P]], encoded: Encoded | None = None) -> None:
             outbox[peer] = frames
     for peer, frames in outbox.items():
         peer.enqueue_frames(frames)
+
+
+def _framed(message: Any, codec: Codec[Any], encoded: Encoded | None) -> Framed:
+    """``message`` encoded and framed for ``codec``, from the round's cache if built."""
+    key = (id(message), codec)
+    framed = encoded.get(key) if encoded is not None else None
+    if framed is None:
+        payload = codec.encode(message)
+        framed = (payload, data_frame(payload, binary=codec.binary))
+        if encoded is not None:
+            encoded[key] = framed
+    return framed
 
 
 def answered(sends: Iterable[Send[P]]) -> set[P]:

@@ -72,11 +72,12 @@ class CommitPipeline(Generic[P]):
     ) -> None:
         """One round: ``sends`` in order, the ``entries`` it accepted, its ``commands``
         (each told :meth:`~.hub.Member.command_done` once the round is delivered)."""
-        hold = set(self._building.waiting)
-        if self._committing is not None:
-            hold |= self._committing.waiting
+        # New sets only when something waits (usually nothing does).
+        hold = self._building.waiting
+        if self._committing is not None and self._committing.waiting:
+            hold = hold | self._committing.waiting
         if entries:
-            hold |= answered(sends)
+            hold = hold | answered(sends)
         encoded: Encoded = {}
         now, later = split(sends, hold)
         deliver(now, encoded)
