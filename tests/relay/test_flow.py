@@ -66,7 +66,7 @@ async def test_slow_consumer_is_closed_4009(relay_factory: RelayFactory) -> None
 
 
 async def test_presence_join_update_leave(relay: Relay) -> None:
-    """Presence is stamped with client_id and user, relayed to others, and None on leave."""
+    """Presence is opt-in, stamped with client_id and user, relayed to others, None on leave."""
     ann = await RawClient.connect(relay.url, user="ann")
     bob = await RawClient.connect(relay.url, user="bob")
     await ann.join("r", presence={"color": "red", "user": "mallory"})
@@ -81,12 +81,16 @@ async def test_presence_join_update_leave(relay: Relay) -> None:
     )
     await bob.send(Leave("r"))
     assert await ann.expect(PresenceUpdate) == PresenceUpdate("r", {bob.client_id: None})
+    # Joining without a state listens unlisted: ann hears bob's op, no presence first.
     # bob got no echo of his own presence: the next thing he sees is his own ack.
     await bob.join("r")
-    await ann.expect(PresenceUpdate)
     await bob.op("r", 1, IncrementOp("n"))
     assert isinstance(await bob.recv(), Ack)
-    await ann.expect(Broadcast)
+    assert isinstance(await ann.recv(), Broadcast)
+    await bob.send(Presence("r", {"cursor": 1}))
+    assert await ann.expect(PresenceUpdate) == PresenceUpdate(
+        "r", {bob.client_id: {"cursor": 1, "user": "bob"}}
+    )
     await bob.close()
     assert await ann.expect(PresenceUpdate) == PresenceUpdate("r", {bob.client_id: None})
     await ann.close()

@@ -427,10 +427,12 @@ class RoomHub(Generic[M]):
         sends.append(Send(to, Joined(self.name, catch.version, mode, table, epoch)))
         # The table holds every change so far: the next flush only needs later ones.
         self._known[member] = self._changes
-        rejoin = member in self.members
         self.members[member] = None
-        if command.presence is not None or not rejoin:
-            sends.extend(self._set_presence(SetPresence(member, command.presence or {})))
+        # Presence is opt-in (as in Phoenix's track or Ably's enter): a member that
+        # joins without a state listens, unlisted, until it sets one. Announcing every
+        # listener would cost a room of N listeners N^2 entries for nothing to show.
+        if command.presence is not None:
+            sends.extend(self._set_presence(SetPresence(member, command.presence)))
         return sends
 
     def _leave(self, command: LeaveRoom[M]) -> list[Send[M]]:
