@@ -164,13 +164,19 @@ async def test_ack_timeout_resends_and_relay_dedupes(
     relay: Relay, proxy: Proxy, connect: Connect
 ) -> None:
     """An op whose ack is late is resent (retries counted); the relay applies it once."""
-    proxy.delay = 150 * MS  # every chunk, both ways: an ack takes > 300 ms
+    delay, interval = 250 * MS, 50 * MS
+    proxy.delay = delay  # every chunk, both ways: an ack takes > 500 ms
     a = await connect(
         proxy.url,
         ack_timeout=100 * MS,
-        heartbeat_interval=50 * MS,
+        heartbeat_interval=interval,
         heartbeat_timeout=2000 * MS,
     )
+    # Overdue acks are checked after each pong, i.e. every interval + RTT (~550 ms):
+    # write half an RTT after a pong, so the next check comes after the ack timeout
+    # and ~200 ms before the ack.
+    await eventually(lambda: a.metrics["rtt_p50_ms"] is not None, what="a first pong")
+    await asyncio.sleep(delay)
     ack = a.increment("n")
     assert await asyncio.wait_for(ack, TIMEOUT) == 1
     assert a.metrics["retries"] >= 1

@@ -101,6 +101,23 @@ async def test_join_shows_who_with_name_colour_status_and_times(connect: Connect
     assert ann.client_id not in ann.presence  # peers only
 
 
+async def test_a_listener_sees_everyone_and_is_listed_once_it_updates(connect: Connect) -> None:
+    """announce=False joins unlisted; the first update_presence puts it on the lists."""
+    ann = await connect("ann")
+    listener = await connect("screen", announce=False)
+    await wait_for(lambda: ann.client_id in listener.presence, "the listener to see ann")
+    carol = await connect("carol")
+    # Joins are announced in order: once ann sees carol, she would have seen the listener.
+    await wait_for(lambda: carol.client_id in ann.presence, "ann to see carol")
+    assert listener.client_id not in ann.presence
+    assert listener.client_id not in carol.presence
+    await wait_for(lambda: carol.client_id in listener.presence, "the listener to see carol")
+    listener.update_presence(topic="votes")
+    await wait_for(lambda: listener.client_id in ann.presence, "ann to see the listener")
+    assert ann.presence[listener.client_id]["topic"] == "votes"
+    assert ann.presence[listener.client_id]["user"] == "screen"
+
+
 async def test_colour_is_stable_per_user(connect: Connect) -> None:
     """Two sessions of one user share a colour; another user gets another one."""
     watcher = await connect("watcher")

@@ -109,6 +109,9 @@ class EngineConfig:
     # and "idle" after this many seconds without local activity.
     presence_rate: float = 20.0
     idle_after: float = 60.0
+    # False: join as a listener (dashboards, bots, a projected view): receive everything,
+    # stay off the others' presence lists until update_presence() is first called.
+    announce: bool = True
     name: str | None = None
     color: str | None = None
     # TLS for wss:// URLs: an ssl.SSLContext, or ``cafile`` to trust a private CA.
@@ -159,6 +162,7 @@ class Engine:
             rate=self.config.presence_rate,
         )
         self._presence_timer: asyncio.TimerHandle | None = None
+        self._announced = self.config.announce
         self._change_listeners: list[Callable[..., Any]] = []
         # Guards ``core`` (writes come from user threads, relay messages from the loop).
         self._lock = threading.RLock()
@@ -378,7 +382,12 @@ class Engine:
         return code
 
     async def _handshake(self, ws: ClientConnection) -> bool:
-        """Hello → welcome; False if the relay answered with an error instead."""
+        """Hello → welcome, and the join; False if the relay answered with an error.
+
+        The join follows the hello without waiting for the welcome (one round trip less
+        per connect; the relay reads frames in order), unless the relay must first prove
+        who it is: then nothing about the room goes out before the proof checks out.
+        """
         assert self._codec is not None
         verify = self.config.verify_relay
         nonce = secrets.token_urlsafe(24) if verify is not None else None
@@ -390,6 +399,8 @@ class Engine:
             nonce=nonce,
         )
         await self._send_frame(ws, self._codec.frame(hello))
+        if verify is None:
+            await self._send_join(ws)
         frame = await asyncio.wait_for(ws.recv(), self.config.open_timeout)
         self.metrics.received(frame)
         welcome = self._codec.decode(frame)
@@ -413,10 +424,18 @@ class Engine:
         if welcome.client_id != self.client_id:
             with self._lock:  # our own ops come back with this origin
                 self.client_id = self.core.client_id = welcome.client_id
-        with self._lock:
-            events = self._stage(self.core.connection_opened(self.presence.snapshot()))
-        self._dispatch(events)
+        if verify is not None:
+            await self._send_join(ws)
         return True
+
+    async def _send_join(self, ws: ClientConnection) -> None:
+        """(Re)join the room, resuming from our version; pending ops follow its joined."""
+        assert self._codec is not None
+        with self._lock:
+            mine = self.presence.snapshot() if self._announced else None
+            (join,) = self.core.connection_opened(mine)
+        assert isinstance(join, Send)
+        await self._send_frame(ws, self._codec.frame(join.message))
 
     def _on_frame(self, frame: bytes | str) -> None:
         assert self._codec is not None
@@ -592,13 +611,14 @@ class Engine:
         """Merge fields into our presence and publish (throttled, latest wins)."""
         with self._lock:
             self.presence.update(fields)
+            self._announced = True
             mine = dict(self.presence.fields)
         self.events.emit("my_presence", {"client_id": self.client_id, "state": mine})
         self._call_in_loop(self._schedule_presence)
 
     def _schedule_presence(self) -> None:
         """Loop thread: send now if the rate allows, else once when it does."""
-        if self.state != "connected" or self._presence_timer is not None:
+        if self.state != "connected" or self._presence_timer is not None or not self._announced:
             return
         delay = self.presence.delay()
         if delay <= 0:
