@@ -43,13 +43,21 @@ def _cid(prefix: str, i: int) -> str:
 
 
 async def _connect_many(
-    sys_: System, url: str, room: str, n: int, prefix: str, concurrency: int = 32
+    sys_: System,
+    url: str,
+    room: str,
+    n: int,
+    prefix: str,
+    concurrency: int = 32,
+    presence: dict[str, Any] | None = None,
 ) -> list[LeanClient]:
     gate = asyncio.Semaphore(concurrency)
 
     async def one(i: int) -> LeanClient:
         async with gate:
-            return await LeanClient.connect(sys_, url, room, _cid(prefix, i), timeout=60)
+            return await LeanClient.connect(
+                sys_, url, room, _cid(prefix, i), timeout=60, presence=presence
+            )
 
     return list(await asyncio.gather(*(one(i) for i in range(n))))
 
@@ -73,11 +81,13 @@ async def readers(p: dict[str, Any], ctl: Control) -> dict[str, Any]:
     Params: system, url, room, n, expect (deliveries per client, to stop early),
     until (stop at t0 + until), window ([start, end] offsets from t0 for a delivery
     count), per_message (track count and last arrival per message), sample (keep
-    every k-th latency sample).
+    every k-th latency sample), presence (livewidgets: join announced with this state).
     """
     sys_ = system(p["system"])
     t_start = time.monotonic()
-    clients = await _connect_many(sys_, p["url"], p["room"], p["n"], "r")
+    clients = await _connect_many(
+        sys_, p["url"], p["room"], p["n"], "r", presence=p.get("presence")
+    )
     connect_s = time.monotonic() - t_start
     latencies: list[int] = []
     per_message: dict[int, list[int]] = {}

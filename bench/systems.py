@@ -170,9 +170,19 @@ class LeanClient:
 
     @classmethod
     async def connect(
-        cls, sys_: System, url: str, room: str, client_id: str, *, timeout: float = 30.0
+        cls,
+        sys_: System,
+        url: str,
+        room: str,
+        client_id: str,
+        *,
+        timeout: float = 30.0,
+        presence: dict[str, Any] | None = None,
     ) -> LeanClient:
-        """Open the WebSocket and join ``room`` (livewidgets: hello + join; pycrdt: sync)."""
+        """Open the WebSocket and join ``room`` (livewidgets: hello + join; pycrdt: sync).
+
+        ``presence``: livewidgets only, join announced with this state (else a listener).
+        """
         if sys_.server == "lw":
             sub = LW_MSGPACK if sys_.codec == "msgpack" else LW_JSON
             conn = await open_connection(url, "/", sub, timeout)
@@ -180,7 +190,7 @@ class LeanClient:
             conn = await open_connection(url, f"/{room}", None, timeout)
         client = cls(sys_, conn, room, client_id)
         if sys_.server == "lw":
-            await client._lw_join(timeout)
+            await client._lw_join(timeout, presence)
         elif sys_.server == "pycrdt":
             await client._y_join(timeout)
         conn.on_frame = client._on_frame
@@ -195,16 +205,21 @@ class LeanClient:
     def _decode_any(self, payload: bytes) -> Any:
         return _json_any(payload) if self._text else _msgpack_any(payload)
 
-    async def _lw_join(self, timeout: float) -> None:
+    async def _lw_join(self, timeout: float, presence: dict[str, Any] | None) -> None:
         conn = self.conn
         conn.send(
             self._encode({"type": "hello", "protocol": 1, "client_id": self.client_id}),
             text=self._text,
         )
+        # The join follows the hello at once, as the reference client does when it
+        # checks no relay proof (docs/protocol.md "Connection lifecycle").
+        join: dict[str, Any] = {"type": "join", "room": self.room}
+        if presence is not None:
+            join["presence"] = presence
+        conn.send(self._encode(join), text=self._text)
         welcome = self._decode_any(await conn.recv(timeout))
         if welcome.get("type") != "welcome":
             raise RuntimeError(f"expected welcome, got {welcome!r}")
-        conn.send(self._encode({"type": "join", "room": self.room}), text=self._text)
         decode = _json_join_reply if self._text else _msgpack_join_reply
         while True:
             payload = await conn.recv(timeout)
