@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from livewidgets.protocol import (
     Ack,
@@ -97,7 +98,7 @@ def test_far_behind_join_gets_snapshot_with_last_seq() -> None:
 def test_presence_of_a_replaced_connection_survives_the_old_leave() -> None:
     """When a client reconnects, the old connection's late leave keeps the new presence."""
     h, old, new, other = hub(), Peer("a"), Peer("a"), Peer("o")
-    h.handle(JoinRoom(other, None))
+    h.handle(JoinRoom(other, None, {}))
     h.handle(JoinRoom(old, None, {"v": 1}))
     h.handle(JoinRoom(new, None, {"v": 2}))
     assert h.handle(LeaveRoom(old)) == []
@@ -110,7 +111,7 @@ def test_presence_of_a_replaced_connection_survives_the_old_leave() -> None:
 def test_presence_from_non_member_is_ignored() -> None:
     """Presence or leave from a connection that is not a member changes nothing."""
     h, a, stranger = hub(), Peer("a"), Peer("s")
-    h.handle(JoinRoom(a, None))
+    h.handle(JoinRoom(a, None, {}))
     assert h.handle(SetPresence(stranger, {"x": 1})) == []
     assert h.handle(LeaveRoom(stranger)) == []
     assert h.presence_table() == {"a": {"user": ""}}
@@ -120,7 +121,7 @@ def test_presence_is_coalesced_without_echo_or_repeats() -> None:
     """A flush carries the latest state of every change; old members share one message,
     a changer does not hear itself, a joiner not what its joined table listed."""
     h, a, b, c = hub(), Peer("a"), Peer("b"), Peer("c")
-    h.handle(JoinRoom(a, None))
+    h.handle(JoinRoom(a, None, {}))
     h.flush_presence()
     h.handle(JoinRoom(b, None, {"v": 1}))
     h.handle(SetPresence(b, {"v": 2}))
@@ -155,6 +156,63 @@ def test_a_member_that_leaves_before_the_flush_gets_nothing() -> None:
     """Its own leave is told to the others; it is not a receiver any more."""
     h, a, b = hub(), Peer("a"), Peer("b")
     h.handle(JoinRoom(a, None))
-    h.handle(JoinRoom(b, None))
+    h.handle(JoinRoom(b, None, {}))
     h.handle(LeaveRoom(b))
     assert h.flush_presence() == [Send((a,), PresenceUpdate("r", {"b": None}))]
+
+
+# --- presence is opt-in: a join without a state listens, unlisted -----------------
+
+
+def test_a_listener_is_not_announced_listed_or_told_of_when_it_leaves() -> None:
+    """A join without presence announces nothing and is not in later joiners' tables;
+    its leave tells nobody anything (it had no entry)."""
+    h, ann, lis, bob = hub(), Peer("a", "ann"), Peer("l", "lee"), Peer("b", "bob")
+    h.handle(JoinRoom(ann, None, {"color": "red"}))
+    h.flush_presence()
+    sends = h.handle(JoinRoom(lis, None))
+    red: dict[str, Any] = {"a": {"color": "red", "user": "ann"}}
+    assert messages_to(sends, lis) == [Snapshot("r", 0, {}), Joined("r", 0, "snapshot", red, EPOCH)]
+    assert messages_to(sends, ann) == []
+    assert h.flush_presence() == [] and not h.presence_waiting
+    assert h.presence_table() == red
+    sends = h.handle(JoinRoom(bob, None, {"color": "blue"}))
+    assert messages_to(sends, bob)[-1] == Joined("r", 0, "snapshot", red, EPOCH)
+    h.flush_presence()
+    assert h.handle(LeaveRoom(lis)) == []
+    assert h.flush_presence() == [] and not h.presence_waiting
+    assert h.presence_table() == {**red, "b": {"color": "blue", "user": "bob"}}
+
+
+def test_a_listener_hears_everything_and_is_announced_once_it_sets_presence() -> None:
+    """A listener gets the others' presence changes and broadcasts like any member.
+    Its first SetPresence announces it (no echo to itself) and lists it for later
+    joiners; when it then leaves, the others get None for it."""
+    h, ann, lis, bob = hub(), Peer("a", "ann"), Peer("l", "lee"), Peer("b", "bob")
+    h.handle(JoinRoom(ann, None, {}))
+    h.handle(JoinRoom(lis, None))
+    h.flush_presence()
+    h.handle(JoinRoom(bob, None, {"color": "blue"}))
+    h.handle(SetPresence(ann, {"cursor": 1}))
+    sends = h.flush_presence()
+    both: dict[str, Any] = {
+        "b": {"color": "blue", "user": "bob"},
+        "a": {"cursor": 1, "user": "ann"},
+    }
+    assert messages_to(sends, lis) == [PresenceUpdate("r", both)]
+    sends = h.handle(Submit(bob, 1, 0, (SetOp("k", value=1),)))
+    assert messages_to(sends, lis) == [Broadcast("r", 1, "b", 1, [SetOp("k", value=1)])]
+    h.handle(SetPresence(lis, {"topic": "votes"}))
+    sends = h.flush_presence()
+    votes: dict[str, Any] = {"l": {"topic": "votes", "user": "lee"}}
+    assert messages_to(sends, ann) == messages_to(sends, bob) == [PresenceUpdate("r", votes)]
+    assert messages_to(sends, lis) == []
+    cat = Peer("c", "cat")
+    assert messages_to(h.handle(JoinRoom(cat, None)), cat)[-1] == Joined(
+        "r", 1, "snapshot", {**both, **votes}, EPOCH
+    )
+    assert h.handle(LeaveRoom(lis)) == []
+    sends = h.flush_presence()
+    for peer in (ann, bob, cat):
+        assert messages_to(sends, peer) == [PresenceUpdate("r", {"l": None})]
+    assert messages_to(sends, lis) == []

@@ -41,7 +41,7 @@ def joined_table(sends: list[Send[Peer]]) -> dict[str, Any]:
 
 def test_remote_join_update_and_leave_reach_local_members() -> None:
     h, a = hub(), Peer("a")
-    h.handle(JoinRoom(a, None))
+    h.handle(JoinRoom(a, None, {}))
     h.flush_presence()
     h.apply_remote_presence("B", {"b": {"user": "bo"}}, 0.0, ttl=TTL)
     assert told(h.flush_presence(), a) == {"b": {"user": "bo"}}
@@ -75,7 +75,7 @@ def test_a_heartbeat_with_the_same_state_tells_nothing() -> None:
 
 def test_a_full_table_drops_the_senders_missing_entries_only() -> None:
     h, a = hub(), Peer("a")
-    h.handle(JoinRoom(a, None))
+    h.handle(JoinRoom(a, None, {}))
     h.apply_remote_presence("B", {"b1": {"v": 1}, "b2": {"v": 2}}, 0.0, ttl=TTL)
     h.apply_remote_presence("C", {"c1": {"v": 3}}, 0.0, ttl=TTL)
     h.flush_presence()
@@ -105,7 +105,7 @@ def test_the_latest_entry_wins_and_the_old_local_leave_keeps_it() -> None:
     """The client moved from this relay to relay B: B's newer state shows here while
     its old connection lingers, and stays when that connection leaves."""
     h, a, old = hub(), Peer("a"), Peer("m")
-    h.handle(JoinRoom(a, None))
+    h.handle(JoinRoom(a, None, {}))
     h.handle(JoinRoom(old, None, {"at": "here"}))
     h.flush_presence()
     h.apply_remote_presence("B", {"m": {"at": "B", "user": ""}}, 0.0, ttl=TTL)
@@ -122,12 +122,34 @@ def test_local_changes_are_handed_out_for_publishing_only_when_shared() -> None:
     shared, plain, a, b = hub(), RoomHub[Peer](RoomCore(RoomRecord("r"))), Peer("a"), Peer("b")
     for h in (shared, plain):
         h.handle(JoinRoom(a, None, {"x": 1}))
-        h.handle(JoinRoom(b, None))
+        h.handle(JoinRoom(b, None, {}))
         h.handle(SetPresence(a, {"x": 2}))
         h.handle(LeaveRoom(b))
     assert shared.take_outgoing() == {"a": {"x": 2, "user": ""}, "b": None}
     assert shared.take_outgoing() == {} and shared.local_presence() == {"a": {"x": 2, "user": ""}}
     assert plain.take_outgoing() == {}
+
+
+def test_a_listener_is_published_only_once_it_sets_presence() -> None:
+    """A join without presence (a listener) hands nothing out for publishing, nor does
+    its leave; it still hears the other relays' members. Once it sets a state, that
+    state and its later leave are handed out."""
+    h, a, lis = hub(), Peer("a"), Peer("l")
+    h.handle(JoinRoom(a, None, {}))
+    h.handle(JoinRoom(lis, None))
+    assert h.take_outgoing() == {"a": {"user": ""}}
+    h.apply_remote_presence("B", {"b": {"v": 1}}, 0.0, ttl=TTL)
+    assert told(h.flush_presence(), lis) == {"b": {"v": 1}}
+    h.handle(LeaveRoom(lis))
+    assert h.take_outgoing() == {} and not h.presence_waiting
+    assert h.local_presence() == {"a": {"user": ""}}
+    again = Peer("l")
+    h.handle(JoinRoom(again, None))
+    assert h.take_outgoing() == {}
+    h.handle(SetPresence(again, {"v": 2}))
+    assert h.take_outgoing() == {"l": {"v": 2, "user": ""}}
+    h.handle(LeaveRoom(again))
+    assert h.take_outgoing() == {"l": None}
 
 
 # --- any interleaving ------------------------------------------------------------------
@@ -136,7 +158,8 @@ CIDS = ["m", "n"]
 RELAYS = ["B", "C"]
 
 step = st.one_of(
-    st.tuples(st.just("join"), st.sampled_from(CIDS), st.integers(0, 3)),
+    # A join with None as its state is a listener's (unlisted until it sets one).
+    st.tuples(st.just("join"), st.sampled_from(CIDS), st.none() | st.integers(0, 3)),
     st.tuples(st.just("set"), st.sampled_from(CIDS), st.integers(0, 3)),
     st.tuples(st.just("leave"), st.sampled_from(CIDS), st.booleans()),
     st.tuples(st.just("rset"), st.sampled_from(RELAYS), st.sampled_from(CIDS), st.integers(0, 3)),
@@ -157,11 +180,11 @@ step = st.one_of(
 )
 @given(st.lists(step, max_size=40))
 def test_local_members_see_local_else_the_latest_live_remote_state(steps: list[Any]) -> None:
-    """Whatever the interleaving of local changes, other relays' changes, full tables
-    and expiries, every local member's view (joined.presence plus the presence
-    messages it got) ends equal to: per client, the state of its live owner (this
-    relay or another) that changed last. And what the hub
-    hands out for publishing, applied in order, is its local table."""
+    """Whatever the interleaving of local changes (listeners' joins among them), other
+    relays' changes, full tables and expiries, every local member's view
+    (joined.presence plus the presence messages it got) ends equal to: per client, the
+    state of its live owner (this relay or another) that changed last. And what the
+    hub hands out for publishing, applied in order, is its local table."""
     h = hub()
     listener = Peer("L")
     listeners: dict[Peer, dict[str, Any]] = {
@@ -197,9 +220,12 @@ def test_local_members_see_local_else_the_latest_live_remote_state(steps: list[A
         if kind == "join":
             peer = Peer(item[1])
             connections[item[1]].append(peer)
-            deliver(h.handle(JoinRoom(peer, None, {"v": item[2]})))
-            stamp += 1
-            local[item[1]] = (peer, {"v": item[2], "user": ""}, stamp)
+            if item[2] is None:
+                deliver(h.handle(JoinRoom(peer, None)))
+            else:
+                deliver(h.handle(JoinRoom(peer, None, {"v": item[2]})))
+                stamp += 1
+                local[item[1]] = (peer, {"v": item[2], "user": ""}, stamp)
         elif kind == "set" and connections[item[1]]:
             peer = connections[item[1]][-1]
             h.handle(SetPresence(peer, {"v": item[2]}))

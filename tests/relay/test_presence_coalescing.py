@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from livewidgets.cli import build_parser
-from livewidgets.protocol import Broadcast, IncrementOp, Presence, PresenceUpdate
+from livewidgets.protocol import Ack, Broadcast, IncrementOp, Presence, PresenceUpdate
 from livewidgets.relay import Relay
 
 from ..conftest import RelayFactory
@@ -40,7 +40,7 @@ async def test_a_burst_is_sent_first_change_then_latest(relay_factory: RelayFact
     watcher = await RawClient.connect(relay.url)
     await watcher.join("r")
     mover = await RawClient.connect(relay.url)
-    await mover.join("r")
+    await mover.join("r", presence={})
     await watcher.expect(PresenceUpdate)  # mover joined
     await asyncio.sleep(400 * MS)  # quiet: the next change is a leading edge
     for x in range(10):
@@ -55,7 +55,7 @@ async def test_presence_before_an_op_arrives_before_its_broadcast(relay: Relay) 
     """A cursor set before an edit is never delivered after it, however it is coalesced."""
     watcher, mover, editor = [await RawClient.connect(relay.url) for _ in range(3)]
     for client in (watcher, mover, editor):
-        await client.join("r")
+        await client.join("r", presence={})
     await presence_until(watcher, lambda k: len(k) == 2)
     await asyncio.sleep(100 * MS)
     await mover.send(Presence("r", {"cursor": 1}))
@@ -73,14 +73,39 @@ async def test_a_join_storm_costs_each_member_few_messages(relay_factory: RelayF
     presence messages (not 60), and nobody hears its own echo."""
     relay = await relay_factory(presence_interval=100 * MS)
     first = await RawClient.connect(relay.url)
-    await first.join("r")
+    await first.join("r", presence={})
     crowd = await asyncio.gather(*(RawClient.connect(relay.url) for _ in range(60)))
-    await asyncio.gather(*(client.join("r") for client in crowd))
+    await asyncio.gather(*(client.join("r", presence={}) for client in crowd))
     ids = {client.client_id for client in crowd}
     seen = await presence_until(first, lambda known: set(known) == ids)
     assert len(seen) < 20, len(seen)
     for message in seen:
         assert first.client_id not in message.states
+
+
+async def test_a_join_storm_of_listeners_costs_no_presence_messages(
+    relay_factory: RelayFactory,
+) -> None:
+    """60 listeners (joins without presence) at once: no presence message to anyone,
+    and each listener's table lists only the announced member. When they then set a
+    state, the first member learns of all of them in a handful of messages."""
+    relay = await relay_factory(presence_interval=100 * MS)
+    first = await RawClient.connect(relay.url)
+    await first.join("r", presence={})
+    crowd = await asyncio.gather(*(RawClient.connect(relay.url) for _ in range(60)))
+    joins = await asyncio.gather(*(client.join("r") for client in crowd))
+    assert all(joined.presence == {first.client_id: {"user": ""}} for _, joined in joins)
+    # A broadcast flushes every presence change before it: what anyone was going to
+    # be told of the joins arrives before this op's ack and broadcast, or never.
+    await first.op("r", 1, IncrementOp("n"))
+    assert (await first.recv_until(Ack))[0] == []
+    heard = await asyncio.gather(*(client.recv_until(Broadcast) for client in crowd))
+    assert all(before == [] for before, _ in heard), [b for b, _ in heard if b][:1]
+    for client in crowd:
+        await client.send(Presence("r", {"topic": "votes"}))
+    ids = {client.client_id for client in crowd}
+    seen = await presence_until(first, lambda known: set(known) == ids)
+    assert len(seen) < 20, len(seen)
 
 
 def test_presence_interval_is_validated() -> None:

@@ -76,7 +76,7 @@ async def test_a_client_sees_joins_cursors_and_leaves_on_the_other_relay(
         relay_process(prefix, log, presence_heartbeat=30) as (_, url_a),
         relay_process(prefix, log, presence_heartbeat=30) as (_, url_b),
     ):
-        watcher = await Watcher.join(url_a, "p", user="ada")
+        watcher = await Watcher.join(url_a, "p", {}, user="ada")
         mover = await Watcher.join(url_b, "p", {"cursor": 0}, user="grace")
         cid = mover.client_id
         joined = await wait_until(
@@ -116,7 +116,7 @@ async def test_joined_presence_lists_the_other_relays_members(prefix: str, tmp_p
             room = f"j{round_}"
             others = [await Watcher.join(url_b, room, {"n": i}, user=f"b{i}") for i in range(3)]
             await wait_until(lambda o=others: len(o[0].known) == 2, 2.0, "B's members")
-            joiner = await Watcher.join(url_a, room, user="ada")
+            joiner = await Watcher.join(url_a, room, {}, user="ada")
             assert joiner.joined is not None
             assert joiner.joined.presence == {
                 o.client_id: {"n": i, "user": f"b{i}"} for i, o in enumerate(others)
@@ -172,8 +172,8 @@ async def test_a_client_moving_between_relays_keeps_one_entry(prefix: str, tmp_p
         relay_process(prefix, log, presence_heartbeat=heartbeat) as (_, url_a),
         relay_process(prefix, log, presence_heartbeat=heartbeat) as (_, url_b),
     ):
-        on_a = await Watcher.join(url_a, "m", user="oa")
-        on_b = await Watcher.join(url_b, "m", user="ob")
+        on_a = await Watcher.join(url_a, "m", {}, user="oa")
+        on_b = await Watcher.join(url_b, "m", {}, user="ob")
         old = await Watcher.join(url_a, "m", {"at": "A"}, client_id="mover", user="mo")
         observers = (on_a, on_b)
         await wait_until(

@@ -16,7 +16,6 @@ from livewidgets.protocol import (
     Broadcast,
     IncrementOp,
     Joined,
-    PresenceUpdate,
     PushOp,
     SetOp,
     Snapshot,
@@ -44,8 +43,7 @@ async def test_two_clients_see_one_order(relay: Relay) -> None:
     a = await RawClient.connect(relay.url, user="ann")
     b = await RawClient.connect(relay.url, user="bob")
     await a.join("room")
-    await b.join("room")
-    await a.recv()  # bob's presence
+    await b.join("room")  # its joined: bob is a member before ann's first op
     count = 40
 
     async def send_all(client: RawClient, name: str) -> None:
@@ -82,8 +80,7 @@ async def test_resend_is_acked_not_reapplied(relay: Relay) -> None:
     a = await RawClient.connect(relay.url, client_id="alice")
     b = await RawClient.connect(relay.url)
     await a.join("r")
-    await b.join("r")
-    await a.recv()  # b's presence
+    await b.join("r")  # listeners: no presence, b is a member once joined
     await a.op("r", 1, IncrementOp("n", by=1))
     assert await a.ack() == Ack("r", 1, 1)
     await a.op("r", 1, IncrementOp("n", by=1))
@@ -121,7 +118,7 @@ async def test_resend_after_reconnect_is_deduplicated(relay: Relay) -> None:
 async def test_join_since_returns_exactly_the_missing_ops(relay: Relay) -> None:
     """join(since=v) sends broadcasts v+1..head then joined(delta); since=head sends none."""
     a = await RawClient.connect(relay.url)
-    _, first = await a.join("r")
+    _, first = await a.join("r", presence={})
     for seq in range(1, 11):
         await a.op("r", seq, SetOp(f"k{seq}", value=seq))
         await a.ack()
@@ -133,7 +130,7 @@ async def test_join_since_returns_exactly_the_missing_ops(relay: Relay) -> None:
     ]
     assert (joined.version, joined.mode) == (10, "delta")
     c = await RawClient.connect(relay.url)
-    others = {a.client_id: {"user": ""}, b.client_id: {"user": ""}}
+    others = {a.client_id: {"user": ""}}  # b joined without presence: a listener
     assert await c.join("r", since=10, epoch=first.epoch) == (
         [],
         Joined("r", 10, "delta", others, first.epoch),
@@ -174,7 +171,7 @@ async def test_second_connection_replaces_first(relay: Relay) -> None:
     old = await RawClient.connect(relay.url, client_id="same")
     await old.join("r", presence={"v": 1})
     peer = await RawClient.connect(relay.url)
-    await peer.join("r")
+    await peer.join("r", presence={})
     new = await RawClient.connect(relay.url, client_id="same")
     assert await old.closed() == 4010
     _, joined = await new.join("r", presence={"v": 2})
@@ -241,8 +238,7 @@ async def test_group_commit_others_hear_during_it_authors_after(
     a = await RawClient.connect(relay.url)
     b = await RawClient.connect(relay.url)
     await a.join("r")
-    await b.join("r")
-    await a.recv()  # b's presence
+    await b.join("r")  # listeners: no presence, b is a member once joined
     await a.op("r", 1, IncrementOp("n"))
     await asyncio.wait_for(store.first_append.wait(), TIMEOUT)
     early = await b.expect(Broadcast)
@@ -275,11 +271,7 @@ async def test_a_stalled_commit_holds_back_only_its_authors(relay_factory: Relay
     relay = await relay_factory(store=store)
     alice, bob, carol = [await RawClient.connect(relay.url) for _ in range(3)]
     for client in (alice, bob, carol):
-        await client.join("r")
-    for client, later in ((alice, 2), (bob, 1)):  # those who joined after them
-        seen: set[str] = set()
-        while len(seen) < later:
-            seen.update((await client.recv_until(PresenceUpdate))[1].states)
+        await client.join("r")  # listeners: no presence, a member once joined
     await alice.op("r", 1, IncrementOp("n"))
     await asyncio.wait_for(store.first_append.wait(), TIMEOUT)
     assert (await carol.recv_until(Broadcast))[1].version == 1
