@@ -212,7 +212,7 @@ async def test_presence_flood_is_rate_limited(secure_relay_factory: object) -> N
     peer = await admitted(relay.url, token(user="peer"))
     await peer.join("room")
     chatty = await admitted(relay.url, token(user="chatty"))
-    await chatty.join("room")
+    await chatty.join("room", presence={})  # announced (opt-in); not rate-counted
     await peer.expect(PresenceUpdate)  # chatty joined
     for i in range(6):
         await chatty.send(Presence("room", {"cursor": i}))
@@ -286,8 +286,8 @@ async def test_big_presence_does_not_disconnect_the_room(secure_relay: Relay) ->
     member = await admitted(secure_relay.url, token(user="member"))
     await member.join("room")
     reader = await admitted(secure_relay.url, token(role="read", user="r"))
-    await reader.join("room")
-    await member.expect(PresenceUpdate)
+    await reader.join("room", presence={})
+    await member.expect(PresenceUpdate)  # the reader's join was processed
     envelope = len('{"type":"presence","room":"room","state":{"x":""}}')
     await reader.send(Presence("room", {"x": "A" * (secure_relay.max_frame_size - envelope)}))
     await member.op("room", 1, IncrementOp("n"))

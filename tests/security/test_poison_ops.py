@@ -35,13 +35,15 @@ def op_frame(seq: int, op: str) -> str:
 
 
 async def members(relay: Relay, subprotocol: str | None = None) -> tuple[RawClient, RawClient]:
-    """A bystander (msgpack if asked) and an attacker (JSON), both in ``room``."""
+    """A bystander (msgpack if asked) and an attacker (JSON), both in ``room``; the
+    attacker announces itself (presence is opt-in) and the bystander has heard of it."""
     options = {"subprotocol": subprotocol} if subprotocol else {}
     bystander = await admitted(relay.url, token(user="bystander"), **options)
     await bystander.join("room")
     attacker = await admitted(relay.url, token(user="mallory"))
-    await attacker.join("room")
-    await bystander.expect(PresenceUpdate)
+    await attacker.join("room", presence={})
+    announced = await bystander.expect(PresenceUpdate)
+    assert announced.states == {attacker.client_id: {"user": "mallory"}}
     return bystander, attacker
 
 
