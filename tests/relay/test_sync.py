@@ -22,7 +22,7 @@ from livewidgets.protocol import (
 )
 from livewidgets.protocol.codec import Codec
 from livewidgets.relay import Relay
-from livewidgets.relay.room import LogEntry
+from livewidgets.relay.room import LogEntry, RoomCore
 from livewidgets.relay.store import StoreError
 from livewidgets.relay.store.memory import MemoryStore
 
@@ -245,17 +245,19 @@ async def test_group_commit_others_hear_during_it_authors_after(
     assert early.version == 1 and not store.durable
     for seq in range(2, 21):
         await a.op("r", seq, IncrementOp("n"))
-    # A connection's frames are handled (and its replies written) in order: when
-    # "other" is joined, ops 2..20 wait in room "r" behind the commit in flight, and
-    # an ack of op 1 written before the commit would have come before this joined.
+    # Sequenced while op 1 is committed: b hears of each at once; they gather for the
+    # next commit.
+    for version in range(2, 21):
+        assert (await b.expect(Broadcast)).version == version
+    assert not store.durable
+    # A connection's replies are written in order: an ack of op 1 written before the
+    # commit would have come before this joined.
     before, _ = await a.join("other")
     assert {m.room for m in before} == {"other"}  # its snapshot, nothing of room r
     store.gate.set()
     for version in range(1, 21):
         ack = await a.ack()
         assert ack.version == version and version in store.durable
-    for version in range(2, 21):
-        assert (await b.expect(Broadcast)).version == version
     assert store.batches == [[1], list(range(2, 21))]
     assert relay.metrics.value("livewidgets_commit_entries_count") == 2
     for client in (a, b):
@@ -340,6 +342,32 @@ async def test_store_failure_closes_members_who_resume(
     assert await again.ack() == Ack("r", 2, 2)
     assert await state_of(relay, "r") == (2, {"n": 2})
     await again.close()
+
+
+async def test_a_bug_while_sequencing_a_lone_op_fails_only_its_room(
+    relay: Relay, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An op in a quiet room is sequenced by the connection that read it. If that
+    raises (a bug), the room fails as if its own task had run it: its members are
+    closed with 1011; the relay and its other rooms go on."""
+    a = await RawClient.connect(relay.url)
+    other = await RawClient.connect(relay.url)
+    await a.join("r")
+    await other.join("calm")
+    original = RoomCore.submit
+
+    def submit(core: RoomCore, client_id: str, seq: int, base: int, ops: Any) -> Any:
+        if core.name == "r":
+            raise RuntimeError("sequencer bug")
+        return original(core, client_id, seq, base, ops)
+
+    monkeypatch.setattr(RoomCore, "submit", submit)
+    await a.op("r", 1, IncrementOp("n"))
+    assert await a.closed() == 1011
+    assert "sequencer bug" in caplog.text
+    await other.op("calm", 1, IncrementOp("n"))
+    assert await other.ack() == Ack("calm", 1, 1)
+    await other.close()
 
 
 async def test_a_member_that_saw_an_uncommitted_op_resumes_from_a_snapshot(

@@ -93,6 +93,11 @@ class CommitPipeline(Generic[P]):
             group.waiting.update(peer for send in later for peer in send.to)
         self._start()
 
+    @property
+    def idle(self) -> bool:
+        """Nothing is being committed or waits for a commit."""
+        return self._idle.is_set()
+
     async def drain(self, timeout: float | None = None) -> None:
         """Until every round added so far is committed and delivered (or failed), or
         ``timeout`` seconds have passed."""

