@@ -263,6 +263,35 @@ def test_wrong_fields_are_invalid_message(frame: dict[str, Any]) -> None:
 
 
 @pytest.mark.parametrize(
+    "frame",
+    [
+        {
+            "type": "broadcast",
+            "room": "r",
+            "version": 2**63,
+            "origin": "o",
+            "client_seq": 1,
+            "ops": [],
+        },
+        {"type": "broadcast", "room": "r", "version": 1, "origin": "o", "client_seq": 0, "ops": []},
+        {"type": "ack", "room": "r", "client_seq": 1, "version": -1},
+        {"type": "snapshot", "room": "r", "version": 2**64 - 1, "state": {}},
+        {"type": "joined", "room": "r", "version": 2**63, "mode": "delta"},
+        {"type": "reject", "room": "r", "client_seq": 2**63, "code": "c", "message": "m"},
+    ],
+    ids=repr,
+)
+def test_relay_counters_out_of_int64_are_refused(frame: dict[str, Any]) -> None:
+    """A relay's versions and seqs fit int64 like the client's own: a hostile relay
+    cannot take a client past the last version it could ever send back."""
+    for codec, encoded in (
+        (JSON_CLIENT, _json(frame)),
+        (MSGPACK_CLIENT, msgspec.msgpack.encode(frame)),
+    ):
+        assert _fails(codec, encoded).code is ErrorCode.INVALID_MESSAGE
+
+
+@pytest.mark.parametrize(
     "path", ["", "a//b", "/a", "a/", "a/\x01", "\n", "x" * (MAX_PATH_LENGTH + 1)], ids=repr
 )
 def test_invalid_path_in_op(path: str) -> None:

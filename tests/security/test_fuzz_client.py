@@ -67,6 +67,8 @@ SETTINGS = settings(
     max_examples=EXAMPLES, deadline=None, database=None, suppress_health_check=list(HealthCheck)
 )
 ENCODINGS = [JSON_SUBPROTOCOL, MSGPACK_SUBPROTOCOL]
+# Versions fit int64 on the wire (protocol.messages.Version).
+LAST_VERSION = 2**63 - 1
 _tried: dict[str, int] = {}
 
 
@@ -177,12 +179,14 @@ def prime(engine: Engine, tick: int) -> None:
     broadcast at the next version: it must apply."""
     codec = engine._codec
     assert codec is not None
-    if not engine.core.joined:
+    if not engine.core.joined or engine.core.version >= LAST_VERSION:
+        # A hostile frame made the engine resync, or took it to the last version there
+        # is (no honest broadcast can follow that one): resync, as a relay would.
         with engine._lock:
             engine.core.connection_opened()
-        state = engine.core.confirmed
-        engine._on_frame(codec.frame(Snapshot(ROOM, engine.core.version, state)))
-        engine._on_frame(codec.frame(Joined(ROOM, engine.core.version, "snapshot")))
+        at = engine.core.version if engine.core.version < LAST_VERSION else 0
+        engine._on_frame(codec.frame(Snapshot(ROOM, at, engine.core.confirmed)))
+        engine._on_frame(codec.frame(Joined(ROOM, at, "snapshot")))
         assert engine.core.joined
     version = engine.core.version + 1
     engine._on_frame(

@@ -145,20 +145,20 @@ class Snapshot(_Message, tag="snapshot"):
     """The whole room state at ``version``; broadcasts after it follow."""
 
     room: str
-    version: int
+    version: Version
     state: dict[str, Any]
     # Highest client_seq of the receiving client the relay has processed: its ops up to
     # there are in ``state`` already (or were refused) and must not be replayed on top.
-    last_seq: int = 0
+    last_seq: Version = 0
 
 
 class Broadcast(_Message, tag="broadcast"):
     """An accepted op (or batch) from another client, in room order."""
 
     room: str
-    version: int
+    version: Version
     origin: str
-    client_seq: int
+    client_seq: Seq
     ops: list[Op]
 
 
@@ -166,7 +166,7 @@ class Joined(_Message, tag="joined"):
     """Catch-up is complete: the client is at ``version`` and receives live broadcasts."""
 
     room: str
-    version: int
+    version: Version
     mode: Literal["delta", "snapshot"]
     presence: dict[str, dict[str, Any]] = {}
     # The history ``version`` belongs to: send it back with ``join.since`` to resume.
@@ -175,21 +175,21 @@ class Joined(_Message, tag="joined"):
 
 class Ack(_Message, tag="ack"):
     room: str
-    client_seq: int
-    version: int
+    client_seq: Seq
+    version: Version
     # True when this op had been applied before (a resend).
     duplicate: bool = False
 
 
 class Reject(_Message, tag="reject"):
     room: str
-    client_seq: int
+    client_seq: Seq
     code: str
     message: str
     path: str | None = None
     # For conflicts: the value at path now and the version that last changed it.
     current: Any = None
-    current_version: int | None = None
+    current_version: Version | None = None
 
 
 class PresenceUpdate(_Message, tag="presence"):
