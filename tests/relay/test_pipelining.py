@@ -67,7 +67,8 @@ async def test_a_join_sent_with_a_refused_hello_goes_with_the_connection(
     assert error.code == "auth_invalid"
     await intruder.ws.wait_closed()
     assert intruder.ws.close_code == 4003
-    # Had the join counted, peer would hear of mallory before its own ack.
+    # mallory's connection is closed and peer's later op is handled: a join that
+    # counted would have made mallory a second member by now.
     await peer.op("r", 1, IncrementOp("n"))
     assert await peer.expect(Ack) == Ack("r", 1, 1)
     room = relay.rooms["r"]

@@ -269,7 +269,7 @@ class RoomRunner(Generic[P]):
             if self._link is not None and self._link.pending:
                 return []
             self._wake.clear()
-            self._waiting = self._hub is not None and not self._stopping
+            self._waiting = True  # loaded, not stopping (both checked above)
             try:
                 await self._wake.wait()
             finally:
