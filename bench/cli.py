@@ -77,6 +77,13 @@ def _parser() -> argparse.ArgumentParser:
         f"{', '.join(sorted(EXPERIMENTS))}); for measuring proposals, not for reporting",
     )
     parser.add_argument(
+        "--pin-server",
+        action="store_true",
+        help="run every server on the first CPU and the harness and its clients on the "
+        "others: a diagnostic that takes the load generators out of the server's run "
+        "queue (the default shares every CPU, as a notebook machine does)",
+    )
+    parser.add_argument(
         "--profile",
         type=Path,
         metavar="DIR",
@@ -177,6 +184,16 @@ def _available(names: Sequence[str]) -> list[str]:
     return chosen
 
 
+def _pin_harness() -> tuple[int, ...]:
+    """Keep the first CPU for the servers and move this process (and so every client
+    it starts) to the others; the servers' CPUs."""
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        raise SystemExit("--pin-server needs at least 2 CPUs")
+    os.sched_setaffinity(0, cpus[1:])
+    return (cpus[0],)
+
+
 def _verdict(met: bool | None) -> str:
     return "n/m" if met is None else "met" if met else "NOT met"
 
@@ -188,6 +205,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.profile:
         config.profile_dir = str(args.profile)
     config.lw_experiments = tuple(args.lw_experiment)
+    if args.pin_server:
+        config.server_cpus = _pin_harness()
     names = _available(args.systems)
     systems = [s for s in SYSTEMS if s.name in names]
     raise_fd_limit()
@@ -196,6 +215,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     meta["effective_cores"] = None if args.smoke else effective_cores()
     results = Results(meta, config.as_dict())
     meta["lw_experiments"] = list(config.lw_experiments)
+    meta["server_cpus"] = config.server_cpus
     print(
         f"bench ({mode}): {meta['nproc']} x {meta['cpu']} "
         f"(effective cores: {meta['effective_cores']}), Python {meta['python']}, "
@@ -204,6 +224,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     if config.lw_experiments:
         print(f"EXPERIMENT: livewidgets relays patched with {', '.join(config.lw_experiments)}")
+    if config.server_cpus:
+        print(f"PINNED: servers on CPU {config.server_cpus}, the harness and clients on the rest")
     ctx = Context(config, results, lambda line: print(line, flush=True))
     started = time.monotonic()
     for name in args.scenarios:

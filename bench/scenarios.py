@@ -80,6 +80,10 @@ class Config:
     profile_dir: str | None = None
     # What-if patches applied to every livewidgets relay (bench.experiments).
     lw_experiments: tuple[str, ...] = ()
+    # CPUs every server runs on, the harness and its clients on the others (None: all
+    # share every CPU, the default). A diagnostic: it takes the load generators out of
+    # the server's run queue (bench --pin-server; docs/benchmarks.md "What limits us").
+    server_cpus: tuple[int, ...] | None = None
 
     @classmethod
     def full(cls) -> Config:
@@ -149,7 +153,8 @@ class Context:
         if self.config.profile_dir and sys_.is_livewidgets:
             profile = Path(self.config.profile_dir) / f"{scenario}-{sys_.name}.txt"
         experiments = self.config.lw_experiments if sys_.is_livewidgets else ()
-        return ServerProcess(sys_, profile_to=profile, experiments=experiments)
+        cpus = frozenset(self.config.server_cpus) if self.config.server_cpus else None
+        return ServerProcess(sys_, profile_to=profile, experiments=experiments, cpus=cpus)
 
     def guard(self, scenario: str, sys_: System, fn: Callable[[], None]) -> None:
         """Run one system's part of a scenario; a failure is recorded, not fatal."""
@@ -241,8 +246,11 @@ def fanout(ctx: Context, systems: Sequence[System]) -> None:
                                 "key": "fan/x",
                             },
                         )
+                        cpu, preempted = server.cpu_seconds(), server.preemptions()
                         team.start(delay=0.1)
                         results = team.results(cfg.fanout_seconds + 60)
+                        cpu = server.cpu_seconds() - cpu
+                        preempted = server.preemptions() - preempted
                     lat = [x for r in results[:-1] for x in r["latencies_ns"]]
                     received = sum(r["received"] for r in results[:-1])
                     note = None
@@ -259,6 +267,30 @@ def fanout(ctx: Context, systems: Sequence[System]) -> None:
                             better="lower",
                             note=note,
                         )
+                    # Context for the latencies: the server's CPU per write (its whole
+                    # cost: decode, order, encode, one socket write per subscriber) and
+                    # how often it lost its CPU to another process while it could run.
+                    s_ = "s" if subs > 1 else ""
+                    ctx.results.put(
+                        "fanout",
+                        f"cpu_us@{subs}",
+                        sys_.name,
+                        round(cpu / count * 1e6, 1),
+                        label=f"fan-out: server CPU per write, {subs} sub{s_}",
+                        unit="µs",
+                        better="lower",
+                        compare=False,
+                    )
+                    ctx.results.put(
+                        "fanout",
+                        f"preempted@{subs}",
+                        sys_.name,
+                        round(preempted / count, 2),
+                        label=f"fan-out: server preempted per write, {subs} sub{s_}",
+                        unit="",
+                        better="lower",
+                        compare=False,
+                    )
                     ctx.results.raw.setdefault("fanout", {}).setdefault(sys_.name, {})[subs] = {
                         "received": received,
                         "expected": count * subs,

@@ -23,7 +23,7 @@ from typing import Any
 
 from .systems import System
 
-__all__ = ["ServerProcess", "cpu_seconds", "raise_fd_limit", "rss_kib"]
+__all__ = ["ServerProcess", "cpu_seconds", "preemptions", "raise_fd_limit", "rss_kib"]
 
 REPO = Path(__file__).resolve().parent.parent
 _CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -55,6 +55,16 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / _CLK_TCK
 
 
+def preemptions(pid: int) -> int:
+    """How often ``pid``'s main thread lost its CPU while it could run (involuntary
+    context switches, from /proc/<pid>/status)."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("nonvoluntary_ctxt_switches:"):
+                return int(line.split()[1])
+    return 0
+
+
 class ServerProcess:
     """``with ServerProcess(system) as server: server.url, server.pid, ...``"""
 
@@ -64,9 +74,12 @@ class ServerProcess:
         *,
         profile_to: Path | None = None,
         experiments: Sequence[str] = (),
+        cpus: frozenset[int] | None = None,
     ) -> None:
         self.system = sys_
         self.experiments = list(experiments)
+        # The CPUs the server may run on (None: any; bench --pin-server).
+        self.cpus = cpus
         self.url = ""
         self._dir = Path(tempfile.mkdtemp(prefix=f"lwbench-{sys_.server_key}-"))
         self._proc: subprocess.Popen[bytes] | None = None
@@ -113,7 +126,7 @@ class ServerProcess:
                 stdin=subprocess.DEVNULL,
                 cwd=self._dir,
                 env=env,
-                preexec_fn=raise_fd_limit,
+                preexec_fn=self._prepare_child,
             )
         assert self._proc.stdout is not None
         deadline = time.monotonic() + timeout
@@ -159,8 +172,16 @@ class ServerProcess:
         )
         time.sleep(0.3)  # let it attach before the load starts
 
+    def _prepare_child(self) -> None:
+        raise_fd_limit()
+        if self.cpus is not None:
+            os.sched_setaffinity(0, self.cpus)
+
     def rss_kib(self) -> int:
         return rss_kib(self.pid)
+
+    def preemptions(self) -> int:
+        return preemptions(self.pid)
 
     def cpu_seconds(self) -> float:
         return cpu_seconds(self.pid)

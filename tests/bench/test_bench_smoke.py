@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -69,3 +70,41 @@ def test_bench_smoke_runs_every_scenario(tmp_path: Path) -> None:
         build = data["raw"]["join_build"]["pycrdt-sqlite@100"]
         assert build["committed"] >= build["ops"] and build["store_errors"] == 0
     assert "| scenario | metric |" in (tmp_path / "smoke.md").read_text()
+
+
+@pytest.mark.timeout(90)
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="--pin-server needs 2 CPUs")
+def test_bench_pins_servers_apart_from_their_clients(tmp_path: Path) -> None:
+    """`--pin-server` runs the servers on one CPU and the clients on the others, and the
+    fan-out reports each server's CPU and preemptions per write beside the latencies."""
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench",
+            "--smoke",
+            "--pin-server",
+            "--no-plots",
+            "--out",
+            str(tmp_path),
+            "--scenarios",
+            "fanout",
+            "--systems",
+            "lw-json-mem",
+            "floor",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=80,
+        check=False,
+    )
+    output = proc.stdout[-4000:] + proc.stderr[-4000:]
+    assert proc.returncode == 0, output
+    data = json.loads((tmp_path / "smoke.json").read_text())
+    assert data["errors"] == [], output
+    first = min(os.sched_getaffinity(0))
+    assert data["meta"]["server_cpus"] == [first]
+    context = {m["key"]: m for m in data["metrics"] if not m["compare"]}
+    for key in ("cpu_us@2", "preempted@2"):
+        assert all(isinstance(context[key]["values"][s], float) for s in ("lw-json-mem", "floor"))
