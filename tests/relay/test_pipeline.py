@@ -1,0 +1,143 @@
+"""CommitPipeline on its own: who hears a round during its commit and who after, order
+per member across commits, group commit, and a failed commit."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import Any
+
+from livewidgets.protocol import Ack, Broadcast, SetOp
+from livewidgets.protocol.codec import JSON_SUBPROTOCOL, client_codec, server_codec
+from livewidgets.relay.fanout import Framed
+from livewidgets.relay.hub import Command, Send, Submit
+from livewidgets.relay.pipeline import CommitPipeline
+from livewidgets.relay.room import LogEntry
+from livewidgets.relay.store import StoreError
+
+DECODE = client_codec(JSON_SUBPROTOCOL).decode
+OP = SetOp(path="x", value=1)
+
+
+@dataclass(eq=False)
+class Peer:
+    """A member that keeps what it was sent, decoded, and counts finished commands."""
+
+    client_id: str
+    user: str = "u"
+    codec: Any = field(default_factory=lambda: server_codec(JSON_SUBPROTOCOL))
+    received: list[Any] = field(default_factory=list)
+    done: int = 0
+
+    def enqueue_frames(self, frames: list[Framed]) -> None:
+        self.received += [DECODE(payload.decode()) for payload, _ in frames]
+
+    def command_done(self) -> None:
+        self.done += 1
+
+    def close(self, code: int, reason: str = "", *, flush: bool = True) -> None:
+        raise AssertionError("the pipeline closes nobody")
+
+    def versions(self) -> list[tuple[str, int]]:
+        return [(message.__struct_config__.tag, message.version) for message in self.received]
+
+
+class Disk:
+    """Commits that finish when the test says so, in order."""
+
+    def __init__(self) -> None:
+        self.writes: list[list[int]] = []
+        self.pending: list[asyncio.Future[None]] = []
+
+    def write(self, entries: list[LogEntry]) -> asyncio.Future[None]:
+        self.writes.append([entry.version for entry in entries])
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.pending.append(future)
+        return future
+
+    async def finish(self, exc: BaseException | None = None) -> None:
+        future = self.pending.pop(0)
+        if exc is None:
+            future.set_result(None)
+        else:
+            future.set_exception(exc)
+        for _ in range(3):  # the task's step, then its done callback
+            await asyncio.sleep(0)
+
+
+def accepted(
+    version: int, author: Peer, others: tuple[Peer, ...]
+) -> tuple[list[Send[Peer]], list[LogEntry], list[Command[Peer]]]:
+    """One accepted op of ``author``: its ack, the broadcast to ``others``, its entry."""
+    sends = [Send((author,), Ack("r", version, version))]
+    if others:
+        sends.append(Send(others, Broadcast("r", version, author.client_id, version, [OP])))
+    entry = LogEntry(version, author.client_id, version, (OP,))
+    return sends, [entry], [Submit(author, version, version - 1, (OP,))]
+
+
+async def test_others_hear_a_round_at_once_its_author_after_the_commit() -> None:
+    disk = Disk()
+    failures: list[BaseException] = []
+    pipeline: CommitPipeline[Peer] = CommitPipeline(disk.write, failures.append)
+    a, b = Peer("a"), Peer("b")
+    pipeline.add(*accepted(1, a, (b,)))
+    assert b.versions() == [("broadcast", 1)]
+    assert a.received == [] and a.done == 0 and not pipeline.idle
+    await disk.finish()
+    assert a.versions() == [("ack", 1)] and a.done == 1
+    assert pipeline.idle and failures == []
+
+
+async def test_rounds_during_a_commit_are_committed_together_next() -> None:
+    disk = Disk()
+    pipeline: CommitPipeline[Peer] = CommitPipeline(disk.write, lambda exc: None)
+    a, b, c = Peer("a"), Peer("b"), Peer("c")
+    pipeline.add(*accepted(1, a, (b, c)))
+    pipeline.add(*accepted(2, b, (a, c)))
+    pipeline.add(*accepted(3, c, (a, b)))
+    assert disk.writes == [[1]]  # one commit in flight
+    await disk.finish()
+    assert disk.writes == [[1], [2, 3]]  # what came meanwhile: one group
+    await disk.finish()
+    assert pipeline.idle
+    # Nobody hears of an op out of order, and each author's ack follows its commit.
+    assert a.versions() == [("ack", 1), ("broadcast", 2), ("broadcast", 3)]
+    assert b.versions() == [("broadcast", 1), ("ack", 2), ("broadcast", 3)]
+    assert c.versions() == [("broadcast", 1), ("broadcast", 2), ("ack", 3)]
+    assert (a.done, b.done, c.done) == (1, 1, 1)
+
+
+async def test_a_member_waiting_for_a_commit_gets_later_rounds_after_their_commits() -> None:
+    disk = Disk()
+    pipeline: CommitPipeline[Peer] = CommitPipeline(disk.write, lambda exc: None)
+    a, b = Peer("a"), Peer("b")
+    pipeline.add(*accepted(1, a, (b,)))
+    pipeline.add(*accepted(2, b, (a,)))
+    # a waits for its ack of 1, so the broadcast of 2 waits too, with round 2's commit
+    # (commits are delivered in the order they ran); b heard of 1 at once.
+    assert a.received == []
+    assert b.versions() == [("broadcast", 1)]
+    await disk.finish()
+    assert a.versions() == [("ack", 1)]
+    await disk.finish()
+    assert a.versions() == [("ack", 1), ("broadcast", 2)]
+    assert b.versions() == [("broadcast", 1), ("ack", 2)]
+
+
+async def test_a_failed_commit_delivers_nothing_it_held_and_hands_back_its_commands() -> None:
+    disk = Disk()
+    failures: list[BaseException] = []
+    pipeline: CommitPipeline[Peer] = CommitPipeline(disk.write, failures.append)
+    a, b = Peer("a"), Peer("b")
+    first, second = accepted(1, a, (b,)), accepted(2, b, (a,))
+    pipeline.add(*first)
+    pipeline.add(*second)
+    await disk.finish(StoreError("disk on fire"))
+    assert [str(exc) for exc in failures] == ["disk on fire"]
+    assert disk.writes == [[1]]  # the next group was never written
+    assert a.received == [] and b.versions() == [("broadcast", 1)]
+    assert pipeline.idle
+    # The room fails: its task frees every command not delivered (both rounds).
+    assert pipeline.abandon() == [*first[2], *second[2]]
+    assert a.done == b.done == 0
