@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -19,31 +20,28 @@ SYSTEMS = ("lw-json-mem", "lw-msgpack-sqlite", "floor", "pycrdt", "pycrdt-sqlite
 YSTORE_SCENARIOS = ("fanout", "throughput", "join", "e2e", "text", "durability")
 
 
-@pytest.mark.timeout(150)
-def test_bench_smoke_runs_every_scenario(tmp_path: Path) -> None:
-    """`python -m bench --smoke` runs all seven scenarios and writes JSON and Markdown."""
+def _run_smoke(tmp_path: Path, *args: str, timeout: float) -> tuple[dict[str, Any], str]:
+    """Run ``python -m bench --smoke --no-plots`` with ``args``; its JSON and the output
+    (asserting it exited 0 and recorded no error)."""
     proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "bench",
-            "--smoke",
-            "--no-plots",
-            "--out",
-            str(tmp_path),
-            "--systems",
-            *SYSTEMS,
-        ],
+        [sys.executable, "-m", "bench", "--smoke", "--no-plots", "--out", str(tmp_path), *args],
         cwd=REPO,
         capture_output=True,
         text=True,
-        timeout=140,
+        timeout=timeout,
         check=False,
     )
     output = proc.stdout[-4000:] + proc.stderr[-4000:]
     assert proc.returncode == 0, output
-    data = json.loads((tmp_path / "smoke.json").read_text())
+    data: dict[str, Any] = json.loads((tmp_path / "smoke.json").read_text())
     assert data["errors"] == [], output
+    return data, output
+
+
+@pytest.mark.timeout(150)
+def test_bench_smoke_runs_every_scenario(tmp_path: Path) -> None:
+    """`python -m bench --smoke` runs all seven scenarios and writes JSON and Markdown."""
+    data, output = _run_smoke(tmp_path, "--systems", *SYSTEMS, timeout=140)
     reported = {m["scenario"] for m in data["metrics"]}
     assert reported == set(SCENARIOS)
     measured = {
@@ -77,34 +75,29 @@ def test_bench_smoke_runs_every_scenario(tmp_path: Path) -> None:
 def test_bench_pins_servers_apart_from_their_clients(tmp_path: Path) -> None:
     """`--pin-server` runs the servers on one CPU and the clients on the others, and the
     fan-out reports each server's CPU and preemptions per write beside the latencies."""
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "bench",
-            "--smoke",
-            "--pin-server",
-            "--no-plots",
-            "--out",
-            str(tmp_path),
-            "--scenarios",
-            "fanout",
-            "--systems",
-            "lw-json-mem",
-            "floor",
-        ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
+    data, _ = _run_smoke(
+        tmp_path,
+        "--pin-server",
+        "--scenarios",
+        "fanout",
+        "--systems",
+        "lw-json-mem",
+        "floor",
         timeout=80,
-        check=False,
     )
-    output = proc.stdout[-4000:] + proc.stderr[-4000:]
-    assert proc.returncode == 0, output
-    data = json.loads((tmp_path / "smoke.json").read_text())
-    assert data["errors"] == [], output
     first = min(os.sched_getaffinity(0))
     assert data["meta"]["server_cpus"] == [first]
     context = {m["key"]: m for m in data["metrics"] if not m["compare"]}
     for key in ("cpu_us@2", "preempted@2"):
         assert all(isinstance(context[key]["values"][s], float) for s in ("lw-json-mem", "floor"))
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="pinning needs 2 CPUs")
+def test_a_pinned_server_runs_only_on_its_cpus() -> None:
+    from bench.servers import ServerProcess
+    from bench.systems import system
+
+    cpu = max(os.sched_getaffinity(0))
+    with ServerProcess(system("floor"), cpus=frozenset({cpu})) as server:
+        assert os.sched_getaffinity(server.pid) == {cpu}

@@ -56,13 +56,16 @@ class Disk:
         return future
 
     async def finish(self, exc: BaseException | None = None) -> None:
+        """End the oldest commit; return once the pipeline has handled its end."""
         future = self.pending.pop(0)
+        handled = asyncio.Event()
+        # Done callbacks run in the order they were added: the pipeline's comes first.
+        future.add_done_callback(lambda _: handled.set())
         if exc is None:
             future.set_result(None)
         else:
             future.set_exception(exc)
-        for _ in range(3):  # the task's step, then its done callback
-            await asyncio.sleep(0)
+        await handled.wait()
 
 
 def accepted(
