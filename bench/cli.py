@@ -84,6 +84,14 @@ def _parser() -> argparse.ArgumentParser:
         "queue (the default shares every CPU, as a notebook machine does)",
     )
     parser.add_argument(
+        "--server-nice",
+        type=int,
+        metavar="N",
+        help="start every server with this nice value (negative: more CPU weight than "
+        "its clients; needs root): a diagnostic for how the scheduler's CPU shares "
+        'shape the latencies (docs/benchmarks.md "What limits us")',
+    )
+    parser.add_argument(
         "--profile",
         type=Path,
         metavar="DIR",
@@ -207,6 +215,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     config.lw_experiments = tuple(args.lw_experiment)
     if args.pin_server:
         config.server_cpus = _pin_harness()
+    config.server_nice = args.server_nice
     names = _available(args.systems)
     systems = [s for s in SYSTEMS if s.name in names]
     raise_fd_limit()
@@ -216,6 +225,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     results = Results(meta, config.as_dict())
     meta["lw_experiments"] = list(config.lw_experiments)
     meta["server_cpus"] = config.server_cpus
+    meta["server_nice"] = config.server_nice
     print(
         f"bench ({mode}): {meta['nproc']} x {meta['cpu']} "
         f"(effective cores: {meta['effective_cores']}), Python {meta['python']}, "
@@ -226,6 +236,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"EXPERIMENT: livewidgets relays patched with {', '.join(config.lw_experiments)}")
     if config.server_cpus:
         print(f"PINNED: servers on CPU {config.server_cpus}, the harness and clients on the rest")
+    if config.server_nice is not None:
+        print(f"NICE: servers at nice {config.server_nice}, the harness and clients at 0")
     ctx = Context(config, results, lambda line: print(line, flush=True))
     started = time.monotonic()
     for name in args.scenarios:

@@ -84,6 +84,10 @@ class Config:
     # share every CPU, the default). A diagnostic: it takes the load generators out of
     # the server's run queue (bench --pin-server; docs/benchmarks.md "What limits us").
     server_cpus: tuple[int, ...] | None = None
+    # Nice value every server starts with (None: the harness's). A diagnostic: a
+    # negative one gives the servers more CPU weight than their clients (bench
+    # --server-nice).
+    server_nice: int | None = None
 
     @classmethod
     def full(cls) -> Config:
@@ -154,7 +158,13 @@ class Context:
             profile = Path(self.config.profile_dir) / f"{scenario}-{sys_.name}.txt"
         experiments = self.config.lw_experiments if sys_.is_livewidgets else ()
         cpus = frozenset(self.config.server_cpus) if self.config.server_cpus else None
-        return ServerProcess(sys_, profile_to=profile, experiments=experiments, cpus=cpus)
+        return ServerProcess(
+            sys_,
+            profile_to=profile,
+            experiments=experiments,
+            cpus=cpus,
+            nice=self.config.server_nice,
+        )
 
     def guard(self, scenario: str, sys_: System, fn: Callable[[], None]) -> None:
         """Run one system's part of a scenario; a failure is recorded, not fatal."""

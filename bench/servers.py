@@ -75,11 +75,14 @@ class ServerProcess:
         profile_to: Path | None = None,
         experiments: Sequence[str] = (),
         cpus: frozenset[int] | None = None,
+        nice: int | None = None,
     ) -> None:
         self.system = sys_
         self.experiments = list(experiments)
         # The CPUs the server may run on (None: any; bench --pin-server).
         self.cpus = cpus
+        # The server's nice value (None: inherited; bench --server-nice).
+        self.nice = nice
         self.url = ""
         self._dir = Path(tempfile.mkdtemp(prefix=f"lwbench-{sys_.server_key}-"))
         self._proc: subprocess.Popen[bytes] | None = None
@@ -176,6 +179,8 @@ class ServerProcess:
         raise_fd_limit()
         if self.cpus is not None:
             os.sched_setaffinity(0, self.cpus)
+        if self.nice is not None:
+            os.setpriority(os.PRIO_PROCESS, 0, self.nice)
 
     def rss_kib(self) -> int:
         return rss_kib(self.pid)

@@ -73,11 +73,14 @@ def test_bench_smoke_runs_every_scenario(tmp_path: Path) -> None:
 @pytest.mark.timeout(90)
 @pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="--pin-server needs 2 CPUs")
 def test_bench_pins_servers_apart_from_their_clients(tmp_path: Path) -> None:
-    """`--pin-server` runs the servers on one CPU and the clients on the others, and the
-    fan-out reports each server's CPU and preemptions per write beside the latencies."""
+    """`--pin-server` runs the servers on one CPU and the clients on the others (and
+    `--server-nice` at a nice value), and the fan-out reports each server's CPU and
+    preemptions per write beside the latencies."""
     data, _ = _run_smoke(
         tmp_path,
         "--pin-server",
+        "--server-nice",
+        "1",
         "--scenarios",
         "fanout",
         "--systems",
@@ -87,6 +90,7 @@ def test_bench_pins_servers_apart_from_their_clients(tmp_path: Path) -> None:
     )
     first = min(os.sched_getaffinity(0))
     assert data["meta"]["server_cpus"] == [first]
+    assert data["meta"]["server_nice"] == 1
     context = {m["key"]: m for m in data["metrics"] if not m["compare"]}
     for key in ("cpu_us@2", "preempted@2"):
         assert all(isinstance(context[key]["values"][s], float) for s in ("lw-json-mem", "floor"))
@@ -101,3 +105,13 @@ def test_a_pinned_server_runs_only_on_its_cpus() -> None:
     cpu = max(os.sched_getaffinity(0))
     with ServerProcess(system("floor"), cpus=frozenset({cpu})) as server:
         assert os.sched_getaffinity(server.pid) == {cpu}
+
+
+@pytest.mark.timeout(60)
+def test_a_server_started_nice_runs_at_that_nice_value() -> None:
+    """`--server-nice` (a positive value needs no privilege, so the test uses one)."""
+    from bench.servers import ServerProcess
+    from bench.systems import system
+
+    with ServerProcess(system("floor"), nice=5) as server:
+        assert os.getpriority(os.PRIO_PROCESS, server.pid) == 5
