@@ -114,6 +114,9 @@ class _Rates:
 @dataclass(slots=True)
 class _ConnectionState:
     rates: _Rates
+    # The principal's role allows writes (decided once: a connection's principal is
+    # fixed at hello, and this is asked for every op).
+    may_write: bool
     rooms: set[str] = field(default_factory=set)
 
 
@@ -240,12 +243,14 @@ class SecurityPolicy:
     def on_write(
         self, principal: Principal, room: str, ops: Sequence[Op], now: float
     ) -> Denied | None:
-        if not self.role(principal).allows(Role.WRITE):
+        state = self._state(principal)
+        if not state.may_write:
             return Denied(ErrorCode.FORBIDDEN, "read-only token: writes are not allowed")
-        return self._rate(principal, self._state(principal).rates.ops, now, "operations")
+        return self._rate(state, state.rates.ops, now, "operations")
 
     def on_presence(self, principal: Principal, room: str, now: float) -> Denied | None:
-        return self._rate(principal, self._state(principal).rates.presence, now, "presence updates")
+        state = self._state(principal)
+        return self._rate(state, state.rates.presence, now, "presence updates")
 
     def on_admin(self, principal: Principal, room: str) -> Denied | None:
         if not self.role(principal).allows(Role.ADMIN):
@@ -312,13 +317,13 @@ class SecurityPolicy:
                 )
             self._idle.pop(owner, None)
             rates.connections += 1
-            state = self._states[id(principal)] = _ConnectionState(rates)
+            may_write = self.role(principal).allows(Role.WRITE)
+            state = self._states[id(principal)] = _ConnectionState(rates, may_write)
         return state
 
     def _rate(
-        self, principal: Principal, bucket: TokenBucket, now: float, what: str
+        self, state: _ConnectionState, bucket: TokenBucket, now: float, what: str
     ) -> Denied | None:
-        state = self._state(principal)
         if bucket.take(now):
             return None
         # Sustained flooding = many refusals within a window, even if some ops get
