@@ -26,6 +26,7 @@ from typing import Any
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 from websockets.protocol import State
+from websockets.typing import Subprotocol
 
 from ..errors import AuthExpired, JoinRefused, SessionClosed
 from ..protocol import (
@@ -307,12 +308,14 @@ class Engine:
         """One connection's life. Returns its close code, or None if it never opened."""
         self.metrics.attempts += 1
         subprotocols = (
-            [MSGPACK_SUBPROTOCOL, JSON_SUBPROTOCOL] if self.config.binary else [JSON_SUBPROTOCOL]
+            [Subprotocol(MSGPACK_SUBPROTOCOL), Subprotocol(JSON_SUBPROTOCOL)]
+            if self.config.binary
+            else [Subprotocol(JSON_SUBPROTOCOL)]
         )
         try:
             ws = await connect(
                 self.url,
-                subprotocols=subprotocols,  # type: ignore[arg-type]
+                subprotocols=subprotocols,
                 open_timeout=self.config.open_timeout,
                 ping_interval=None,  # our own heartbeat measures RTT and detects dead peers
                 max_size=self.config.max_frame_size,
@@ -409,7 +412,9 @@ class Engine:
             self.events.emit("error", {**self.last_error, "during": "handshake"})
             return False
         if not isinstance(welcome, Welcome):
-            raise FrameError("invalid_message", f"expected welcome, got {type(welcome).__name__}")  # type: ignore[arg-type]
+            raise FrameError(
+                ErrorCode.INVALID_MESSAGE, f"expected welcome, got {type(welcome).__name__}"
+            )
         if verify is not None and nonce is not None and not verify(nonce, welcome.proof):
             # Something else answers on the relay's address (say, a process that took
             # the port of a relay that died): share nothing with it.

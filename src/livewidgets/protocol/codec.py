@@ -9,6 +9,7 @@ codec decode it a second time, untyped, to say precisely what was wrong.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
 import msgspec
@@ -80,6 +81,10 @@ class Codec(Generic[M]):
         self.subprotocol = subprotocol
         self.binary = subprotocol == MSGPACK_SUBPROTOCOL
         self._known_types = known_types
+        # Typed as taking Any: msgspec's JSON decoder takes str as well as bytes, and the
+        # frame's kind is checked against the subprotocol before either is called.
+        self._decode: Callable[[Any], Any]
+        self._decode_any: Callable[[Any], Any]
         if self.binary:
             self._encode = msgspec.msgpack.Encoder().encode
             self._decode = msgspec.msgpack.Decoder(inbound).decode
@@ -105,7 +110,7 @@ class Codec(Generic[M]):
                 ErrorCode.BAD_FRAME, f"{kind} frame on a {self.subprotocol} connection"
             )
         try:
-            message: M = self._decode(frame)  # type: ignore[arg-type]  # str is fine for JSON
+            message: M = self._decode(frame)
         except msgspec.ValidationError as exc:
             raise self._explain(frame, str(exc)) from None
         except (msgspec.DecodeError, UnicodeError, RecursionError) as exc:
@@ -115,7 +120,7 @@ class Codec(Generic[M]):
 
     def _explain(self, frame: bytes | str, detail: str) -> FrameError:
         try:
-            raw = self._decode_any(frame)  # type: ignore[arg-type]
+            raw = self._decode_any(frame)
         except (msgspec.DecodeError, UnicodeError, RecursionError) as exc:
             # Typed decoding stops at the first bad field; untyped sees the whole frame.
             return FrameError(ErrorCode.BAD_FRAME, f"malformed frame: {exc}")
