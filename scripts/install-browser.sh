@@ -1,11 +1,10 @@
 #!/usr/bin/env bash
-# Install what the browser tests (tests/e2e) need on a fresh Debian machine, as root:
-# Debian's chromium (Playwright drives /usr/bin/chromium; never `playwright install`,
-# whose browser download does not work here), and the Python side: playwright,
-# JupyterLab and Notebook 7. Idempotent and quiet; scripts/test.sh calls it.
+# Install what the browser tests (tests/e2e) need from outside the Python lock, on a fresh
+# Debian machine, as root: Debian's chromium (Playwright drives /usr/bin/chromium; never
+# `playwright install`, whose browser download does not work here). The Python side
+# (playwright, JupyterLab, Notebook 7) is in the dev group of uv.lock. Idempotent and quiet;
+# scripts/test.sh calls it.
 set -euo pipefail
-
-PYTHON=${PYTHON:-python3}
 
 if [ ! -x /usr/bin/chromium ]; then
   if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null; then
@@ -18,6 +17,3 @@ if [ ! -x /usr/bin/chromium ]; then
       >/dev/null
   fi
 fi
-
-PIP_ROOT_USER_ACTION=ignore "$PYTHON" -m pip install --quiet --disable-pip-version-check \
-  "playwright>=1.40" "jupyterlab>=4,<5" "notebook>=7,<8"

@@ -1,28 +1,72 @@
 #!/usr/bin/env bash
 # Install the test dependencies and run every test (the README's test command).
-# Works on a fresh machine with Python >= 3.10, Node 20 and npm; idempotent.
+#
+#   bash scripts/test.sh [PYTEST_ARGS...]            the locked environment (.venv, from uv.lock)
+#   bash scripts/test.sh --latest [PYTEST_ARGS...]   the newest versions that resolve (.venv-latest)
+#   bash scripts/test.sh --lowest [PYTEST_ARGS...]   the lowest versions pyproject.toml allows for
+#                                                    direct dependencies (.venv-lowest)
+#
+# Works on a fresh machine with Python >= 3.10, Node 20 and npm; idempotent. It never
+# installs into the interpreter it starts from: uv (the version uv.lock pins, hash-checked)
+# goes into .venv-uv, everything else into the environment of the chosen mode.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-PYTHON=${PYTHON:-python3}
+mode=locked
+case "${1:-}" in
+  --latest | --lowest) mode=${1#--}; shift ;;
+esac
 
-echo "== installing livewidgets and its test dependencies"
-"$PYTHON" -m pip install --quiet --upgrade pip
-"$PYTHON" -m pip install --quiet -e ".[test]"
+PYTHON=${PYTHON:-python3}
+export UV_PYTHON_DOWNLOADS=never # use $PYTHON; never download an interpreter
+export UV_NO_PROGRESS=1
+
+echo "== bootstrapping uv into .venv-uv (version and hashes from uv.lock)"
+UV=$(bash scripts/bootstrap-uv.sh "$PYTHON")
+export UV # tests/test_lock.py checks the lock with the same uv
+
+case "$mode" in
+  locked)
+    venv=.venv
+    echo "== syncing $venv from uv.lock"
+    "$UV" sync --quiet --locked --all-extras --python "$PYTHON"
+    ;;
+  latest | lowest)
+    venv=.venv-$mode
+    resolution=highest
+    [ "$mode" = lowest ] && resolution=lowest-direct
+    echo "== resolving the $mode versions (--resolution $resolution) into $venv"
+    requirements=$(mktemp)
+    trap 'rm -f "$requirements"' EXIT
+    "$UV" pip compile --quiet --python "$PYTHON" --resolution "$resolution" --all-extras \
+      --group pyproject.toml:dev --no-header --no-annotate -o "$requirements" pyproject.toml
+    "$UV" venv --quiet --clear --python "$PYTHON" "$venv"
+    "$UV" pip sync --quiet --python "$venv/bin/python" "$requirements"
+    "$UV" pip install --quiet --python "$venv/bin/python" --no-deps -e .
+    echo "== $mode versions of the direct dependencies:"
+    "$UV" pip list --python "$venv/bin/python" --format freeze \
+      | grep -iE '^(websockets|msgspec|prometheus.client|traitlets|pyjwt|ipywidgets|anywidget|ipykernel|jupyterlab|redis|pycrdt|pycrdt.websocket|matplotlib|pytest|mypy|ruff)==' \
+      | tr '\n' ' '
+    echo
+    ;;
+esac
+
+# Everything below runs inside $venv: kernels started by name ("python3") run its python.
+export VIRTUAL_ENV=$PWD/$venv
+export PATH=$VIRTUAL_ENV/bin:$PATH
+PY=$VIRTUAL_ENV/bin/python
 
 if [ -f js/package.json ]; then
-  echo "== front-end unit tests (vitest)"
+  echo "== front-end unit tests (vitest; versions locked in js/package-lock.json)"
   npm --prefix js ci --no-audit --no-fund --loglevel=error
   npm --prefix js test
 fi
 
-if [ -f scripts/install-browser.sh ]; then
-  bash scripts/install-browser.sh
-fi
+bash scripts/install-browser.sh
 
 echo "== lint and types"
-"$PYTHON" -m ruff check src tests bench
-"$PYTHON" -m mypy
+"$PY" -m ruff check src tests bench
+"$PY" -m mypy
 
 echo "== python tests"
-"$PYTHON" -m pytest -q "$@"
+"$PY" -m pytest -q "$@"
