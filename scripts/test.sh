@@ -64,9 +64,15 @@ fi
 
 bash scripts/install-browser.sh
 
-echo "== lint and types"
-"$PY" -m ruff check src tests bench
-"$PY" -m mypy
+if [ "$mode" = lowest ]; then
+  # Lint and type rules belong to the tool versions (ruff 0.5 and ruff 0.17 flag different
+  # things); they judge our code with the locked tools, the lowest run judges compatibility.
+  echo "== lint and types: skipped with --lowest (they run with the locked and latest tools)"
+else
+  echo "== lint and types"
+  "$PY" -m ruff check src tests bench
+  "$PY" -m mypy
+fi
 
 echo "== python tests"
 "$PY" -m pytest -q "$@"
