@@ -35,7 +35,7 @@ import os
 import sys
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -207,7 +207,7 @@ class Connection:
         return f"<Connection {self.connection_id[:8]} client={self.client_id or '?'}>"
 
     @property
-    def rooms(self) -> set[str]:
+    def rooms(self) -> Collection[str]:
         """The rooms joined (or being joined) on this connection."""
         return self.protocol.rooms
 

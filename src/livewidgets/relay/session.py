@@ -229,8 +229,8 @@ class RelayProtocol(Generic[M]):
         self.client_id = ""
         self.user = ""
         self.principal: Principal | None = None
-        # Rooms joined (or being joined).
-        self.rooms: set[str] = set()
+        # Rooms joined (or being joined), in join order (a dict: leaves go in that order).
+        self.rooms: dict[str, None] = {}
         # Times of recent invalid frames / not_joined messages (see _strike).
         self._strikes: deque[float] | None = None
         # The peer's IP, and whether policy.on_connect admitted it (on_close is owed).
@@ -385,7 +385,7 @@ class RelayProtocol(Generic[M]):
             # docs/protocol.md "join": to resync, a client reconnects and joins again.
             detail = f"room {room!r} is already joined on this connection"
             return [_error(ErrorCode.INVALID_MESSAGE, detail, "join", room)]
-        self.rooms.add(room)
+        self.rooms[room] = None
         join = JoinRoom(self.member, message.since, message.presence, message.epoch)
         return [Put(room, join)]
 
@@ -393,7 +393,7 @@ class RelayProtocol(Generic[M]):
         room = message.room
         if room not in self.rooms:
             return self._not_joined(room, "leave", now)
-        self.rooms.discard(room)
+        del self.rooms[room]
         self._policy.on_leave(self.principal or _NOBODY, room)
         return [Put(room, LeaveRoom(self.member))]
 
