@@ -11,19 +11,20 @@ reading (TCP backpressure) while too many of its commands are still unprocessed
 :meth:`Connection.command_done`), so a flooding client cannot grow a room's inbox.
 
 Writing: a frame for a connection whose socket keeps up is written straight into
-the transport (livewidgets.wsio, as ``websockets.broadcast`` does). Otherwise it goes into a bounded
-queue drained by a writer task that exists only while the queue is not empty, so a
-slow client never blocks a room. When the queue overflows, the connection is closed
-with 4009 (SLOW_CONSUMER); the client reconnects and resumes by delta
-(docs/protocol.md "Close codes").
+the transport (livewidgets.wsio, as ``websockets.broadcast`` does). Otherwise it
+goes into a bounded queue drained by a writer task that exists only while the
+queue is not empty, so a slow client never blocks a room. When the queue
+overflows, the connection is closed with 4009 (SLOW_CONSUMER); the client
+reconnects and resumes by delta (docs/protocol.md "Close codes").
 
 Memory: an idle connection holds no task, event or queue of its own, only a timer
 for its next ping (``__slots__``, class-level dispatch): thousands of idle members
 cost little more than their sockets (docs/benchmarks.md).
 
 Errors: a frame that fails validation is answered with ``error`` (code, message,
-ref) and the connection stays open, until ``max_invalid_frames`` such frames in a
-row (close 4012). Error replies are sent at once, so they may overtake acks of
+ref) and the connection stays open, until ``max_invalid_frames`` such frames (or
+messages for rooms not joined) within ``session.INVALID_WINDOW`` seconds (close
+4012; relay.session decides). Error replies are sent at once, so they may overtake acks of
 earlier ops, which wait for their commit.
 """
 
