@@ -21,9 +21,10 @@ its turn. A direct write is safe when (:func:`writable`):
 * the transport's write buffer holds at most ``limit`` bytes: above it the peer is
   not keeping up, and the caller's bounded queue, not the kernel buffer, must grow.
 
-Private attributes relied on (verified with websockets 17.4, the version locked in
-uv.lock; tests/test_wsio.py checks each one against a real connection, so an upgrade
-that changes them fails a test rather than production):
+Private attributes relied on (verified with websockets 17.4, locked in uv.lock for
+Python >= 3.11; 16.1.1, locked for 3.10, was not run when this was written).
+tests/test_wsio.py checks each one against a real connection, so an upgrade that
+changes them fails a test rather than production:
 
 ======================  =========================================  =============
 attribute               type                                        used by
