@@ -1,24 +1,30 @@
-"""One client connection: hello handshake, frame dispatch, bounded send queue.
+"""One client connection's I/O: the read loop, the bounded send queue, the heartbeat.
 
-Reading: each frame is decoded and validated by the codec, then dispatched on its
-message type (:attr:`Connection._handlers`). Room work becomes commands for the
-room's runner; the reader stops reading (TCP backpressure) while too many of its
-commands are still unprocessed, so a flooding client cannot grow a room's inbox.
+What a frame means and what to do about it is decided by the connection's
+:class:`~.session.RelayProtocol` (sans-I/O: hello, policy, strikes, expiry); the
+connection reads frames, feeds them to it and carries out the actions it returns.
+
+Reading: each frame is decoded and validated by the codec, then handed to the
+protocol. Room work becomes commands for the room's runner; the reader stops
+reading (TCP backpressure) while too many of its commands are still unprocessed
+(reader credits: taken in :meth:`Connection._put`, returned only through
+:meth:`Connection.command_done`), so a flooding client cannot grow a room's inbox.
 
 Writing: a frame for a connection whose socket keeps up is written straight into
-the transport (as ``websockets.broadcast`` does). Otherwise it goes into a bounded
-queue drained by a writer task that exists only while the queue is not empty, so a
-slow client never blocks a room. When the queue overflows, the connection is closed
-with 4009 (SLOW_CONSUMER); the client reconnects and resumes by delta
-(docs/protocol.md "Close codes").
+the transport (livewidgets.wsio, as ``websockets.broadcast`` does). Otherwise it
+goes into a bounded queue drained by a writer task that exists only while the
+queue is not empty, so a slow client never blocks a room. When the queue
+overflows, the connection is closed with 4009 (SLOW_CONSUMER); the client
+reconnects and resumes by delta (docs/protocol.md "Close codes").
 
 Memory: an idle connection holds no task, event or queue of its own, only a timer
 for its next ping (``__slots__``, class-level dispatch): thousands of idle members
 cost little more than their sockets (docs/benchmarks.md).
 
 Errors: a frame that fails validation is answered with ``error`` (code, message,
-ref) and the connection stays open, until ``max_invalid_frames`` such frames in a
-row (close 4012). Error replies are sent at once, so they may overtake acks of
+ref) and the connection stays open, until ``max_invalid_frames`` such frames (or
+messages for rooms not joined) within ``session.INVALID_WINDOW`` seconds (close
+4012; relay.session decides). Error replies are sent at once, so they may overtake acks of
 earlier ops, which wait for their commit.
 """
 
@@ -29,52 +35,38 @@ import logging
 import os
 import sys
 import time
-import uuid
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
-from websockets.protocol import State
+from websockets.protocol import State as WsState
 
+from .. import wsio
 from ..protocol.codec import Codec, FrameError
-from ..protocol.codes import CloseCode, ErrorCode
-from ..protocol.messages import (
-    PROTOCOL_VERSION,
-    Admin,
-    Batch,
-    ClientMessage,
-    Error,
-    Hello,
-    Join,
-    Leave,
-    OpMessage,
-    Presence,
-    ServerMessage,
-    Welcome,
-)
-from ..state.ops import Op
+from ..protocol.codes import CloseCode
+from ..protocol.messages import Batch, ClientMessage, Error, OpMessage, ServerMessage, Welcome
 from .fanout import Framed
 from .framing import data_frame
-from .hub import Command, JoinRoom, LeaveRoom, ResetRoom, SetPresence, Submit
+from .hub import Command, JoinRoom, LeaveRoom, Submit
 from .metrics import RelayMetrics
-from .policy import Denied, Policy, Principal
-from .room import Rejected
+from .policy import Policy
 from .runner import RoomRunner
+from .session import (
+    Action,
+    Close,
+    ExpireAt,
+    Kick,
+    Put,
+    Register,
+    RelayProtocol,
+    Reply,
+    State,
+)
 
 __all__ = ["Connection", "ConnectionConfig", "RelayContext"]
-
-_ANONYMOUS = Principal(user="")
-
-
-# Policy denials of an op that are transient: answered with an error, not a reject.
-# Invalid frames are counted over this many seconds (Connection._strike).
-INVALID_WINDOW = 10.0
-
-# Below this many bytes waiting in the socket, frames are written at once (no task hop).
-_DIRECT_WRITE_LIMIT = 64 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,7 +127,12 @@ class _Close:
 
 
 class Connection:
-    """Serves one WebSocket from hello to close; :meth:`run` is the whole lifetime."""
+    """Serves one WebSocket from open to close; :meth:`run` is the whole lifetime.
+
+    The I/O shell around a :class:`~.session.RelayProtocol`: reads frames, carries
+    out the protocol's actions (:meth:`_execute`), owns the send queue and writer,
+    the reader credits and the heartbeat.
+    """
 
     __slots__ = (
         "_busy",
@@ -149,15 +146,14 @@ class Connection:
         "_ping_timer",
         "_queue",
         "_queued_bytes",
-        "_strikes",
+        "_runners",
         "_writer",
         "client_id",
         "codec",
         "config",
         "connection_id",
-        "principal",
+        "protocol",
         "relay",
-        "rooms",
         "user",
         "ws",
     )
@@ -173,12 +169,21 @@ class Connection:
         self._bytes = relay.metrics.bytes
         # 128 random bits, as a UUID4 has, at a quarter of uuid4()'s cost.
         self.connection_id = os.urandom(16).hex()
-        # Set by hello (empty before): the stable client id and the user name.
+        # Copied from the protocol's Register action (plain attributes: the hub reads
+        # them per message): the stable client id and the user name; empty before hello.
         self.client_id = ""
         self.user = ""
-        self.principal = _ANONYMOUS
-        # Rooms joined (or being joined), by name.
-        self.rooms: dict[str, RoomRunner[Connection]] = {}
+        # Every decision about this connection's frames.
+        self.protocol = RelayProtocol(
+            self,
+            relay.policy,
+            connection_id=self.connection_id,
+            welcome=relay.welcome,
+            max_invalid_frames=self.config.max_invalid_frames,
+            request=ws.request,
+        )
+        # The runners of the rooms this connection put commands to, by name.
+        self._runners: dict[str, RoomRunner[Connection]] = {}
         # Frames waiting for the writer task (None: nothing ever waited), their size.
         self._queue: deque[bytes | _Close] | None = None
         self._queued_bytes = 0
@@ -190,27 +195,30 @@ class Connection:
         # Heartbeat: the timer of the next ping, or the ping waiting for its pong.
         self._ping_timer: asyncio.TimerHandle | None = None
         self._ping_task: asyncio.Task[None] | None = None
-        # Commands queued to rooms and not yet processed; a reader waiting for them to
-        # drop below max_inflight waits on this future.
+        # Reader credits: commands queued to rooms and not yet processed; a reader
+        # waiting for them to drop below max_inflight waits on this future.
         self._inflight = 0
         self._capacity: asyncio.Future[None] | None = None
-        # Times of recent invalid frames / not_joined messages (see _strike).
-        self._strikes: deque[float] | None = None
         # The writer task is between taking a frame and having sent it.
         self._busy = False
+        # Token expiry (ExpireAt).
         self._expiry: asyncio.TimerHandle | None = None
 
     def __repr__(self) -> str:
         return f"<Connection {self.connection_id[:8]} client={self.client_id or '?'}>"
 
+    @property
+    def rooms(self) -> Collection[str]:
+        """The rooms joined (or being joined) on this connection."""
+        return self.protocol.rooms
+
     # --- lifetime ------------------------------------------------------------------
 
     async def run(self) -> None:
         """Handshake, then serve frames until the connection closes; always cleans up."""
-        address = _address(self.ws)
-        denied = self.relay.policy.on_connect(address)
-        if denied is not None:
-            self._deny(denied, None, close=CloseCode.POLICY_VIOLATION)
+        protocol = self.protocol
+        await self._execute(protocol.connect(_address(self.ws)))
+        if protocol.state is not State.AWAITING_HELLO:
             await self._finish_writer()
             return
         self._schedule_ping()
@@ -224,66 +232,18 @@ class Connection:
             self.close(CloseCode.INTERNAL_ERROR, "internal error")
         finally:
             await self._cleanup()
-            principal = self.principal if self.principal is not _ANONYMOUS else None
-            self.relay.policy.on_close(principal, address)
 
     async def _handshake(self) -> bool:
-        """Wait for a valid hello and answer welcome; False if the connection is refused."""
+        """Wait for the first frame; True if it was a hello the protocol accepted."""
         try:
             frame = await _recv_within(self.ws, self.config.hello_timeout)
         except asyncio.TimeoutError:
-            return self._refuse(
-                ErrorCode.HELLO_REQUIRED, "no hello received in time", CloseCode.HELLO_REQUIRED
-            )
+            await self._execute(self.protocol.hello_timeout())
+            return False
         self._bytes.received += len(frame)
-        try:
-            hello = self.codec.decode(frame)
-        except FrameError as exc:
-            detail = f"the first frame must be a valid hello: {exc.message}"
-            return self._refuse(ErrorCode.HELLO_REQUIRED, detail, CloseCode.HELLO_REQUIRED, exc.ref)
-        if not isinstance(hello, Hello):
-            detail = f"the first frame must be hello, not {_tag(hello)}"
-            return self._refuse(
-                ErrorCode.HELLO_REQUIRED, detail, CloseCode.HELLO_REQUIRED, _tag(hello)
-            )
-        if hello.protocol != PROTOCOL_VERSION:
-            detail = (
-                f"protocol {hello.protocol} is not supported; this relay speaks {PROTOCOL_VERSION}"
-            )
-            return self._refuse(
-                ErrorCode.PROTOCOL_VERSION, detail, CloseCode.PROTOCOL_VERSION, "hello"
-            )
-        granted = self.relay.policy.on_hello(hello, self.ws.request)
+        await self._on_frame(frame)
         _forget_handshake_headers(self.ws)
-        if isinstance(granted, Denied):
-            close = granted.close or CloseCode.AUTH_INVALID
-            return self._refuse(granted.code, granted.message, close, "hello")
-        self.principal, self.user = granted, granted.user
-        # An authenticated user's client ids live in their own namespace, so nobody can
-        # take over another user's id (dedupe, presence, replacing its connection).
-        scope = granted.claims.get("client_scope")
-        chosen = hello.client_id or uuid.uuid4().hex
-        self.client_id = f"{scope}.{chosen}" if scope else chosen
-        self.relay.register(self)
-        self.send(self.relay.welcome(self.client_id, self.connection_id, hello.nonce))
-        self._schedule_expiry(self.relay.policy.expires_at(granted))
-        return True
-
-    def _schedule_expiry(self, expires_at: float | None) -> None:
-        """End the session when its credentials expire (docs/security.md, close 4004)."""
-        if expires_at is None:
-            return
-        delay = max(0.0, expires_at - time.time())
-        self._expiry = asyncio.get_running_loop().call_later(delay, self._expire)
-
-    def _expire(self) -> None:
-        self._error(ErrorCode.AUTH_EXPIRED, "the token expired; reconnect with a fresh one")
-        self.close(CloseCode.AUTH_EXPIRED, "token expired")
-
-    def _refuse(self, code: ErrorCode, message: str, close: int, ref: str | None = None) -> bool:
-        self._error(code, message, ref)
-        self.close(close, code.value)
-        return False
+        return self.protocol.state is State.OPEN
 
     async def _read_loop(self) -> None:
         async for frame in self.ws:
@@ -295,7 +255,7 @@ class Connection:
     async def _cleanup(self) -> None:
         if self._expiry is not None:
             self._expiry.cancel()
-        self._release_rooms()
+        self._put_now(self.protocol.connection_lost())
         self.relay.unregister(self)
         if self._ping_timer is not None:
             self._ping_timer.cancel()
@@ -303,12 +263,10 @@ class Connection:
             self._ping_task.cancel()
         await self._finish_writer()
 
-    def _release_rooms(self) -> None:
-        """Leave every room (members are told the presence is gone)."""
-        for runner in self.rooms.values():
-            self._inflight += 1
-            runner.put(LeaveRoom(self))
-        self.rooms.clear()
+    def _expire(self) -> None:
+        self._expiry = None
+        for action in self.protocol.expire():  # a reply and a close: nothing to await
+            _ACTIONS[type(action)](self, action)
 
     def _schedule_ping(self) -> None:
         """Heartbeat: ping every ``ping_interval`` (a timer, not a task, while idle)."""
@@ -333,7 +291,7 @@ class Connection:
             await asyncio.wait_for(self._ping(), self.config.ping_timeout)
         except asyncio.TimeoutError:
             self.relay.logger.info("%r: no pong in time; dropping it", self)
-            self._release_rooms()
+            self._put_now(self.protocol.release_rooms())
             self.close(CloseCode.INTERNAL_ERROR, "keepalive ping timeout", flush=False)
             return
         except ConnectionClosed:
@@ -349,7 +307,7 @@ class Connection:
     async def _finish_writer(self) -> None:
         """Let a requested close flush (bounded by close_timeout), else stop the writer."""
         writer = self._writer
-        if writer is not None and (self._close_code is None or self.ws.state is State.CLOSED):
+        if writer is not None and (self._close_code is None or self.ws.state is WsState.CLOSED):
             writer.cancel()
         tasks = [t for t in (writer, self._closer) if t is not None]
         if not tasks:
@@ -368,112 +326,86 @@ class Connection:
     # --- reading -------------------------------------------------------------------
 
     async def _on_frame(self, frame: str | bytes) -> None:
+        protocol = self.protocol
         try:
             message = self.codec.decode(frame)
         except FrameError as exc:
-            self._invalid(exc)
+            await self._execute(protocol.invalid(exc, time.monotonic()))
             return
         try:
-            await _HANDLERS[type(message)](self, message)
+            if type(message) is OpMessage or type(message) is Batch:
+                # The hot path: one Submit for a joined room, no action list.
+                result = protocol.submit(message, time.monotonic())
+                if type(result) is Submit:
+                    await self._put(self._runners[message.room], result)
+                    return
+                assert isinstance(result, list)
+                actions = result
+            else:
+                actions = protocol.receive(message, time.monotonic())
+            await self._execute(actions)
         except Exception as exc:
             self.relay.logger.error(
                 "%r: handling %s failed: %s", self, _tag(message), exc, exc_info=exc
             )
-            self._error(ErrorCode.INTERNAL, "internal error; see the relay log", _tag(message))
+            await self._execute(protocol.failed(message))
 
-    def _invalid(self, exc: FrameError) -> None:
-        self._error(exc.code, exc.message, exc.ref)
-        self._strike()
+    # --- carrying out the protocol's actions -----------------------------------------
 
-    def _strike(self) -> None:
-        """Count a frame the client should never have sent; too many within
-        INVALID_WINDOW seconds (valid frames in between or not) close with 4012."""
-        now = time.monotonic()
-        if self._strikes is None:
-            self._strikes = deque()
-        strikes = self._strikes
-        strikes.append(now)
-        while strikes and strikes[0] < now - INVALID_WINDOW:
-            strikes.popleft()
-        if len(strikes) >= self.config.max_invalid_frames:
-            self.close(CloseCode.TOO_MANY_ERRORS, "too many invalid frames")
+    async def _execute(self, actions: list[Action]) -> None:
+        """Carry out ``actions`` in order (only a Put that waits for credits awaits)."""
+        for action in actions:
+            if isinstance(action, Put):
+                await self._do_put(action)
+            else:
+                _ACTIONS[type(action)](self, action)
 
-    async def _on_hello_again(self, message: Hello) -> None:
-        self._error(ErrorCode.HELLO_REQUIRED, "hello was already received", "hello")
+    def _do_reply(self, action: Reply) -> None:
+        self._reply(action.message)
 
-    async def _on_join(self, message: Join) -> None:
-        denied = self.relay.policy.on_join(self.principal, message.room)
-        if denied is not None:
-            self._deny(denied, "join", message.room)
-            return
-        if message.room in self.rooms:
-            # docs/protocol.md "join": to resync, a client reconnects and joins again.
-            detail = f"room {message.room!r} is already joined on this connection"
-            self._error(ErrorCode.INVALID_MESSAGE, detail, "join", message.room)
-            return
-        runner = self.rooms[message.room] = self.relay.room(message.room)
-        await self._put(runner, JoinRoom(self, message.since, message.presence, message.epoch))
+    def _do_close(self, action: Close) -> None:
+        self.close(action.code, action.reason, flush=action.flush)
 
-    async def _on_leave(self, message: Leave) -> None:
-        runner = self.rooms.pop(message.room, None)
+    def _do_register(self, action: Register) -> None:
+        self.client_id, self.user = action.client_id, action.user
+        self.relay.register(self)
+
+    def _do_expire_at(self, action: ExpireAt) -> None:
+        """End the session when its credentials expire (docs/security.md, close 4004)."""
+        delay = max(0.0, action.deadline - time.time())
+        self._expiry = asyncio.get_running_loop().call_later(delay, self._expire)
+
+    def _do_kick(self, action: Kick) -> None:
+        if not self.relay.kick(action.client_id, action.room):
+            self._reply(action.absent)
+
+    async def _do_put(self, action: Put[Connection]) -> None:
+        runner = self._runner(action.room, action.command)
         if runner is None:
-            self._not_joined(message.room, "leave")
             return
-        self.relay.policy.on_leave(self.principal, message.room)
-        await self._put(runner, LeaveRoom(self))
+        if action.wait:
+            await self._put(runner, action.command)
+        else:
+            self._inflight += 1
+            runner.put(action.command)
 
-    async def _on_op(self, message: OpMessage) -> None:
-        ops = (message.op,)
-        await self._submit(message.room, message.client_seq, message.base_version, ops, "op")
+    def _put_now(self, actions: list[Action]) -> None:
+        """Carry out the Puts that do not wait (leaving on close: see release_rooms)."""
+        for action in actions:
+            assert isinstance(action, Put) and not action.wait
+            runner = self._runner(action.room, action.command)
+            if runner is not None:
+                self._inflight += 1
+                runner.put(action.command)
 
-    async def _on_batch(self, message: Batch) -> None:
-        ops = tuple(message.ops)
-        await self._submit(message.room, message.client_seq, message.base_version, ops, "batch")
-
-    async def _submit(self, room: str, seq: int, base: int, ops: tuple[Op, ...], ref: str) -> None:
-        runner = self.rooms.get(room)
-        if runner is None:
-            self._not_joined(room, ref)
-            return
-        denied = self.relay.policy.on_write(self.principal, room, ops, time.monotonic())
-        if denied is None:
-            await self._put(runner, Submit(self, seq, base, ops))
-            return
-        # A refusal is final (the client rolls the op back and is told why), and goes
-        # through the room so it consumes client_seq in order: a resend of it can never
-        # be mistaken for an applied op.
-        refused = Rejected(denied.code, denied.message)
-        await self._put(runner, Submit(self, seq, base, ops, refused=refused))
-        if denied.close is not None:
-            # A flooder gets no more replies: close now, dropping what is queued for it.
-            self.close(denied.close, denied.code.value, flush=False)
-
-    async def _on_presence(self, message: Presence) -> None:
-        runner = self.rooms.get(message.room)
-        if runner is None:
-            self._not_joined(message.room, "presence")
-            return
-        denied = self.relay.policy.on_presence(self.principal, message.room, time.monotonic())
-        if denied is not None:
-            self._deny(denied, "presence", message.room)
-            return
-        await self._put(runner, SetPresence(self, message.state))
-
-    async def _on_admin(self, message: Admin) -> None:
-        runner = self.rooms.get(message.room)
-        if runner is None:
-            self._not_joined(message.room, "admin")
-            return
-        denied = self.relay.policy.on_admin(self.principal, message.room)
-        if denied is not None:
-            self._deny(denied, "admin", message.room)
-        elif message.action == "reset":
-            await self._put(runner, ResetRoom(self))
-        elif message.client_id is None:
-            self._error(ErrorCode.INVALID_MESSAGE, "kick needs a client_id", "admin", message.room)
-        elif not self.relay.kick(message.client_id, message.room):
-            detail = f"no client {message.client_id!r} in room {message.room!r}"
-            self._error(ErrorCode.INVALID_MESSAGE, detail, "admin", message.room)
+    def _runner(self, room: str, command: Command[Connection]) -> RoomRunner[Connection] | None:
+        """The runner for ``command``: loaded by a join, forgotten by a leave."""
+        if isinstance(command, JoinRoom):
+            runner = self._runners[room] = self.relay.room(room)
+            return runner
+        if isinstance(command, LeaveRoom):
+            return self._runners.pop(room, None)
+        return self._runners.get(room)
 
     async def _put(self, runner: RoomRunner[Connection], command: Command[Connection]) -> None:
         """Queue a room command, first waiting while too many are unprocessed."""
@@ -486,6 +418,9 @@ class Connection:
         runner.put(command)
 
     def command_done(self) -> None:
+        """One of this connection's room commands was processed (or dropped by a failed
+        room): its reader credit comes back. The only place credits are returned; the
+        runner and the pipeline call it once per command put, whatever became of it."""
         self._inflight -= 1
         if self._inflight < self.config.max_inflight:
             self._release_reader()
@@ -495,24 +430,10 @@ class Connection:
         if capacity is not None and not capacity.done():
             capacity.set_result(None)
 
-    def _not_joined(self, room: str, ref: str) -> None:
-        self._error(ErrorCode.NOT_JOINED, f"join room {room!r} first", ref, room)
-        self._strike()
-
-    def _deny(
-        self, denied: Denied, ref: str | None, room: str | None = None, *, close: int | None = None
-    ) -> None:
-        """Answer a policy denial with an error; close if it says so (or ``close``)."""
-        self._error(denied.code, denied.message, ref, room)
-        code = denied.close if denied.close is not None else close
-        if code is not None:
-            self.close(code, denied.code.value)
-
-    def _error(
-        self, code: ErrorCode, message: str, ref: str | None = None, room: str | None = None
-    ) -> None:
-        self.relay.metrics.errors.labels(code.value).inc()
-        self.send(Error(code.value, message, ref, room))
+    def _reply(self, message: ServerMessage) -> None:
+        if type(message) is Error:
+            self.relay.metrics.errors.labels(message.code).inc()
+        self.send(message)
 
     # --- writing -------------------------------------------------------------------
 
@@ -528,15 +449,15 @@ class Connection:
         through the bounded queue."""
         if self._close_code is not None:
             return
-        if not self._queue and not self._busy and self._writable():
+        if not self._queue and not self._busy:
             if len(frames) == 1:  # the usual case: a presence flush, a broadcast
                 payload, wire = frames[0]
-                self.ws.transport.write(wire)
-                self._bytes.sent += len(payload)
+                if wsio.write_frames(self.ws, wire):
+                    self._bytes.sent += len(payload)
+                    return
+            elif wsio.write_frames(self.ws, [wire for _, wire in frames]):
+                self._bytes.sent += sum([len(payload) for payload, _ in frames])
                 return
-            self.ws.transport.write(b"".join([wire for _, wire in frames]))
-            self._bytes.sent += sum([len(payload) for payload, _ in frames])
-            return
         for payload, _ in frames:
             self._queue_up(payload)
 
@@ -566,21 +487,12 @@ class Connection:
         if self._writer is None:
             self._writer = asyncio.create_task(self._write_loop())
 
-    def _writable(self) -> bool:
-        """Frames may go straight into the socket: open, no fragmented message being
-        sent, and no more than _DIRECT_WRITE_LIMIT bytes waiting in its buffer."""
-        ws = self.ws
-        return (
-            ws.protocol.state is State.OPEN
-            and ws.send_in_progress is None
-            and ws.transport.get_write_buffer_size() <= _DIRECT_WRITE_LIMIT
-        )
-
     def close(self, code: int, reason: str = "", *, flush: bool = True) -> None:
         """Close with ``code``: after the queued frames (flush) or at once, dropping them."""
         if self._close_code is not None:
             return
         self._close_code = code
+        self.protocol.close()
         self._release_reader()  # a reader waiting for room capacity must not wait forever
         if self._ping_timer is not None:
             self._ping_timer.cancel()
@@ -626,15 +538,13 @@ class Connection:
             self._writer = None
 
 
-# Message type -> handler (class-level: no bound-method table per connection).
-_HANDLERS: dict[type, Callable[[Connection, Any], Awaitable[None]]] = {
-    Hello: Connection._on_hello_again,
-    Join: Connection._on_join,
-    Leave: Connection._on_leave,
-    OpMessage: Connection._on_op,
-    Batch: Connection._on_batch,
-    Presence: Connection._on_presence,
-    Admin: Connection._on_admin,
+# Action type -> how the connection carries it out (Put is awaited: see _execute).
+_ACTIONS: dict[type, Callable[[Connection, Any], None]] = {
+    Reply: Connection._do_reply,
+    Close: Connection._do_close,
+    Register: Connection._do_register,
+    ExpireAt: Connection._do_expire_at,
+    Kick: Connection._do_kick,
 }
 
 

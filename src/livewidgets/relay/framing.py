@@ -4,8 +4,9 @@ A relay → client frame is not masked (RFC 6455 §5.1) and the relay negotiates
 extension, so a message's wire bytes are the same for every receiver. Fan-out
 builds them once per message and codec (:func:`data_frame`) and a connection
 whose socket keeps up writes them as they are, a whole round's frames in one
-``transport.write`` (relay.connection). ``websockets`` would build and serialize
-a ``Frame`` per receiver; the bytes are identical (tests/relay/test_framing.py).
+``transport.write`` (livewidgets.wsio.write_frames, from relay.connection).
+``websockets`` would build and serialize a ``Frame`` per receiver; the bytes are
+identical (tests/relay/test_framing.py).
 """
 
 from __future__ import annotations

@@ -17,9 +17,11 @@ expires_at      after hello: when the credentials expire         token expiry (c
 on_close        the connection ended (if on_connect admitted it) release counts
 ==============  ===============================================  ======================
 
-A denial of ``on_write`` is answered with ``reject`` (the op is final: the client
-rolls it back), except ``rate_limited``, which is an ``error``: the op stays
-pending and is resent later (docs/protocol.md "Errors").
+A denial of ``on_write`` is answered with ``reject``, ``rate_limited`` included:
+the refusal goes through the room in client_seq order and is final (the client
+rolls the op back); a denial that sets ``close`` (sustained flooding, 4008) also
+closes the connection at once (relay.session, docs/protocol.md "Errors"). Denials
+of join, presence and admin are answered with ``error``.
 
 Hooks are synchronous and pure apart from the policy's own state (e.g. token
 buckets); ``now`` is passed in (monotonic seconds) so limits are testable.
