@@ -5,7 +5,7 @@ opened or lost, a clock tick); outputs are lists of events for the I/O shell to
 act on (send this message, the visible state changed, resolve these acks, ...).
 Nothing here touches sockets, threads or the real clock.
 
-Invariants (../DESIGN.md "Principles"):
+Invariants (docs/protocol.md "Versions, ordering and exactly-once"; tests/client/test_core.py):
 - ``visible`` = ``confirmed`` (the room at ``version``) + pending ops replayed.
 - Pending ops are kept expressed against ``confirmed``: when a remote op arrives
   the confirmed state moves and pending text ops are transformed over it.
@@ -338,20 +338,36 @@ class RoomSync:
         return self._confirm(pending, message.version, pending.ops, now)
 
     def _on_reject(self, message: Reject, now: float) -> list[Event]:
-        pending = self._find(message.client_seq)
+        return self.fail(
+            message.client_seq,
+            message.code,
+            message.message,
+            now,
+            path=message.path,
+            current=message.current,
+            current_version=message.current_version,
+        )
+
+    def fail(
+        self,
+        seq: int,
+        code: str,
+        message: str,
+        now: float = 0.0,
+        *,
+        path: str | None = None,
+        current: Any = None,
+        current_version: int | None = None,
+    ) -> list[Event]:
+        """Roll back and fail pending op ``seq``: the relay refused it, or the shell
+        will not send it (too large); the ops after it go out if they may."""
+        pending = self._find(seq)
         if pending is None:
             return []
         if pending.replayed:
             self._withdraw(pending)
         self.pending.remove(pending)
-        events = self._rollback(
-            pending,
-            message.code,
-            message.message,
-            message.path,
-            message.current,
-            message.current_version,
-        )
+        events = self._rollback(pending, code, message, path, current, current_version)
         return events + self._send_ready(now)
 
     def _on_joined(self, message: Joined, now: float) -> list[Event]:

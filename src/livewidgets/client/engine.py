@@ -1,10 +1,14 @@
-"""The engine: one room's RoomSync driven over a reconnecting WebSocket (asyncio shell).
+"""The engine: a :class:`ClientProtocol` driven over a reconnecting WebSocket (asyncio shell).
+
+Every decision (handshake, heartbeat, resends, presence pacing, reconnects) is the
+protocol's (``protocol.py``); the engine owns the sockets, tasks, timers and
+threads, feeds what happens into the protocol and carries out its actions.
 
 Thread model: the engine's I/O runs on one asyncio loop (the caller's, or a
 dedicated thread's for the sync facade). Writes may come from any thread: they
-take ``_lock``, update the sans-I/O core at once (the user sees the write
-immediately) and hand frames to the loop. Relay messages are applied on the loop
-thread under the same lock. Callbacks run outside the lock.
+take ``_lock``, update the protocol at once (the user sees the write immediately)
+and hand frames to the loop. Relay messages are applied on the loop thread under
+the same lock. Callbacks run outside the lock.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,55 +33,29 @@ from websockets.protocol import State
 from websockets.typing import Subprotocol
 
 from ..errors import AuthExpired, JoinRefused, SessionClosed
-from ..protocol import (
-    FINAL_CLOSE_CODES,
-    JSON_SUBPROTOCOL,
-    MSGPACK_SUBPROTOCOL,
-    PROTOCOL_VERSION,
-    Admin,
-    Batch,
-    CloseCode,
-    Error,
-    ErrorCode,
-    FrameError,
-    Hello,
-    OpMessage,
-    Presence,
-    Reject,
-    Welcome,
-    client_codec,
-)
+from ..protocol import JSON_SUBPROTOCOL, MSGPACK_SUBPROTOCOL, CloseCode, FrameError, client_codec
 from ..protocol.codec import Codec
 from ..protocol.messages import ServerMessage
+from . import protocol as lifecycle
 from .ack import Ack, rejection
 from .backoff import Backoff
-from .core import (
-    Acked,
-    Changed,
-    Event,
-    Failed,
-    JoinedRoom,
-    PresenceChanged,
-    Priority,
-    Resync,
-    RoomSync,
-    Send,
-)
+from .core import Acked, Changed, Failed, JoinedRoom, PresenceChanged, Priority, Resync, RoomSync
 from .events import Emitter, Subscriptions, call_isolated
 from .metrics import Metrics
 from .presence import LocalPresence
+from .protocol import Action, ClientProtocol, ProtocolConfig, SendMessages
 
 __all__ = ["Engine", "EngineConfig"]
 
 log = logging.getLogger("livewidgets.client")
 
-# Join errors that will not go away by waiting: connect() raises them at once.
 # Below this many bytes waiting in the socket, frames are written at once (no task hop).
 _DIRECT_WRITE_LIMIT = 64 * 1024
 
-_JOIN_REFUSALS = frozenset({"forbidden", "limit_exceeded", "auth_expired", "auth_invalid"})
-
-STATES = ("disconnected", "connecting", "connected", "reconnecting", "closed")
+# The protocol states in which the relay has welcomed this connection.
+_WELCOMED = frozenset(
+    {lifecycle.State.VERIFYING, lifecycle.State.JOINING, lifecycle.State.CONNECTED}
+)
 
 
 @dataclass
@@ -135,62 +113,117 @@ class Engine:
         client_id: str | None = None,
         config: EngineConfig | None = None,
     ) -> None:
-        # Relays serving the same rooms (a shared store, docs/protocol.md "Scale-out"):
-        # after a failed or lost connection the next attempt goes to the next one.
-        self.urls = [url] if isinstance(url, str) else list(url)
-        if not self.urls:
-            raise ValueError("connect needs at least one relay URL")
-        self.url = self.urls[0]
+        self.config = config = config or EngineConfig()
         self.user = user
-        self.token = token
-        self.config = config or EngineConfig()
-        self.client_id = client_id or uuid.uuid4().hex
-        # The id we ask for in every hello; the relay may answer with a scoped form of it
-        # (authenticated users get their own namespace), which becomes ``client_id``.
-        self._requested_id = self.client_id
-        self.connection_id: str | None = None
-        self.core = RoomSync(room, self.client_id, max_pending=self.config.max_pending)
+        presence = LocalPresence(
+            user,
+            name=config.name,
+            color=config.color,
+            idle_after=config.idle_after,
+            rate=config.presence_rate,
+        )
+        # Every decision about connections and the room; guarded by ``_lock``.
+        self.protocol = ClientProtocol(
+            [url] if isinstance(url, str) else list(url),
+            [room],
+            client_id=client_id or uuid.uuid4().hex,
+            user=user,
+            token=token,
+            presence=presence,
+            delays=lambda: config.backoff.delays(config.rng),
+            config=ProtocolConfig(
+                max_attempts=config.max_attempts,
+                open_timeout=config.open_timeout,
+                heartbeat_interval=config.heartbeat_interval,
+                heartbeat_timeout=config.heartbeat_timeout,
+                ack_timeout=config.ack_timeout,
+                can_refresh=config.token_refresh is not None,
+                verify=config.verify_relay is not None,
+                announce=config.announce,
+            ),
+            nonces=lambda: secrets.token_urlsafe(24),
+            max_pending=config.max_pending,
+        )
+        # The room's sync state (the protocol's; kept here for Session and tests).
+        self.core: RoomSync = self.protocol.rooms[room]
         self.metrics = Metrics()
         self.events = Emitter()
         self.subscriptions = Subscriptions()
+        # The public state (lifecycle.Status values), set from StateChanged actions.
         self.state = "disconnected"
-        self.attempt = 0
-        self.presence = LocalPresence(
-            user,
-            name=self.config.name,
-            color=self.config.color,
-            idle_after=self.config.idle_after,
-            rate=self.config.presence_rate,
-        )
-        self._presence_timer: asyncio.TimerHandle | None = None
-        self._announced = self.config.announce
         self._change_listeners: list[Callable[..., Any]] = []
-        # Guards ``core`` (writes come from user threads, relay messages from the loop).
+        # Guards the protocol (writes come from user threads, relay messages from the loop).
         self._lock = threading.RLock()
+        self._idle = threading.Condition(self._lock)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[None] | None = None
+        self._joined_once: asyncio.Future[None] | None = None
+        # The current socket and its codec; ``_live`` while the writer may use it.
         self._ws: ClientConnection | None = None
         self._codec: Codec[ServerMessage] | None = None
+        self._live: ClientConnection | None = None
+        # Frames for the writer, and whether it is between taking one and having sent it.
         self._outbox: deque[Any] = deque()
         self._outbox_ready: asyncio.Event | None = None
-        # The connection the writer task serves (set once hello/welcome is done), and
-        # whether that task is between taking a frame and having sent it.
-        self._live: ClientConnection | None = None
         self._writing = False
-        self._closing = False
-        self._resync = False
-        self._joined_once: asyncio.Future[None] | None = None
-        self._idle = threading.Condition(self._lock)
         # Frames handed over from user threads, waiting for the loop (see _enqueue).
         self._handoff: deque[Any] = deque()
         self._handoff_lock = threading.Lock()
         self._handoff_scheduled = False
-        # Whether the current connection got to "joined" (see _run's backoff).
-        self._joined_here = False
-        # The relay's limits from its welcome (max_frame_size, ...).
-        self.limits: dict[str, int] = {}
+        # What the protocol asked for last: a URL to dial, a delay before connect().
+        self._dial: str | None = None
+        self._retry_delay: float | None = None
+        # The tick timer and the deadline it is armed for.
+        self._timer: asyncio.TimerHandle | None = None
+        self._armed_at: float | None = None
+        # Tasks of the current connection (pings, closes): cancelled when it ends.
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._finished = False
         # The last error the relay sent outside any room (e.g. why it refused us).
         self.last_error: dict[str, Any] | None = None
+
+    # --- the protocol's state, read through ---------------------------------------
+
+    @property
+    def url(self) -> str:
+        """The relay the current (or next) attempt dials."""
+        return self.protocol.url
+
+    @url.setter
+    def url(self, url: str) -> None:
+        self.protocol.url = url
+
+    @property
+    def urls(self) -> list[str]:
+        return self.protocol.urls
+
+    @property
+    def token(self) -> str | None:
+        return self.protocol.token
+
+    @property
+    def client_id(self) -> str:
+        return self.protocol.client_id
+
+    @property
+    def connection_id(self) -> str | None:
+        return self.protocol.connection_id
+
+    @property
+    def limits(self) -> dict[str, int]:
+        """The relay's limits from its welcome (max_frame_size, ...)."""
+        return self.protocol.limits
+
+    @property
+    def attempt(self) -> int:
+        return self.protocol.attempt
+
+    @property
+    def presence(self) -> LocalPresence:
+        return self.protocol.presence
+
+    def _next_url(self) -> None:
+        self.protocol.next_url()
 
     # --- lifecycle (loop thread) --------------------------------------------------
 
@@ -207,9 +240,14 @@ class Engine:
 
     async def aclose(self) -> None:
         """Close normally (no reconnect); pending writes fail with SessionClosed."""
-        self._closing = True
-        if self._ws is not None:
-            await self._ws.close(CloseCode.NORMAL, "client closed")
+        with self._lock:
+            actions = self._stage(self.protocol.close(time.monotonic()))
+        # The close frame and the final "closed" wait for the socket and the task.
+        closed = lifecycle.StateChanged(lifecycle.Status.CLOSED)
+        self._act([a for a in actions if not isinstance(a, lifecycle.Close) and a != closed])
+        ws = self._ws
+        if ws is not None and any(isinstance(a, lifecycle.Close) for a in actions):
+            await ws.close(CloseCode.NORMAL, "client closed")
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -217,6 +255,11 @@ class Engine:
         self._finish()
 
     def _finish(self) -> None:
+        if self._finished:
+            return
+        self._finished = True
+        if self._timer is not None:
+            self._timer.cancel()
         with self._lock:
             handles = [h for p in self.core.pending for h in p.handles]
         for ack, _ in handles:
@@ -231,81 +274,24 @@ class Engine:
     def _set_state(self, state: str, **details: Any) -> None:
         if state == self.state and not details:
             return
-        assert state in STATES, state
         self.state = state
         self.events.emit(state, {"state": state, **details})
 
     async def _run(self) -> None:
-        delays = self._delays()
-        failures = 0
-        while not self._closing:
-            self._set_state(
-                "connecting" if self.metrics.successes == 0 else "reconnecting",
-                attempt=self.attempt,
-            )
-            self._joined_here = False
-            try:
-                code = await self._connect_once()
-            except Exception:  # a bug here must not end syncing: log it, reconnect
-                log.exception("[livewidgets] connection failed unexpectedly")
-                code = None
-            # Only a connection that got as far as joining resets the backoff: a relay
-            # that accepts TCP but never welcomes us is still a failed attempt.
-            if self._joined_here:
-                failures = 0
-                delays = self._delays()
-            else:
-                failures += 1
-            if self._closing or self._should_stop(code):
+        """Dial where the protocol says, wait as long as it says, until it is closed."""
+        self._feed(self.protocol.connect)
+        while self._dial is not None:
+            url, self._dial = self._dial, None
+            await self._connect_once(url)
+            delay, self._retry_delay = self._retry_delay, None
+            if delay is None:
                 break
-            if self.config.max_attempts is not None and failures >= self.config.max_attempts:
-                self.events.emit("reconnect_failed", {"attempts": failures})
-                break
-            self._next_url()
-            delay = next(delays)
-            self.attempt += 1
-            self._set_state("reconnecting", attempt=self.attempt, delay=delay)
             await asyncio.sleep(delay)
+            self._feed(self.protocol.connect)
         self._finish()
 
-    def _next_url(self) -> None:
-        """Fail over: the next attempt goes to the next relay of ``urls`` (round robin)."""
-        if len(self.urls) > 1:
-            index = self.urls.index(self.url) if self.url in self.urls else -1
-            self.url = self.urls[(index + 1) % len(self.urls)]
-
-    def _delays(self) -> Iterator[float]:
-        return self.config.backoff.delays(self.config.rng)
-
-    def _should_stop(self, code: int | None) -> bool:
-        if self._resync:
-            self._resync = False
-            return False
-        if code in (CloseCode.AUTH_EXPIRED, CloseCode.AUTH_INVALID):
-            if self._refresh_token():
-                return False
-            if code == CloseCode.AUTH_EXPIRED:
-                error = AuthExpired("the token expired; pass token_refresh= to renew it")
-                self.events.emit("auth_expired", {"error": error})
-        return code is not None and code in FINAL_CLOSE_CODES
-
-    def _refresh_token(self) -> bool:
-        """Ask the application for a new token; True if we got a different one."""
-        refresh = self.config.token_refresh
-        if refresh is None:
-            return False
-        try:
-            token = refresh()
-        except Exception:
-            log.exception("[livewidgets] token_refresh failed")
-            return False
-        if not token or token == self.token:
-            return False
-        self.token = token
-        return True
-
-    async def _connect_once(self) -> int | None:
-        """One connection's life. Returns its close code, or None if it never opened."""
+    async def _connect_once(self, url: str) -> None:
+        """One connection's life, reported to the protocol from open to close."""
         self.metrics.attempts += 1
         subprotocols = (
             [Subprotocol(MSGPACK_SUBPROTOCOL), Subprotocol(JSON_SUBPROTOCOL)]
@@ -314,133 +300,57 @@ class Engine:
         )
         try:
             ws = await connect(
-                self.url,
+                url,
                 subprotocols=subprotocols,
                 open_timeout=self.config.open_timeout,
                 ping_interval=None,  # our own heartbeat measures RTT and detects dead peers
                 max_size=self.config.max_frame_size,
-                ssl=self._ssl_context(),
+                ssl=self._ssl_context(url),
                 user_agent_header=f"livewidgets/{_version()}",
             )
         except (OSError, InvalidHandshake, TimeoutError) as exc:
             self.metrics.failures += 1
             self.events.emit("error", {"error": exc, "during": "connect"})
-            if isinstance(exc, InvalidStatus) and exc.response.status_code in (401, 403):
-                return int(CloseCode.AUTH_INVALID)
-            return None
-        self._ws, self._codec = ws, client_codec(ws.subprotocol)
-        # Frames queued for the previous connection are stale: the join goes first, and
-        # pending ops are resent from the core after it.
-        self._outbox.clear()
-        with self._handoff_lock:
-            self._handoff.clear()
-        try:
-            return await self._serve(ws)
-        finally:
-            self._ws = None
-            self.metrics.went_down(time.monotonic())
-            with self._lock:
-                events = self._stage(self.core.connection_lost())
-            self._dispatch(events)
-            if self.state == "connected":
-                self._set_state("disconnected", code=ws.close_code)
+            status = exc.response.status_code if isinstance(exc, InvalidStatus) else None
+            self._feed(lambda now: self.protocol.connect_failed(now, status))
+            return
+        await self._serve(ws)
 
-    def _ssl_context(self) -> Any:
-        if self.config.ssl is not None or not self.url.startswith("wss:"):
+    def _ssl_context(self, url: str) -> Any:
+        if self.config.ssl is not None or not url.startswith("wss:"):
             return self.config.ssl
         if self.config.cafile is not None:
             return ssl_module.create_default_context(cafile=self.config.cafile)
         return True  # websockets' default context: verified against the system's CAs
 
-    async def _serve(self, ws: ClientConnection) -> int:
-        assert self._codec is not None
-        tasks: list[asyncio.Task[None]] = []
+    async def _serve(self, ws: ClientConnection) -> None:
+        self._ws, self._codec = ws, client_codec(ws.subprotocol)
+        # Frames queued for the previous connection are stale: the hello and join go
+        # first, and pending ops are resent from the core after the joined.
+        self._outbox.clear()
+        with self._handoff_lock:
+            self._handoff.clear()
+        writer = asyncio.create_task(self._writer(ws))
+        self._live = ws
         try:
-            if not await self._handshake(ws):
-                # The relay refused us (bad token, version, ...): its close code decides.
-                await asyncio.wait_for(ws.wait_closed(), self.config.open_timeout)
-                return ws.close_code if ws.close_code is not None else 1006
-            self.metrics.went_up(time.monotonic())
-            tasks = [
-                asyncio.create_task(self._writer(ws)),
-                asyncio.create_task(self._heartbeat(ws)),
-            ]
-            self._live = ws
+            self._feed(self.protocol.opened)
             async for frame in ws:
                 self._on_frame(frame)
         except ConnectionClosed:
             pass
-        except (TimeoutError, FrameError) as exc:
-            self.events.emit("error", {"error": exc, "during": "handshake"})
-            await ws.close(CloseCode.PROTOCOL_ERROR, "bad handshake")
+        except Exception:  # a bug here must not end syncing: log it, reconnect
+            log.exception("[livewidgets] connection failed unexpectedly")
+            ws.transport.abort()
         finally:
             self._live = None
-            for task in tasks:
+            writer.cancel()
+            for task in self._tasks:
                 task.cancel()
         await ws.wait_closed()
-        code = ws.close_code if ws.close_code is not None else 1006
-        # Our own normal close is not the relay's verdict: only _closing stops us then.
-        if ws.protocol.close_rcvd is None and code == 1000 and not self._closing:
-            code = 1006
-        return code
-
-    async def _handshake(self, ws: ClientConnection) -> bool:
-        """Hello → welcome, and the join; False if the relay answered with an error.
-
-        The join follows the hello without waiting for the welcome (one round trip less
-        per connect; the relay reads frames in order), unless the relay must first prove
-        who it is: then nothing about the room goes out before the proof checks out.
-        """
-        assert self._codec is not None
-        verify = self.config.verify_relay
-        nonce = secrets.token_urlsafe(24) if verify is not None else None
-        hello = Hello(
-            protocol=PROTOCOL_VERSION,
-            client_id=self._requested_id,
-            user=self.user,
-            token=self.token,
-            nonce=nonce,
-        )
-        await self._send_frame(ws, self._codec.frame(hello))
-        if verify is None:
-            await self._send_join(ws)
-        frame = await asyncio.wait_for(ws.recv(), self.config.open_timeout)
-        self.metrics.received(frame)
-        welcome = self._codec.decode(frame)
-        if isinstance(welcome, Error):
-            self.last_error = {"code": welcome.code, "message": welcome.message}
-            self.events.emit("error", {**self.last_error, "during": "handshake"})
-            return False
-        if not isinstance(welcome, Welcome):
-            raise FrameError(
-                ErrorCode.INVALID_MESSAGE, f"expected welcome, got {type(welcome).__name__}"
-            )
-        if verify is not None and nonce is not None and not verify(nonce, welcome.proof):
-            # Something else answers on the relay's address (say, a process that took
-            # the port of a relay that died): share nothing with it.
-            message = f"{self.url} did not prove it is the relay we expect; not syncing with it"
-            log.error("[livewidgets] %s", message)
-            self.last_error = {"code": "relay_unverified", "message": message}
-            self.events.emit("error", {**self.last_error, "during": "handshake"})
-            await ws.close(CloseCode.POLICY_VIOLATION, "relay not verified")
-            return False
-        self.connection_id = welcome.connection_id
-        self.limits = dict(welcome.limits)
-        if welcome.client_id != self.client_id:
-            with self._lock:  # our own ops come back with this origin
-                self.client_id = self.core.client_id = welcome.client_id
-        if verify is not None:
-            await self._send_join(ws)
-        return True
-
-    async def _send_join(self, ws: ClientConnection) -> None:
-        """(Re)join the room, resuming from our version; pending ops follow its joined."""
-        assert self._codec is not None
-        with self._lock:
-            mine = self.presence.snapshot() if self._announced else None
-            (join,) = self.core.connection_opened(mine)
-        assert isinstance(join, Send)
-        await self._send_frame(ws, self._codec.frame(join.message))
+        self._ws = None
+        self.metrics.went_down(time.monotonic())
+        code, by_peer = ws.close_code, ws.protocol.close_rcvd is not None
+        self._feed(lambda now: self.protocol.closed(code, now, by_peer=by_peer))
 
     def _on_frame(self, frame: bytes | str) -> None:
         assert self._codec is not None
@@ -449,26 +359,14 @@ class Engine:
             message = self._codec.decode(frame)
         except FrameError as exc:
             self.metrics.decode_errors += 1
-            log.warning("[livewidgets] ignoring an invalid frame from the relay: %s", exc)
+            log.warning("[livewidgets] invalid frame from the relay: %s", exc)
+            error = exc
+            self._feed(lambda now: self.protocol.invalid_frame(error, now))
             return
-        if isinstance(message, Error):
-            self._on_error(message)
-            if message.room is None:
-                return
-        if getattr(message, "room", self.core.room) != self.core.room:
-            return
-        with self._lock:
-            events = self._stage(self.core.receive(message, time.monotonic()))
-        self._dispatch(events)
-
-    def _on_error(self, error: Error) -> None:
-        """Surface every relay error; a refused join also fails a pending connect()."""
-        self.last_error = {"code": error.code, "message": error.message, "ref": error.ref}
-        self.events.emit("error", dict(self.last_error))
-        refused = error.ref == "join" and error.code in _JOIN_REFUSALS
-        if refused and self._joined_once is not None and not self._joined_once.done():
-            self._joined_once.set_exception(JoinRefused(error.code, error.message))
-            self._joined_once.exception()  # mark retrieved: nobody may be waiting
+        welcomed = self.protocol.state in _WELCOMED
+        self._feed(lambda now: self.protocol.receive(message, now))
+        if not welcomed and self.protocol.state in _WELCOMED:
+            self.metrics.went_up(time.monotonic())
 
     async def _writer(self, ws: ClientConnection) -> None:
         """Send the outbox in order when the socket is congested (else see _write_now)."""
@@ -522,60 +420,45 @@ class Engine:
             self._writing = False
 
     def _too_large(self, message: Any, frame: bytes | str) -> bool:
-        """Refuse locally an op the relay would close the connection for (1009).
-
-        Resending it after every reconnect would loop forever; the core rolls it back.
-        """
-        limit = self.limits.get("max_frame_size")
+        """Whether the protocol refuses to send ``message`` (then it failed the op)."""
         size = len(frame.encode() if isinstance(frame, str) else frame)
-        if limit is None or size <= limit or not isinstance(message, (OpMessage, Batch)):
+        if self.protocol.fits(message, size):
             return False
-        reject = Reject(
-            room=message.room,
-            client_seq=message.client_seq,
-            code=ErrorCode.TOO_LARGE.value,
-            message=f"the op is {size} bytes encoded; the relay accepts at most {limit}",
-        )
-        with self._lock:
-            events = self._stage(self.core.receive(reject, time.monotonic()))
-        self._dispatch(events)
+        self._feed(lambda now: self.protocol.oversized(message, size, now))
         return True
 
     async def _send_frame(self, ws: ClientConnection, frame: bytes | str) -> None:
         await ws.send(frame)
         self.metrics.sent(frame)
 
-    async def _heartbeat(self, ws: ClientConnection) -> None:
-        """Ping; a peer silent past the timeout is dead (half-open TCP): drop and reconnect."""
-        while True:
-            await asyncio.sleep(self.config.heartbeat_interval)
-            try:
-                pong = await ws.ping()
-                latency = await asyncio.wait_for(pong, self.config.heartbeat_timeout)
-            except TimeoutError:
-                self.metrics.heartbeat_timeouts += 1
-                log.warning(
-                    "[livewidgets] relay silent for %.1f s: reconnecting",
-                    self.config.heartbeat_timeout,
-                )
-                ws.transport.abort()
-                return
-            except ConnectionClosed:
-                return
-            self.metrics.rtt_samples.append(latency)
-            with self._lock:
-                ticked = self.core.tick(time.monotonic(), self.config.ack_timeout)
-                resent = sum(isinstance(e, Send) for e in ticked)
-                events = self._stage(ticked)
-                went_idle = self.presence.check_idle()
-            if went_idle:
-                self.events.emit(
-                    "my_presence",
-                    {"client_id": self.client_id, "state": dict(self.presence.fields)},
-                )
-                self._schedule_presence()
-            self.metrics.retries += resent
-            self._dispatch(events)
+    async def _ping(self, ws: ClientConnection) -> None:
+        """Ping; report the pong (RTT). A missing pong is the protocol's tick's call."""
+        try:
+            pong = await ws.ping()
+            latency = await pong
+        except ConnectionClosed:
+            return
+        self.metrics.rtt_samples.append(latency)
+        if ws is self._live:
+            self._feed(self.protocol.pong)
+
+    def _on_timer(self) -> None:
+        self._timer, self._armed_at = None, None
+        self._feed(self.protocol.tick)
+
+    def _rearm(self) -> None:
+        """Loop thread: arm the timer for the protocol's next deadline."""
+        with self._lock:
+            deadline = self.protocol.next_deadline()
+        if deadline == self._armed_at or self._loop is None or self._finished:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._armed_at = deadline
+        if deadline is not None:
+            delay = max(0.0, deadline - time.monotonic())
+            self._timer = self._loop.call_later(delay, self._on_timer)
 
     # --- writes (any thread) ------------------------------------------------------
 
@@ -596,52 +479,31 @@ class Engine:
         if self.state == "closed":
             raise SessionClosed("the session is closed")
         ack = ack or Ack()
-        if self.presence.touch():
-            self._call_in_loop(self._schedule_presence)
         with self._lock:
             if precondition is not None:
                 precondition(self.core.visible)
-            events = self.core.submit(
-                ops,
-                batch=batch,
-                handle=(ack, time.monotonic()),
-                priority=priority,
-                now=time.monotonic(),
+            now = time.monotonic()
+            actions = self._stage(
+                self.protocol.submit(
+                    self.core.room, ops, now, batch=batch, handle=(ack, now), priority=priority
+                )
             )
-            events = self._stage(events)
-        self._dispatch(events)
+        self._act(actions)
         return ack
 
     def update_presence(self, fields: dict[str, Any]) -> None:
         """Merge fields into our presence and publish (throttled, latest wins)."""
+        self._feed(lambda now: self.protocol.update_presence(fields, now))
+
+    def rewrite_presence(self, change: Callable[[dict[str, Any]], None]) -> None:
+        """``change(fields)`` edits our presence fields in place, under the engine lock,
+        without publishing (peers make the same change themselves, e.g. move cursors)."""
         with self._lock:
-            self.presence.update(fields)
-            self._announced = True
-            mine = dict(self.presence.fields)
-        self.events.emit("my_presence", {"client_id": self.client_id, "state": mine})
-        self._call_in_loop(self._schedule_presence)
-
-    def _schedule_presence(self) -> None:
-        """Loop thread: send now if the rate allows, else once when it does."""
-        if self.state != "connected" or self._presence_timer is not None or not self._announced:
-            return
-        delay = self.presence.delay()
-        if delay <= 0:
-            self._send_presence()
-        elif self._loop is not None:
-            self._presence_timer = self._loop.call_later(delay, self._send_presence)
-
-    def _send_presence(self) -> None:
-        self._presence_timer = None
-        if self.state == "connected":
-            with self._lock:
-                state = self.presence.snapshot()
-            self._enqueue([Presence(room=self.core.room, state=state)])
+            change(self.protocol.presence.fields)
 
     def send_admin(self, action: str, client_id: str | None = None) -> None:
         """Queue an admin message (reset/kick); it goes out once connected."""
-        message = Admin(room=self.core.room, action=action, client_id=client_id)  # type: ignore[arg-type]
-        self._enqueue([message])
+        self._feed(lambda now: self.protocol.admin(self.core.room, action, client_id))
 
     def add_change_listener(self, listener: Callable[..., Any]) -> Callable[[], None]:
         """``listener(change)`` with the core's :class:`Changed` event on each visible change."""
@@ -650,59 +512,45 @@ class Engine:
             self._change_listeners.remove(listener) if listener in self._change_listeners else None
         )
 
-    # --- events -------------------------------------------------------------------
+    # --- actions ------------------------------------------------------------------
 
-    def _stage(self, events: list[Event]) -> list[Event]:
-        """Under the engine lock: hand the core's frames over in the order it made them;
-        the other events are returned for :meth:`_dispatch` (outside the lock).
+    def _feed(self, step: Callable[[float], list[Action]]) -> None:
+        """Run one protocol input under the lock, then carry out its actions."""
+        with self._lock:
+            actions = self._stage(step(time.monotonic()))
+        self._act(actions)
+
+    def _stage(self, actions: list[Action]) -> list[Action]:
+        """Under the engine lock: hand the protocol's frames over in the order it made
+        them; the other actions are returned for :meth:`_act` (outside the lock).
 
         Staging outside the lock let two threads swap their frames on the way out: the
         relay takes a lower client_seq after a higher one for a resend.
         """
-        messages = [event.message for event in events if isinstance(event, Send)]
-        if not messages:
-            return events
+        frames = [m for a in actions if isinstance(a, SendMessages) for m in a.messages]
+        if not frames:
+            return actions
+        self.metrics.retries += sum(a.resends for a in actions if isinstance(a, SendMessages))
         with self._handoff_lock:
-            self._handoff.extend(messages)
-        return [event for event in events if not isinstance(event, Send)]
+            self._handoff.extend(frames)
+        return [a for a in actions if not isinstance(a, SendMessages)]
 
-    def _dispatch(self, events: list[Event]) -> None:
-        """Act on core events, outside the lock (callbacks may write again); wake the
-        loop for frames staged by :meth:`_stage`."""
+    def _act(self, actions: list[Action]) -> None:
+        """Carry out actions, outside the lock (callbacks may write again); wake the
+        loop for frames staged by :meth:`_stage` and re-arm the tick timer."""
         self._kick()
-        sends = []
-        for event in events:
-            if isinstance(event, Send):
-                sends.append(event.message)
-            elif isinstance(event, Changed):
-                self.subscriptions.notify(event.before, event.after)
-                for listener in list(self._change_listeners):
-                    call_isolated(listener, event)
-            elif isinstance(event, Acked):
-                self._resolve(event)
-            elif isinstance(event, Failed):
-                self._fail(event)
-            elif isinstance(event, PresenceChanged):
-                kind = (
-                    "join" if event.before is None else "leave" if event.after is None else "update"
-                )
-                self.events.emit(
-                    "presence",
-                    {
-                        "client_id": event.client_id,
-                        "kind": kind,
-                        "before": event.before,
-                        "after": event.after,
-                    },
-                )
-            elif isinstance(event, JoinedRoom):
-                self._joined(event)
-            elif isinstance(event, Resync):
-                self._force_resync(event.reason)
-        if sends:
-            self._enqueue(sends)
+        for action in actions:
+            _HANDLERS[type(action)](self, action)
         with self._idle:
             self._idle.notify_all()
+        deadline, armed = self.protocol.next_deadline(), self._armed_at
+        if deadline is not None and (armed is None or deadline < armed):
+            self._call_in_loop(self._rearm)
+
+    def _on_changed(self, event: Changed) -> None:
+        self.subscriptions.notify(event.before, event.after)
+        for listener in list(self._change_listeners):
+            call_isolated(listener, event)
 
     def _resolve(self, event: Acked) -> None:
         now = time.monotonic()
@@ -732,19 +580,110 @@ class Engine:
             ack._fail(error)
         self.events.emit("conflict" if event.code == "conflict" else "rejected", payload)
 
-    def _joined(self, event: JoinedRoom) -> None:
-        self.attempt = 0
-        self._joined_here = True
-        self._set_state("connected", version=event.version, mode=event.mode)
+    def _on_presence(self, event: PresenceChanged) -> None:
+        kind = "join" if event.before is None else "leave" if event.after is None else "update"
+        payload = {
+            "client_id": event.client_id,
+            "kind": kind,
+            "before": event.before,
+            "after": event.after,
+        }
+        self.events.emit("presence", payload)
+
+    def _on_joined(self, event: JoinedRoom) -> None:
         if self._joined_once is not None and not self._joined_once.done():
             self._joined_once.set_result(None)
 
-    def _force_resync(self, reason: str) -> None:
-        log.warning("[livewidgets] resynchronising room %r: %s", self.core.room, reason)
-        self._resync = True
+    def _on_resync(self, event: Resync) -> None:
+        log.warning("[livewidgets] resynchronising room %r: %s", self.core.room, event.reason)
+
+    def _on_state(self, action: lifecycle.StateChanged) -> None:
+        if action.status is lifecycle.Status.CLOSED:
+            self._finish()
+        else:
+            self._set_state(action.status.value, **action.details)
+
+    def _on_connect(self, action: lifecycle.Connect) -> None:
+        self._dial = action.url
+
+    def _on_reconnect_after(self, action: lifecycle.ReconnectAfter) -> None:
+        self._retry_delay = action.delay
+
+    def _on_close(self, action: lifecycle.Close) -> None:
         ws = self._ws
         if ws is not None:
-            self._call_in_loop(lambda: ws.transport.abort())
+            self._spawn(ws.close(action.code, action.reason))
+
+    def _on_abort(self, action: lifecycle.Abort) -> None:
+        if action.reason is lifecycle.AbortReason.HEARTBEAT:
+            self.metrics.heartbeat_timeouts += 1
+            log.warning(
+                "[livewidgets] relay silent for %.1f s: reconnecting",
+                self.config.heartbeat_timeout,
+            )
+        ws = self._ws
+        if ws is not None:
+            self._call_in_loop(ws.transport.abort)
+
+    def _on_ping(self, action: lifecycle.Ping) -> None:
+        ws = self._live
+        if ws is not None:
+            self._spawn(self._ping(ws))
+
+    def _on_need_token(self, action: lifecycle.NeedToken) -> None:
+        token = self._refresh_token()
+        self._feed(lambda now: self.protocol.token_refreshed(token, now))
+
+    def _refresh_token(self) -> str | None:
+        """Ask the application for a new token (None if it has none, or failed)."""
+        refresh = self.config.token_refresh
+        if refresh is None:
+            return None
+        try:
+            return refresh()
+        except Exception:
+            log.exception("[livewidgets] token_refresh failed")
+            return None
+
+    def _on_verify(self, action: lifecycle.VerifyProof) -> None:
+        verify = self.config.verify_relay
+        ok = verify is not None and verify(action.nonce, action.proof)
+        if not ok:
+            log.error("[livewidgets] %s did not prove it is the relay we expect", self.url)
+        self._feed(lambda now: self.protocol.proof_checked(ok, now))
+
+    def _on_relay_error(self, action: lifecycle.RelayError) -> None:
+        if action.during is None:
+            self.last_error = {"code": action.code, "message": action.message, "ref": action.ref}
+            self.events.emit("error", dict(self.last_error))
+        else:
+            self.last_error = {"code": action.code, "message": action.message}
+            self.events.emit("error", {**self.last_error, "during": action.during})
+
+    def _on_refused(self, action: lifecycle.Refused) -> None:
+        """A refused join also fails a pending connect()."""
+        if self._joined_once is not None and not self._joined_once.done():
+            self._joined_once.set_exception(JoinRefused(action.code.value, action.message))
+            self._joined_once.exception()  # mark retrieved: nobody may be waiting
+
+    def _on_failed_connection(self, action: lifecycle.ConnectionFailed) -> None:
+        self.events.emit("error", {"error": action.error, "during": action.during})
+
+    def _on_gave_up(self, action: lifecycle.GaveUp) -> None:
+        self.events.emit("reconnect_failed", {"attempts": action.attempts})
+
+    def _on_auth_expired(self, action: lifecycle.AuthExpiredEvent) -> None:
+        error = AuthExpired("the token expired; pass token_refresh= to renew it")
+        self.events.emit("auth_expired", {"error": error})
+
+    def _on_my_presence(self, action: lifecycle.MyPresence) -> None:
+        self.events.emit("my_presence", {"client_id": self.client_id, "state": action.fields})
+
+    def _spawn(self, coroutine: Coroutine[Any, Any, Any]) -> None:
+        """Loop thread: run ``coroutine`` as a task of the current connection."""
+        task = asyncio.ensure_future(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     def _enqueue(self, messages: list[Any]) -> None:
         """Hand frames to the loop's writer, in order, from any thread.
@@ -790,10 +729,6 @@ class Engine:
 
     # --- waiting (any thread) -----------------------------------------------------
 
-    def pending_handles(self) -> list[Ack]:
-        with self._lock:
-            return [ack for p in self.core.pending for ack, _ in p.handles]
-
     def wait_idle(self, timeout: float | None) -> None:
         """Block until nothing is pending (thread side of ``flush``)."""
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -828,3 +763,27 @@ def _version() -> str:
     from .. import __version__
 
     return __version__
+
+
+_HANDLERS: dict[type, Callable[[Engine, Any], None]] = {
+    Changed: Engine._on_changed,
+    Acked: Engine._resolve,
+    Failed: Engine._fail,
+    PresenceChanged: Engine._on_presence,
+    JoinedRoom: Engine._on_joined,
+    Resync: Engine._on_resync,
+    lifecycle.StateChanged: Engine._on_state,
+    lifecycle.Connect: Engine._on_connect,
+    lifecycle.ReconnectAfter: Engine._on_reconnect_after,
+    lifecycle.Close: Engine._on_close,
+    lifecycle.Abort: Engine._on_abort,
+    lifecycle.Ping: Engine._on_ping,
+    lifecycle.NeedToken: Engine._on_need_token,
+    lifecycle.VerifyProof: Engine._on_verify,
+    lifecycle.RelayError: Engine._on_relay_error,
+    lifecycle.Refused: Engine._on_refused,
+    lifecycle.ConnectionFailed: Engine._on_failed_connection,
+    lifecycle.GaveUp: Engine._on_gave_up,
+    lifecycle.AuthExpiredEvent: Engine._on_auth_expired,
+    lifecycle.MyPresence: Engine._on_my_presence,
+}

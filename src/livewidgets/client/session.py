@@ -72,6 +72,12 @@ class SessionAPI:
         self._texts: dict[str, SharedText] = {}
         engine.events.on("conflict", self._on_conflict)
 
+    @property
+    def engine(self) -> Engine:
+        """The engine behind this session: the lower-level API that helpers such as
+        :class:`SharedText` build on (change listeners, guarded submits, presence)."""
+        return self._engine
+
     # --- reading ------------------------------------------------------------------
 
     def get(self, path: str = "", default: Any = None) -> Any:

@@ -46,7 +46,7 @@ class SharedText:
         self._cursor_callbacks: list[CursorCallback] = []
         # Peers' cursors in our visible text's coordinates: client_id -> (anchor, head).
         self._cursors: dict[str, tuple[int, int]] = {}
-        engine = session._engine
+        engine = session.engine
         self._off = [
             engine.add_change_listener(self._on_change),
             engine.events.on("presence", self._on_presence),
@@ -100,7 +100,7 @@ class SharedText:
             if (current if isinstance(current, str) else "") != base:
                 raise TextChanged(f"the text at `{self.path}` changed before the edit applied")
 
-        return self._session._engine.submit([op], precondition=unchanged)
+        return self._session.engine.submit([op], precondition=unchanged)
 
     # --- observing ----------------------------------------------------------------
 
@@ -143,7 +143,7 @@ class SharedText:
 
     def set_cursor(self, anchor: int, head: int | None = None) -> None:
         """Publish this client's cursor/selection here (UTF-16 offsets; throttled)."""
-        cursors = dict(self._session._engine.presence.fields.get("cursors") or {})
+        cursors = dict(self._session.engine.presence.fields.get("cursors") or {})
         cursors[self.path] = {"anchor": anchor, "head": anchor if head is None else head}
         self._session.update_presence(cursors=cursors)
 
@@ -186,19 +186,18 @@ class SharedText:
 
         Peers move it themselves as edits arrive, so this sends nothing now.
         """
-        engine = self._session._engine
-        with engine._lock:
-            cursors = engine.presence.fields.get("cursors") or {}
+
+        def move(fields: dict[str, Any]) -> None:
+            cursors = fields.get("cursors") or {}
             mine = cursors.get(self.path)
             if not isinstance(mine, dict):
                 return
             anchor, head = text_ot.transform_selection(
                 (mine.get("anchor", 0), mine.get("head", 0)), delta, own=local
             )
-            engine.presence.fields["cursors"] = {
-                **cursors,
-                self.path: {"anchor": anchor, "head": head},
-            }
+            fields["cursors"] = {**cursors, self.path: {"anchor": anchor, "head": head}}
+
+        self._session.engine.rewrite_presence(move)
 
     def _on_presence(self, payload: dict[str, Any]) -> None:
         before, after = payload.get("before") or {}, payload.get("after") or {}

@@ -1,0 +1,411 @@
+"""ClientProtocol (sans-I/O): the connection lifecycle driven by hand, exact actions, no sockets."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from livewidgets.client.backoff import Backoff
+from livewidgets.client.core import Acked, Changed, Failed, JoinedRoom, Resync
+from livewidgets.client.presence import LocalPresence
+from livewidgets.client.protocol import (
+    Abort,
+    AbortReason,
+    Action,
+    AuthExpiredEvent,
+    ClientProtocol,
+    Close,
+    Connect,
+    ConnectionFailed,
+    GaveUp,
+    JoinRefusal,
+    LocalProtocolError,
+    MyPresence,
+    NeedToken,
+    Ping,
+    ProtocolConfig,
+    ReconnectAfter,
+    Refused,
+    RelayError,
+    SendMessages,
+    State,
+    StateChanged,
+    Status,
+    VerifyProof,
+)
+from livewidgets.protocol import (
+    PROTOCOL_VERSION,
+    Ack,
+    Admin,
+    Broadcast,
+    CloseCode,
+    Error,
+    Hello,
+    Join,
+    Joined,
+    OpMessage,
+    Presence,
+    SetOp,
+    Snapshot,
+    Welcome,
+)
+
+ROOM = "r"
+ME = "me"
+NONCE = "n" * 24
+SEED = 7
+
+
+class Clock:
+    """The presence's wall clock, moved by hand."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def delays() -> Iterator[float]:
+    return Backoff(initial=1.0, factor=2.0, cap=8.0).delays(random.Random(SEED))
+
+
+def expected_delays(n: int) -> list[float]:
+    sequence = delays()
+    return [next(sequence) for _ in range(n)]
+
+
+def client(
+    urls: tuple[str, ...] = ("ws://a",), clock: Clock | None = None, **config: Any
+) -> ClientProtocol:
+    presence = LocalPresence("u", name="U", color="red", rate=2.0, clock=clock or Clock())
+    return ClientProtocol(
+        list(urls),
+        [ROOM],
+        client_id=ME,
+        user="u",
+        token="t1",
+        presence=presence,
+        delays=delays,
+        config=ProtocolConfig(**config),
+        nonces=lambda: NONCE,
+    )
+
+
+def welcome(limits: dict[str, int] | None = None, proof: str | None = None) -> Welcome:
+    return Welcome(PROTOCOL_VERSION, ME, "c1", "relay", limits or {}, proof)
+
+
+def hello(nonce: str | None = None, token: str = "t1") -> Hello:
+    return Hello(PROTOCOL_VERSION, ME, "u", token, nonce)
+
+
+def presence_of(p: ClientProtocol) -> dict[str, Any]:
+    return {**p.presence.fields, "last_seen": p.presence._clock()}
+
+
+def joined(p: ClientProtocol, now: float = 0.0) -> list[Action]:
+    """Drive a fresh protocol through connect, open, welcome, snapshot and joined."""
+    p.connect(now)
+    p.opened(now)
+    p.receive(welcome({"max_frame_size": 100}), now)
+    p.receive(Snapshot(ROOM, 0, {}), now)
+    return p.receive(Joined(ROOM, 0, "snapshot"), now)
+
+
+def test_handshake_pipelines_the_join_after_the_hello() -> None:
+    """Without a relay check, connect dials the URL and the join follows the hello at once."""
+    p = client()
+    assert p.connect(0.0) == [StateChanged(Status.CONNECTING, {"attempt": 0}), Connect("ws://a")]
+    mine = presence_of(p)
+    assert p.opened(0.0) == [SendMessages([hello(), Join(ROOM, None, mine)])]
+    assert p.state is State.HANDSHAKING
+    assert p.receive(welcome(), 0.1) == []
+    assert p.state is State.JOINING and p.connection_id == "c1"
+
+
+def test_handshake_waits_for_the_proof_before_joining() -> None:
+    """With a relay check, nothing about the room goes out before the proof checks out."""
+    p = client(verify=True)
+    p.connect(0.0)
+    assert p.opened(0.0) == [SendMessages([hello(NONCE)])]
+    assert p.receive(welcome(proof="sig"), 0.1) == [VerifyProof(NONCE, "sig")]
+    mine = presence_of(p)
+    assert p.proof_checked(True, 0.2) == [SendMessages([Join(ROOM, None, mine)])]
+    assert p.state is State.JOINING
+
+
+def test_a_failed_proof_closes_with_policy_violation() -> None:
+    """An impostor relay gets a 1008 close and an error; the attempt is retried."""
+    p = client(verify=True)
+    p.connect(0.0)
+    p.opened(0.0)
+    p.receive(welcome(proof="forged"), 0.1)
+    assert p.proof_checked(False, 0.2) == [
+        RelayError(
+            "relay_unverified",
+            "ws://a did not prove it is the relay we expect; not syncing with it",
+            during="handshake",
+        ),
+        Close(CloseCode.POLICY_VIOLATION, "relay not verified"),
+    ]
+    [delay] = expected_delays(1)
+    assert p.closed(1008, 0.3) == [
+        StateChanged(Status.RECONNECTING, {"attempt": 1, "delay": delay}),
+        ReconnectAfter(delay, "ws://a"),
+    ]
+
+
+def test_welcome_then_joined_connects() -> None:
+    """Joined completes the connection: the public state says connected, admin flushes."""
+    p = client()
+    p.connect(0.0)
+    p.opened(0.0)
+    p.admin(ROOM, "reset")
+    p.receive(welcome(), 0.0)
+    p.receive(Snapshot(ROOM, 3, {"k": 1}), 0.0)
+    assert p.receive(Joined(ROOM, 3, "snapshot"), 0.0) == [
+        JoinedRoom(3, "snapshot"),
+        StateChanged(Status.CONNECTED, {"version": 3, "mode": "snapshot"}),
+        SendMessages([Admin(ROOM, "reset")]),
+    ]
+    assert p.state is State.CONNECTED and p.attempt == 0
+
+
+def test_a_bad_first_frame_is_a_protocol_error() -> None:
+    """Anything but welcome or error first fails the handshake with 1002, never raises."""
+    p = client()
+    p.connect(0.0)
+    p.opened(0.0)
+    [failed, close] = p.receive(Snapshot(ROOM, 0, {}), 0.0)
+    assert isinstance(failed, ConnectionFailed) and failed.during == "handshake"
+    assert close == Close(CloseCode.PROTOCOL_ERROR, "bad handshake")
+    assert p.state is State.CLOSING
+
+
+def test_no_welcome_in_time_fails_the_handshake() -> None:
+    """The relay must welcome us within open_timeout: tick then closes with 1002."""
+    p = client(open_timeout=2.0)
+    p.connect(0.0)
+    p.opened(0.0)
+    assert p.next_deadline() == 2.0
+    assert p.tick(1.9) == []
+    [failed, close] = p.tick(2.0)
+    assert isinstance(failed.error, TimeoutError)  # type: ignore[union-attr]
+    assert close == Close(CloseCode.PROTOCOL_ERROR, "bad handshake")
+
+
+def test_reconnect_waits_a_seeded_backoff_and_resets_after_a_join() -> None:
+    """Failed attempts wait the backoff's delays; a connection that joined starts it over."""
+    p = client()
+    p.connect(0.0)
+    first, second = expected_delays(2)
+    assert p.connect_failed(0.0) == [
+        StateChanged(Status.RECONNECTING, {"attempt": 1, "delay": first}),
+        ReconnectAfter(first, "ws://a"),
+    ]
+    assert p.connect(1.0) == [StateChanged(Status.CONNECTING, {"attempt": 1}), Connect("ws://a")]
+    assert p.connect_failed(1.0)[1] == ReconnectAfter(second, "ws://a")
+    p.connect(2.0)
+    p.opened(2.0)
+    p.receive(welcome(), 2.0)
+    p.receive(Snapshot(ROOM, 0, {}), 2.0)
+    p.receive(Joined(ROOM, 0, "snapshot"), 2.0)
+    assert p.closed(1006, 3.0) == [
+        StateChanged(Status.DISCONNECTED, {"code": 1006}),
+        StateChanged(Status.RECONNECTING, {"attempt": 1, "delay": first}),
+        ReconnectAfter(first, "ws://a"),
+    ]
+
+
+def test_final_close_codes_stop() -> None:
+    """A close the relay means (kicked, replaced, ...) ends the session: no reconnect."""
+    p = client()
+    joined(p)
+    assert p.closed(CloseCode.KICKED, 1.0) == [
+        StateChanged(Status.DISCONNECTED, {"code": 4011}),
+        StateChanged(Status.CLOSED),
+    ]
+    assert p.state is State.CLOSED
+
+
+def test_our_own_normal_close_is_not_the_relays_verdict() -> None:
+    """1000 without the relay's close frame counts as abnormal: reconnect."""
+    p = client()
+    joined(p)
+    [_, reconnecting, _] = p.closed(1000, 1.0, by_peer=False)
+    assert reconnecting.status is Status.RECONNECTING  # type: ignore[union-attr]
+
+
+def test_failover_rotates_through_the_urls() -> None:
+    """Each retry dials the next relay, round robin."""
+    p = client(("ws://a", "ws://b", "ws://c"))
+    dialed = []
+    for _ in range(4):
+        dialed.append(p.connect(0.0)[1])
+        p.connect_failed(0.0)
+    assert dialed == [Connect("ws://a"), Connect("ws://b"), Connect("ws://c"), Connect("ws://a")]
+
+
+def test_max_attempts_gives_up() -> None:
+    """After max_attempts failures in a row the protocol stops."""
+    p = client(max_attempts=2)
+    p.connect(0.0)
+    p.connect_failed(0.0)
+    p.connect(1.0)
+    assert p.connect_failed(1.0) == [GaveUp(2), StateChanged(Status.CLOSED)]
+
+
+def test_auth_close_asks_for_a_token_and_reconnects_with_it() -> None:
+    """4004 with a refresher: NeedToken; a new token reconnects and goes in the next hello."""
+    p = client(can_refresh=True)
+    joined(p)
+    assert p.closed(CloseCode.AUTH_EXPIRED, 1.0)[-1] == NeedToken(CloseCode.AUTH_EXPIRED)
+    assert p.state is State.REFRESHING
+    [delay] = expected_delays(1)
+    assert p.token_refreshed("t2", 1.1) == [
+        StateChanged(Status.RECONNECTING, {"attempt": 1, "delay": delay}),
+        ReconnectAfter(delay, "ws://a"),
+    ]
+    p.connect(2.0)
+    assert p.opened(2.0)[0].messages[0] == hello(token="t2")  # type: ignore[union-attr]
+
+
+def test_no_new_token_stops_with_auth_expired() -> None:
+    """The refresher has nothing new: auth expired, closed."""
+    p = client(can_refresh=True)
+    joined(p)
+    p.closed(CloseCode.AUTH_EXPIRED, 1.0)
+    assert p.token_refreshed("t1", 1.1) == [AuthExpiredEvent(), StateChanged(Status.CLOSED)]
+
+
+def test_http_401_without_refresher_is_final() -> None:
+    """A 401 at the HTTP upgrade is an invalid token: without a refresher, stop."""
+    p = client()
+    p.connect(0.0)
+    assert p.connect_failed(0.0, status=401) == [StateChanged(Status.CLOSED)]
+
+
+def test_join_refusal_is_typed() -> None:
+    """A refused join surfaces the error and a typed refusal."""
+    p = client()
+    p.connect(0.0)
+    p.opened(0.0)
+    p.receive(welcome(), 0.0)
+    assert p.receive(Error("forbidden", "no", ref="join"), 0.0) == [
+        RelayError("forbidden", "no", "join"),
+        Refused(JoinRefusal.FORBIDDEN, "no"),
+    ]
+
+
+def test_heartbeat_pings_on_time_and_detects_a_dead_peer() -> None:
+    """A ping every interval after the welcome; no pong within the timeout aborts."""
+    p = client(heartbeat_interval=5.0, heartbeat_timeout=2.0, ack_timeout=100.0)
+    joined(p, 0.0)
+    assert p.next_deadline() == 5.0
+    assert p.tick(4.9) == []
+    assert p.tick(5.0) == [Ping()]
+    assert p.next_deadline() == 7.0
+    assert p.pong(6.0) == []
+    assert p.tick(6.0) == []  # the pong's ack check: nothing in flight
+    assert p.next_deadline() == 11.0
+    assert p.tick(11.0) == [Ping()]
+    assert p.tick(13.0) == [Abort(AbortReason.HEARTBEAT)]
+    assert p.next_deadline() is None
+
+
+def test_late_acks_are_resent_on_tick() -> None:
+    """An op whose ack is later than ack_timeout is resent once per timeout, counted."""
+    p = client(ack_timeout=3.0, heartbeat_interval=100.0)
+    joined(p, 0.0)
+    p.submit(ROOM, [SetOp("k", value=1)], 1.0)
+    assert p.next_deadline() == 3.0  # the check the join armed
+    assert p.tick(3.0) == []
+    assert p.next_deadline() == 4.0
+    op = OpMessage(ROOM, 1, 0, SetOp("k", value=1))
+    assert p.tick(4.1) == [SendMessages([op], resends=1)]
+    assert p.receive(Ack(ROOM, 1, 1), 4.2) == [Acked([], 1)]
+
+
+def test_presence_is_throttled_latest_wins() -> None:
+    """Presence updates go out at most `rate` per second; the latest one when due."""
+    clock = Clock()
+    p = client(clock=clock)
+    joined(p, 0.0)  # the join carried our presence at 0.0
+    assert p.update_presence({"x": 1}, 0.1) == [MyPresence(dict(p.presence.fields))]
+    assert p.update_presence({"x": 2}, 0.2) == [MyPresence(dict(p.presence.fields))]
+    assert p.next_deadline() == 0.5
+    assert p.tick(0.5) == [SendMessages([Presence(ROOM, presence_of(p))])]
+    assert p.presence.fields["x"] == 2
+
+
+def test_presence_goes_idle_on_a_heartbeat() -> None:
+    """Quiet past idle_after: the pong's check turns us idle and publishes it."""
+    clock = Clock()
+    p = client(clock=clock, heartbeat_interval=5.0)
+    joined(p, 0.0)
+    p.tick(5.0)
+    clock.now += 61.0
+    [mine, send] = p.pong(5.1)
+    assert mine == MyPresence({**p.presence.fields})
+    assert p.presence.fields["status"] == "idle"
+    assert send == SendMessages([Presence(ROOM, presence_of(p))])
+
+
+def test_an_oversize_op_fails_directly() -> None:
+    """An op over the relay's max_frame_size fails with too_large, rolled back; no Reject."""
+    p = client()
+    joined(p)
+    actions = p.submit(ROOM, [SetOp("k", value="x" * 200)], 1.0)
+    [sent] = [a for a in actions if isinstance(a, SendMessages)]
+    message = sent.messages[0]
+    assert not p.fits(message, 250)
+    assert p.fits(message, 100)
+    [changed, failed] = p.oversized(message, 250, 1.1)
+    assert isinstance(changed, Changed) and changed.after == {}
+    assert failed == Failed(
+        [],
+        [SetOp("k", value="x" * 200)],
+        "too_large",
+        "the op is 250 bytes encoded; the relay accepts at most 100",
+    )
+    assert p.rooms[ROOM].pending == []
+
+
+def test_a_divergence_aborts_for_a_resync_and_reconnects_whatever_the_code() -> None:
+    """Resync: abort the socket; the next close reconnects even with a final code."""
+    p = client()
+    joined(p)
+    assert p.receive(Broadcast(ROOM, 5, "peer", 1, [SetOp("k", value=1)]), 1.0) == [
+        Resync("gap: got version 5 at 0"),
+        Abort(AbortReason.RESYNC),
+    ]
+    assert isinstance(p.closed(CloseCode.KICKED, 1.1)[-1], ReconnectAfter)
+
+
+def test_close_is_final_and_idempotent() -> None:
+    """close(): a normal close frame, disconnected, closed; the socket's end is then ignored."""
+    p = client()
+    joined(p)
+    assert p.close(1.0) == [
+        Close(CloseCode.NORMAL, "client closed"),
+        StateChanged(Status.DISCONNECTED, {"code": 1000}),
+        StateChanged(Status.CLOSED),
+    ]
+    assert p.close(1.1) == []
+    assert p.closed(1000, 1.2) == []
+
+
+def test_illegal_transitions_raise_at_once() -> None:
+    """Local misuse (opened before connect, connect while connected) raises."""
+    p = client()
+    with pytest.raises(LocalProtocolError, match="opened"):
+        p.opened(0.0)
+    joined(p)
+    with pytest.raises(LocalProtocolError, match="connect"):
+        p.connect(1.0)
+    with pytest.raises(LocalProtocolError, match="token_refreshed"):
+        p.token_refreshed("x", 1.0)
