@@ -123,7 +123,7 @@ class RunnerBase(ABC, Generic[P]):
             # The room failed or stopped; its peers are being closed and will resume.
             command.member.command_done()
             return
-        if self._waiting and self._run_alone(command):
+        if self._waiting and not self._wake.is_set() and self._run_alone(command):
             return
         self._inbox.append(command)
         self._wake.set()
@@ -143,8 +143,9 @@ class RunnerBase(ABC, Generic[P]):
         sends (or hand both to something that will)."""
 
     def _run_alone(self, command: Command[P]) -> bool:
-        """``command`` arrives while the task waits: True if it was run at once (a round
-        of its own), False to queue it. Called only then, so a busy room pays nothing."""
+        """``command`` arrives while the task waits and nothing woke it yet: True if it
+        was run at once (a round of its own), False to queue it. Called only then, so a
+        busy room pays nothing."""
         return False
 
     def _new_hub(self, core: RoomCore) -> RoomHub[P]:
@@ -257,12 +258,6 @@ class RunnerBase(ABC, Generic[P]):
         await self._store.append(self.name, entries)
         self._metrics.commit_seconds.observe(time.perf_counter() - started)
         self._metrics.commit_entries.observe(len(entries))
-
-    def _snapshot_due(self, hub: RoomHub[P]) -> tuple[int, dict[str, Any], Any] | None:
-        """The room's snapshot if ``snapshot_every`` versions passed since the last."""
-        if hub.core.ops_since_snapshot >= self._settings.snapshot_every:
-            return hub.core.take_snapshot()
-        return None
 
     async def _save_snapshot(self, version: int, state: dict[str, Any], clock: Any) -> None:
         try:

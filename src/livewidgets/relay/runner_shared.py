@@ -131,9 +131,8 @@ class SharedRoomRunner(RunnerBase[P]):
         for command in batch:
             command.member.command_done()
         self._batch = []
-        snapshot = self._snapshot_due(hub)
-        if snapshot is not None:
-            await self._save_snapshot(*snapshot)
+        if hub.core.ops_since_snapshot >= self._settings.snapshot_every:
+            await self._save_snapshot(*hub.core.take_snapshot())
 
     async def _commit_round(self, hub: RoomHub[P], batch: list[Command[P]]) -> list[Send[P]]:
         """Handle and commit a round, redoing it if the append is refused; the round's
