@@ -245,3 +245,23 @@ async def test_a_joiner_on_a_shared_store_catches_up_on_committed_entries_only(
     assert a.received == [Ack("r", 1, 1)]
     await room.runner.stop()
     assert (a.done, b.done) == (2, 1)
+
+
+async def test_a_failed_catch_up_closes_the_commands_of_its_round_too(
+    redis_stores: tuple[DeafRedisStore, RedisStore],
+) -> None:
+    """A join from a client ahead of this relay makes the round catch up first; when
+    that read fails the room fails, and the joiner (not a member yet) is closed with
+    1011 and its command done, like the members."""
+    ours, _ = redis_stores
+    room = Room(ours)
+    a, b = Peer("a"), Peer("b")
+    room.runner.start()
+    await room.join(a)
+    await ours.close()
+    room.runner.put(JoinRoom(b, 5))
+    await b.until(lambda p: p.closed is not None)
+    assert a.closed == b.closed == CloseCode.INTERNAL_ERROR
+    assert b.received == [] and (a.done, b.done) == (1, 1)
+    await room.runner.stop()
+    assert room.exited == [room.runner]

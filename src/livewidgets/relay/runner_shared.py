@@ -118,10 +118,11 @@ class SharedRoomRunner(RunnerBase[P]):
     # --- rounds ------------------------------------------------------------------------
 
     async def _process(self, hub: RoomHub[P], batch: list[Command[P]]) -> None:
+        # From here on a failure closes the round's peers too (joiners are no members).
+        self._batch = batch
         if self._link is not None:
             self._link.share(hub)
         await self._catch_up(hub, batch)
-        self._batch = batch
         sends = await self._commit_round(hub, batch)
         batch = self._batch  # the round may have been cut before a join
         if hub.presence_waiting:
