@@ -154,11 +154,11 @@ class Send(Generic[M]):
     ``after_commit``: deliver it only once the entries of its round are durable, if
     the round accepted any (docs/protocol.md "Durability"). The hub sets it on the
     answer to a submission (ack, duplicate ack, reject): an ack promises its author
-    that the op survives a crash, and every answer names a version of the round's
-    history. Nothing else of a round needs to wait (a broadcast promises nothing),
-    except what follows an answer for the same member: the shell keeps each
-    member's order (relay.pipeline). A shared store commits a whole round before
-    delivering any of it, so there every send waits and the field is not read.
+    that the op survives a crash, and a duplicate ack or a reject may name an entry
+    of the same round. Nothing else of a round needs to wait (a broadcast promises
+    nothing), except what follows an answer for the same member: the shell keeps
+    each member's order (relay.pipeline). A shared store commits a whole round
+    before delivering any of it, so there every send waits and the field is not read.
     """
 
     to: tuple[M, ...]
