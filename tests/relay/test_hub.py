@@ -8,6 +8,7 @@ from typing import Any
 from livewidgets.protocol import (
     Ack,
     Broadcast,
+    DeleteOp,
     IncrementOp,
     Joined,
     PresenceUpdate,
@@ -15,7 +16,16 @@ from livewidgets.protocol import (
     SetOp,
     Snapshot,
 )
-from livewidgets.relay.hub import JoinRoom, LeaveRoom, RoomHub, Send, SetPresence, Submit
+from livewidgets.relay.hub import (
+    RESET_ORIGIN,
+    JoinRoom,
+    LeaveRoom,
+    ResetRoom,
+    RoomHub,
+    Send,
+    SetPresence,
+    Submit,
+)
 from livewidgets.relay.lineage import Lineage
 from livewidgets.relay.room import RoomCore, RoomRecord
 
@@ -45,11 +55,31 @@ def test_submit_acks_origin_broadcasts_others_and_queues_entry() -> None:
     h.flush_presence()
     sends = h.handle(Submit(a, 1, 0, (SetOp("k", value=1),)))
     assert sends == [
-        Send((a,), Ack("r", 1, 1)),
+        Send((a,), Ack("r", 1, 1), after_commit=True),
         Send((b, c), Broadcast("r", 1, "a", 1, [SetOp("k", value=1)])),
     ]
     assert [e.version for e in h.take_unsaved()] == [1]
     assert h.take_unsaved() == []
+
+
+def test_only_the_answers_to_submissions_wait_for_the_commit() -> None:
+    """Acks and rejects are marked after_commit (their author hears the outcome once it
+    is durable); presence, broadcasts and a reset's broadcast are not."""
+    h, a, b = hub(), Peer("a"), Peer("b")
+    h.handle(JoinRoom(a, None))
+    h.handle(JoinRoom(b, None))
+    h.handle(SetPresence(b, {"v": 1}))
+    op = SetOp("k", value="x")
+    assert h.handle(Submit(a, 1, 0, (op,))) == [
+        Send((a,), Ack("r", 1, 1), after_commit=True),
+        Send((a,), PresenceUpdate("r", {"b": {"v": 1, "user": ""}})),
+        Send((b,), Broadcast("r", 1, "a", 1, [op])),
+    ]
+    [reject] = h.handle(Submit(b, 1, 1, (IncrementOp("k"),)))
+    assert reject.to == (b,) and isinstance(reject.message, Reject) and reject.after_commit
+    assert h.handle(ResetRoom(b)) == [
+        Send((a, b), Broadcast("r", 2, RESET_ORIGIN, 2, [DeleteOp("k")]))
+    ]
 
 
 def test_duplicate_and_reject_answer_only_the_origin() -> None:
@@ -60,10 +90,11 @@ def test_duplicate_and_reject_answer_only_the_origin() -> None:
     h.handle(Submit(a, 1, 0, (SetOp("s", value="x"),)))
     h.take_unsaved()
     assert h.handle(Submit(a, 1, 0, (SetOp("s", value="x"),))) == [
-        Send((a,), Ack("r", 1, 1, duplicate=True))
+        Send((a,), Ack("r", 1, 1, duplicate=True), after_commit=True)
     ]
     sends = h.handle(Submit(a, 2, 1, (IncrementOp("s"),)))
     assert len(sends) == 1 and isinstance(sends[0].message, Reject)
+    assert sends[0].to == (a,) and sends[0].after_commit
     assert sends[0].message.code == "type_mismatch" and h.take_unsaved() == []
 
 

@@ -71,8 +71,9 @@ class Disk:
 def accepted(
     version: int, author: Peer, others: tuple[Peer, ...]
 ) -> tuple[list[Send[Peer]], list[LogEntry], list[Command[Peer]]]:
-    """One accepted op of ``author``: its ack, the broadcast to ``others``, its entry."""
-    sends = [Send((author,), Ack("r", version, version))]
+    """One accepted op of ``author``: its ack (waits for the commit, as the hub marks
+    it), the broadcast to ``others``, its entry."""
+    sends = [Send((author,), Ack("r", version, version), after_commit=True)]
     if others:
         sends.append(Send(others, Broadcast("r", version, author.client_id, version, [OP])))
     entry = LogEntry(version, author.client_id, version, (OP,))

@@ -236,7 +236,7 @@ def _deliver(sends: list[Send[Peer]]) -> None:
 
 
 class SimRelay:
-    """A relay's round logic (RoomRunner's, without asyncio) on a shared log."""
+    """A relay's round logic (SharedRoomRunner's, without asyncio) on a shared log."""
 
     def __init__(self, log: list[LogEntry], max_retries: int = 50) -> None:
         self.log = log

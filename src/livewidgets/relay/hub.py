@@ -3,8 +3,9 @@
 The hub turns commands (join, submit, presence, leave) into :class:`Send` actions:
 which message goes to which members, in which order. It never encodes, sends or
 stores anything. The asyncio shell (relay.runner) feeds it commands in arrival
-order, persists the entries it accepted (:meth:`RoomHub.take_unsaved`) and only
-then delivers the sends, in order (docs/protocol.md "Durability").
+order, persists the entries it accepted (:meth:`RoomHub.take_unsaved`) and delivers
+the sends in order, the ones marked :attr:`Send.after_commit` (the answers to
+submissions) only once those entries are durable (docs/protocol.md "Durability").
 
 Presence changes are coalesced: they collect until :meth:`RoomHub.flush_presence`
 (the shell calls it at most every ``presence_interval``) or until the next
@@ -148,10 +149,21 @@ Command = JoinRoom[M] | LeaveRoom[M] | Submit[M] | SetPresence[M] | ResetRoom[M]
 
 @dataclass(slots=True)
 class Send(Generic[M]):
-    """Deliver ``message`` to each of ``to`` (encoded once per codec by the shell)."""
+    """Deliver ``message`` to each of ``to`` (encoded once per codec by the shell).
+
+    ``after_commit``: deliver it only once the entries of its round are durable, if
+    the round accepted any (docs/protocol.md "Durability"). The hub sets it on the
+    answer to a submission (ack, duplicate ack, reject): an ack promises its author
+    that the op survives a crash, and a duplicate ack or a reject may name an entry
+    of the same round. Nothing else of a round needs to wait (a broadcast promises
+    nothing), except what follows an answer for the same member: the shell keeps
+    each member's order (relay.pipeline). A shared store commits a whole round
+    before delivering any of it, so there every send waits and the field is not read.
+    """
 
     to: tuple[M, ...]
     message: ServerMessage
+    after_commit: bool = False
 
 
 class RoomHub(Generic[M]):
@@ -196,7 +208,9 @@ class RoomHub(Generic[M]):
         }
 
     def handle(self, command: Command[M]) -> list[Send[M]]:
-        """Apply one command; return what to send, to be delivered once it is durable."""
+        """Apply one command; return what to send, in order. Persist the entries it
+        accepted (:meth:`take_unsaved`); the sends marked ``after_commit`` go out only
+        once they are durable."""
         return self._handlers[type(command)](command)
 
     def take_unsaved(self) -> list[LogEntry]:
@@ -473,7 +487,7 @@ class RoomHub(Generic[M]):
                 member.client_id, command.client_seq, command.base_version, command.ops
             )
         reply = _reply(self.name, command.client_seq, outcome)
-        sends = [Send((member,), reply)]
+        sends = [Send((member,), reply, after_commit=True)]
         if isinstance(outcome, Accepted):
             self._unsaved.append(outcome.entry)
             sends.extend(self.flush_presence())

@@ -1,12 +1,13 @@
 """Group commit with one commit in flight, for single-relay stores (memory, SQLite).
 
 The room runner hands each round to :meth:`CommitPipeline.add`. The round's messages
-for members with nothing waiting go out at once; the ones for its authors (acks,
-rejects) and for members that still wait for an earlier commit go out after the
-round's commit. While one commit runs, later rounds are sequenced and delivered the
-same way and their entries gather for the next commit (group commit). So a slow or
-stalled disk delays the acks it is writing, and what follows them for the same
-members, never the rest of the room's view of it.
+for members with nothing waiting go out at once; the ones for members the hub
+answered (the sends it marked :attr:`~.hub.Send.after_commit`: acks, rejects) and
+for members that still wait for an earlier commit go out after the round's commit.
+While one commit runs, later rounds are sequenced and delivered the same way and
+their entries gather for the next commit (group commit). So a slow or stalled disk
+delays the acks it is writing, and what follows them for the same members, never
+the rest of the room's view of it.
 
 Order per member: once a member has messages waiting for a commit, its later
 messages wait behind them, and commits are delivered in the order they ran.
@@ -19,7 +20,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
-from .fanout import Encoded, Peer, answered, deliver, split
+from .fanout import Encoded, Peer, deliver, split
 from .hub import Command, Send
 from .room import LogEntry
 
@@ -71,13 +72,17 @@ class CommitPipeline(Generic[P]):
         self, sends: list[Send[P]], entries: list[LogEntry], commands: list[Command[P]]
     ) -> None:
         """One round: ``sends`` in order, the ``entries`` it accepted, its ``commands``
-        (each told :meth:`~.hub.Member.command_done` once the round is delivered)."""
+        (each told :meth:`~.fanout.Peer.command_done` once the round is delivered).
+
+        A member with a send marked ``after_commit`` in a round that accepted entries
+        gets all of that round after its commit, as does a member still waiting for an
+        earlier commit: each member's messages stay in order."""
         # New sets only when something waits (usually nothing does).
         hold = self._building.waiting
         if self._committing is not None and self._committing.waiting:
             hold = hold | self._committing.waiting
         if entries:
-            hold = hold | answered(sends)
+            hold = hold | {peer for send in sends if send.after_commit for peer in send.to}
         encoded: Encoded = {}
         now, later = split(sends, hold)
         deliver(now, encoded)

@@ -5,7 +5,8 @@ Layout (each piece is small and has one job):
 * :class:`Relay` (here) - configuration, lifecycle (start/stop), the room table and
   the client_id registry;
 * :mod:`.connection` - one WebSocket: hello, frame dispatch, bounded send queue;
-* :mod:`.runner` - one task per room: ordering, group commit, fan-out, snapshots;
+* :mod:`.runner` - one task per room: ordering, commit, fan-out, snapshots (one
+  runner kind for a store of this relay's own, one for a shared store);
 * :mod:`.hub` / :mod:`.room` - pure routing and sequencing;
 * :mod:`.http` - ``/healthz`` and ``/metrics`` on the same port;
 * :mod:`.policy` - the auth/limits seam; :mod:`.store` - durability.
@@ -36,7 +37,7 @@ from .http import HttpEndpoints
 from .metrics import RelayMetrics
 from .policy import AllowAll, Policy
 from .room import DEFAULT_MAX_STATE_BYTES
-from .runner import RoomRunner
+from .runner import RoomRunner, RoomSettings, room_runner
 from .store import Store, open_store
 
 __all__ = ["SERVER_NAME", "Relay"]
@@ -271,16 +272,19 @@ class Relay:
     def room(self, name: str) -> RoomRunner[Connection]:
         runner = self._rooms.get(name)
         if runner is None:
-            runner = RoomRunner[Connection](
-                name,
-                self.store,
+            settings = RoomSettings(
                 snapshot_every=self.snapshot_every,
                 max_delta=self.max_delta,
+                presence_interval=self.presence_interval,
+                max_state_bytes=self.max_state_bytes,
+            )
+            runner = room_runner(
+                name,
+                self.store,
+                settings,
                 metrics=self._metrics,
                 on_exit=self._room_exited,
                 logger=self._logger,
-                presence_interval=self.presence_interval,
-                max_state_bytes=self.max_state_bytes,
             )
             self._rooms[name] = runner
             self._metrics.rooms.inc()
