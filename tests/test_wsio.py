@@ -106,3 +106,22 @@ async def test_a_full_write_buffer_is_not_writable(pair: Pair) -> None:
     server, _ = pair
     assert wsio.writable(server, limit=0)
     assert not wsio.write_frames(server, data_frame(b"x", binary=False), limit=-1)
+
+
+async def test_closed_by_peer_tells_who_sent_the_close_frame(pair: Pair) -> None:
+    """After a close handshake the peer started, closed_by_peer is true on this side."""
+    server, client = pair
+    await server.close(1001, "going away")
+    await client.wait_closed()
+    assert wsio.closed_by_peer(client)
+    assert client.close_code == 1001
+
+
+async def test_abort_drops_the_socket_without_a_handshake(pair: Pair) -> None:
+    """abort: the connection ends at once, and no close frame reached the peer."""
+    server, client = pair
+    wsio.abort(client)
+    await server.wait_closed()
+    await client.wait_closed()
+    assert not wsio.closed_by_peer(server)
+    assert server.close_code == 1006

@@ -21,8 +21,10 @@ its turn. A direct write is safe when (:func:`writable`):
 * the transport's write buffer holds at most ``limit`` bytes: above it the peer is
   not keeping up, and the caller's bounded queue, not the kernel buffer, must grow.
 
-Private attributes relied on (verified with websockets 17.4, locked in uv.lock for
-Python >= 3.11; 16.1.1, locked for 3.10, was not run when this was written).
+Private attributes relied on (verified with websockets 17.4, the version uv.lock pins for
+Python >= 3.11, and with 16.0, the lowest that pyproject.toml allows: ``send_in_progress``
+first appears in 16.0, hence ``websockets>=16,<18``; ``scripts/test.sh --lowest`` and
+``--latest`` run tests/test_wsio.py at both ends of that range).
 tests/test_wsio.py checks each one against a real connection, so an upgrade that
 changes them fails a test rather than production:
 
@@ -34,10 +36,10 @@ attribute               type                                        used by
 ``ws.send_in_progress`` ``asyncio.Future[None] | None``             writable
 ``ws.transport``        ``asyncio.Transport``                       write, buffer
 ``ws.send_data()``      flushes ``protocol.data_to_send()``         write_message
+``ws.protocol.close_rcvd``  ``websockets.frames.Close | None``      closed_by_peer
+``ws.transport.abort()``  drops the socket without a closing handshake  abort
 ======================  =========================================  =============
 
-``send_in_progress`` was a bool in the first asyncio implementation (websockets 13):
-the check below reads its truth value, right for both shapes.
 """
 
 from __future__ import annotations
@@ -45,7 +47,14 @@ from __future__ import annotations
 from websockets.asyncio.connection import Connection
 from websockets.protocol import State
 
-__all__ = ["DIRECT_WRITE_LIMIT", "writable", "write_frames", "write_message"]
+__all__ = [
+    "DIRECT_WRITE_LIMIT",
+    "abort",
+    "closed_by_peer",
+    "writable",
+    "write_frames",
+    "write_message",
+]
 
 # Below this many bytes waiting in the socket, frames are written at once (no task hop).
 DIRECT_WRITE_LIMIT = 64 * 1024
@@ -97,3 +106,17 @@ def write_message(
         ws.protocol.send_text(data)
     ws.send_data()
     return True
+
+
+def closed_by_peer(ws: Connection) -> bool:
+    """Whether the peer sent a close frame (else the connection was lost or closed by us).
+
+    Call it once the connection is closed (after ``wait_closed``).
+    """
+    return ws.protocol.close_rcvd is not None
+
+
+def abort(ws: Connection) -> None:
+    """Drop the socket at once, with no closing handshake: for a peer that stopped
+    answering (a handshake would wait for it) or after a bug in our own handler."""
+    ws.transport.abort()

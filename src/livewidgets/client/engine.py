@@ -29,9 +29,9 @@ from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
-from websockets.protocol import State
 from websockets.typing import Subprotocol
 
+from .. import wsio
 from ..errors import AuthExpired, JoinRefused, SessionClosed
 from ..protocol import JSON_SUBPROTOCOL, MSGPACK_SUBPROTOCOL, CloseCode, FrameError, client_codec
 from ..protocol.codec import Codec
@@ -49,8 +49,6 @@ __all__ = ["Engine", "EngineConfig"]
 
 log = logging.getLogger("livewidgets.client")
 
-# Below this many bytes waiting in the socket, frames are written at once (no task hop).
-_DIRECT_WRITE_LIMIT = 64 * 1024
 
 # The protocol states in which the relay has welcomed this connection.
 _WELCOMED = frozenset(
@@ -340,7 +338,7 @@ class Engine:
             pass
         except Exception:  # a bug here must not end syncing: log it, reconnect
             log.exception("[livewidgets] connection failed unexpectedly")
-            ws.transport.abort()
+            wsio.abort(ws)
         finally:
             self._live = None
             writer.cancel()
@@ -349,7 +347,7 @@ class Engine:
         await ws.wait_closed()
         self._ws = None
         self.metrics.went_down(time.monotonic())
-        code, by_peer = ws.close_code, ws.protocol.close_rcvd is not None
+        code, by_peer = ws.close_code, wsio.closed_by_peer(ws)
         self._feed(lambda now: self.protocol.closed(code, now, by_peer=by_peer))
 
     def _on_frame(self, frame: bytes | str) -> None:
@@ -396,25 +394,16 @@ class Engine:
         ws, codec = self._live, self._codec
         if ws is None or codec is None or self._writing:
             return
-        transport = ws.transport
         # Also keeps this loop the only writer if a rollback below (_too_large
         # dispatches events) queues more frames and re-enters through the hand-off.
         self._writing = True
         try:
-            while self._outbox and ws.protocol.state is State.OPEN:
-                if ws.send_in_progress is not None:
-                    return
-                if transport.get_write_buffer_size() > _DIRECT_WRITE_LIMIT:
-                    return
+            while self._outbox and wsio.writable(ws):  # checked before popping: nothing lost
                 message = self._outbox.popleft()
                 data = codec.encode(message)
                 if self._too_large(message, data):
                     continue
-                if codec.binary:
-                    ws.protocol.send_binary(data)
-                else:
-                    ws.protocol.send_text(data)
-                ws.send_data()
+                wsio.write_message(ws, data, binary=codec.binary)
                 self.metrics.sent(data)
         finally:
             self._writing = False
@@ -623,7 +612,7 @@ class Engine:
             )
         ws = self._ws
         if ws is not None:
-            self._call_in_loop(ws.transport.abort)
+            self._call_in_loop(lambda: wsio.abort(ws))
 
     def _on_ping(self, action: lifecycle.Ping) -> None:
         ws = self._live
