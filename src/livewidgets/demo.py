@@ -5,7 +5,7 @@ What it does, in order:
 1. Checks that the Jupyter side is installed (JupyterLab, ipywidgets, anywidget,
    ipykernel); if not, prints one line saying ``pip install "livewidgets[demo]"`` and
    exits with status 2.
-2. Finds or starts this user's local relay (:func:`livewidgets.jupyter.local_relay.ensure_relay`)
+2. Finds or starts this user's local relay (:func:`livewidgets.local_relay.ensure_relay`)
    so the first ``%livewidgets connect`` in a notebook is instant. The kernels find
    the same relay themselves (or use ``$LIVEWIDGETS_URL`` if you set it).
 3. Picks the notebook directory: ``--dir PATH`` (the examples are copied into it,
@@ -143,7 +143,7 @@ def missing_requirements() -> list[str]:
 
 
 def _run(port: int | None, notebook_dir: Path | None, open_browser: bool) -> int:
-    from .jupyter import local_relay
+    from . import local_relay
 
     try:
         relay = local_relay.ensure_relay()
@@ -200,7 +200,7 @@ def prepare_notebooks(notebook_dir: Path | None) -> Path:
     if notebook_dir is None:
         if source is not None and os.access(source, os.W_OK):
             return source
-        from .jupyter.local_relay import data_dir
+        from .local_relay import data_dir
 
         notebook_dir = data_dir() / "livewidgets-demo"
     notebook_dir = notebook_dir.expanduser().resolve()

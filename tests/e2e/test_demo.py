@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from livewidgets.jupyter import local_relay
+from livewidgets import local_relay
 
 from .helpers import CHROMIUM, TIMEOUT, isolated_jupyter_env, open_url, screenshot, wait_for
 

@@ -19,9 +19,10 @@ from IPython.core.error import UsageError
 from IPython.core.events import EventManager, available_events
 
 import livewidgets
+from livewidgets import local_relay
 from livewidgets.auth import verify_token
 from livewidgets.client import Session
-from livewidgets.jupyter import extension, local_relay, share
+from livewidgets.jupyter import extension, share
 
 Connect = Callable[..., Session]
 Wait = Callable[..., Any]

@@ -30,10 +30,11 @@ from websockets.sync.client import connect as ws_connect
 from websockets.typing import Origin, Subprotocol
 
 import livewidgets
+from livewidgets import local_relay
 from livewidgets.auth import Role, issue_token, relay_proof, verify_token
 from livewidgets.client import Session
 from livewidgets.errors import JoinRefused, OpRejected
-from livewidgets.jupyter import extension, local_relay
+from livewidgets.jupyter import extension
 from livewidgets.protocol import JSON_SUBPROTOCOL, PROTOCOL_VERSION, Error, Hello, Welcome
 from livewidgets.protocol.codec import client_codec, server_codec
 from livewidgets.relay.security import SecurityPolicy

@@ -80,7 +80,7 @@ class EngineConfig:
     token_refresh: Callable[[], str | None] | None = None
     # Check that the relay is the one we mean: called with our hello.nonce and its
     # welcome.proof; False ends the connection (retried with backoff). Set for the
-    # local relay, whose secret the client knows (jupyter.local_relay.credentials).
+    # local relay, whose secret the client knows (livewidgets.local_relay.credentials).
     verify_relay: Callable[[str, str | None], bool] | None = None
     # Presence: at most this many updates per second (the latest always goes out),
     # and "idle" after this many seconds without local activity.

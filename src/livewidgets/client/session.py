@@ -11,12 +11,13 @@ import contextlib
 import threading
 import uuid
 from collections.abc import Callable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import urlsplit
 
 import msgspec
 
 from ..errors import JoinRefused, SessionClosed
+from ..local_relay import LocalCredentials, credentials
 from ..state.ops import (
     DeleteOp,
     IncrementOp,
@@ -34,9 +35,6 @@ from .ack import Ack
 from .core import Priority
 from .engine import Engine, EngineConfig
 from .text import SharedText
-
-if TYPE_CHECKING:
-    from ..jupyter.local_relay import LocalCredentials
 
 __all__ = ["AsyncSession", "Session", "SessionAPI", "connect", "connect_async"]
 
@@ -384,16 +382,12 @@ def _engine(
 def _local_relay_credentials(url: str, room: str, user: str | None) -> LocalCredentials | None:
     """This user's local relay (``%livewidgets connect`` without a URL) admits tokens
     only: mint one (and its renewal) from the secret in its runtime file, as
-    ``livewidgets.jupyter.local_relay.credentials`` does; None for any other relay."""
+    ``livewidgets.local_relay.credentials`` does; None for any other relay."""
     try:
         host = urlsplit(url).hostname
     except ValueError:
         return None
     if host not in ("127.0.0.1", "localhost", "::1"):
-        return None
-    try:
-        from ..jupyter.local_relay import credentials
-    except ImportError:  # pragma: no cover - the Jupyter layer's imports are missing
         return None
     return credentials(url, room, user or None)
 

@@ -9,7 +9,7 @@
     %livewidgets relay start|stop|status
 
 ``connect`` without URL uses ``$LIVEWIDGETS_URL``, else the local relay of this
-user on this machine (started if none runs, see :mod:`.local_relay`). The room
+user on this machine (started if none runs, see :mod:`livewidgets.local_relay`). The room
 defaults to ``$LIVEWIDGETS_ROOM`` or ``"default"``, the user to
 ``$JUPYTERHUB_USER`` or the OS user, the token to ``--token``, else (the local
 relay) one minted from the local relay's secret for this user and room and renewed
@@ -36,10 +36,10 @@ import shlex
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
+from .. import identity, local_relay
 from ..client.session import Session
 from ..client.session import connect as _connect_session
 from ..errors import SessionClosed
-from . import identity, local_relay
 from .runtime import set_current_session
 from .share import bindings, rebind
 

@@ -68,7 +68,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO, NamedTuple
 from urllib.parse import urlsplit
 
 if TYPE_CHECKING:
-    from ..auth import Role
+    from .auth import Role
 
 __all__ = [
     "RUNTIME_FILE",
@@ -266,7 +266,7 @@ def issue_local_token(
 ) -> str:
     """A token for the local relay ``info`` describes, signed with its secret (valid
     ``ttl`` seconds, default :data:`TOKEN_TTL`)."""
-    from ..auth import issue_token  # PyJWT: imported when needed, not at %load_ext
+    from .auth import issue_token  # PyJWT: imported when needed, not at %load_ext
 
     if not info.secret:
         raise LocalRelayError(f"the local relay {info.url} has no secret (restart it)")
@@ -317,7 +317,7 @@ def credentials(url: str, room: str, user: str | None = None) -> LocalCredential
         return issue_local_token(current, user=user, room=room)
 
     def verify_relay(nonce: str, proof: str | None) -> bool:
-        from ..auth import verify_relay_proof
+        from .auth import verify_relay_proof
 
         # Whoever answers on ``url`` must hold the secret of the relay the runtime file
         # describes there (a relay restarted at the same address has a new one).
@@ -374,7 +374,7 @@ def _start(deadline: float) -> RelayInfo:
     store = f"sqlite:///{store_path}"
     log_path = runtime_dir() / LOG_FILE
     _private_store(store_path)
-    from ..relay.security import LOOPBACK_HOSTS, LOOPBACK_ORIGINS
+    from .relay.security import LOOPBACK_HOSTS, LOOPBACK_ORIGINS
 
     secret = secrets.token_urlsafe(32)
     allowlists = [arg for origin in LOOPBACK_ORIGINS for arg in ("--allow-origin", origin)]
@@ -411,7 +411,7 @@ def _start(deadline: float) -> RelayInfo:
         )
     _children[proc.pid] = proc
     url = _wait_listening(proc, log_path, deadline)
-    from .. import __version__
+    from . import __version__
 
     return RelayInfo(
         url=url,
