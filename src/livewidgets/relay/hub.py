@@ -2,9 +2,10 @@
 
 The hub turns commands (join, submit, presence, leave) into :class:`Send` actions:
 which message goes to which members, in which order. It never encodes, sends or
-stores anything. The asyncio shell (relay.runner) feeds it commands in arrival
-order, persists the entries it accepted (:meth:`RoomHub.take_unsaved`) and delivers
-the sends in order, the ones marked :attr:`Send.after_commit` (the answers to
+stores anything. The asyncio shells (relay.runner_local, relay.runner_shared) feed
+it commands in arrival order, persist the entries it accepted
+(:meth:`RoomHub.take_unsaved`) and deliver the sends in order, the ones marked
+:attr:`Send.after_commit` (the answers to
 submissions) only once those entries are durable (docs/protocol.md "Durability").
 
 Presence changes are coalesced: they collect until :meth:`RoomHub.flush_presence`

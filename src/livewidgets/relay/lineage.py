@@ -3,7 +3,7 @@
 A version number alone does not identify a room state. A single-relay room
 (memory or SQLite store) sends an op to the members that did not make it *while*
 the op is being committed, and acks the op's author after the commit
-(relay.runner). If the relay dies in between, the members saw versions the store
+(relay.runner_local). If the relay dies in between, the members saw versions the store
 never recorded; after the restart other ops take those numbers. A client that
 resumed "since version 41" could then skip the new 41 and keep a 41 nobody else has.
 

@@ -377,6 +377,6 @@ def _claims(claims: TokenClaims) -> dict[str, Any]:
         "role": claims.role.value,
         "expires_at": claims.expires_at,
         "token_id": claims.token_id,
-        # Namespace for this user's client ids (see Connection._handshake).
+        # Namespace for this user's client ids (relay.session scopes client_ids by it).
         "client_scope": hashlib.sha256(claims.user.encode()).hexdigest()[:12],
     }

@@ -6,7 +6,7 @@ subtree with the old one (path copying). That makes a batch atomic for free
 (discard the new root on error), rebase cheap (replay pending ops over the
 confirmed root) and change detection exact (an unchanged subtree keeps its identity).
 
-Semantics (docs/protocol.md "Operations", ../DESIGN.md):
+Semantics (docs/protocol.md "Operations"):
 
 =========  =====================================================================
 set        replace the value at path, creating missing parent mappings

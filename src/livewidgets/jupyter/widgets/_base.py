@@ -1,6 +1,6 @@
 """What every shared widget has: a session, owned subscriptions, echo-free trait updates.
 
-Thread model (../../../DESIGN.md "Jupyter"): session callbacks arrive on the
+Thread model (the engine runs on its own thread): session callbacks arrive on the
 engine's I/O thread, front-end messages on the kernel's main thread, and user code
 may call widget methods from anywhere. Each widget serialises its own state with
 ``_lock``. A trait set because the *session* changed runs inside

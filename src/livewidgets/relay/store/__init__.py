@@ -16,7 +16,7 @@ can implement it without touching the room core:
   dedupe updates derived from them are committed in one transaction.
 * A shared store also implements :class:`WatchableStore`: ``watch`` tells a relay
   when another one moved a room's head, so it can read the new entries
-  (``read_log``) and broadcast them to its own clients (relay.runner). Single-relay
+  (``read_log``) and broadcast them to its own clients (relay.runner_shared). Single-relay
   stores (memory, SQLite) do not: nobody else writes their rooms.
 * A shared store may also carry presence between relays (:class:`PresenceBus`:
   Redis): each relay publishes its members' presence changes, a full table as a
