@@ -121,8 +121,10 @@ class Codec(Generic[M]):
     def _explain(self, frame: bytes | str, detail: str) -> FrameError:
         try:
             raw = self._decode_any(frame)
-        except (msgspec.DecodeError, UnicodeError, RecursionError) as exc:
+        except (msgspec.DecodeError, UnicodeError, RecursionError, TypeError) as exc:
             # Typed decoding stops at the first bad field; untyped sees the whole frame.
+            # TypeError: msgspec < 0.22 raises it for a map keyed by an ext value (later
+            # versions call that a DecodeError); it is the peer's malformed frame either way.
             return FrameError(ErrorCode.BAD_FRAME, f"malformed frame: {exc}")
         kind = raw.get("type") if isinstance(raw, dict) else None
         if not isinstance(kind, str):
