@@ -19,7 +19,7 @@ from livewidgets.client.core import (
 )
 from livewidgets.client.events import Subscriptions
 from livewidgets.protocol import (
-    Ack,
+    AckMessage,
     Batch,
     Broadcast,
     Error,
@@ -62,8 +62,8 @@ def remote(version: int, *ops: Op, origin: str = "other", seq: int = 1) -> Broad
     return Broadcast(room=ROOM, version=version, origin=origin, client_seq=seq, ops=list(ops))
 
 
-def ack(seq: int, version: int, duplicate: bool = False) -> Ack:
-    return Ack(room=ROOM, client_seq=seq, version=version, duplicate=duplicate)
+def ack(seq: int, version: int, duplicate: bool = False) -> AckMessage:
+    return AckMessage(room=ROOM, client_seq=seq, version=version, duplicate=duplicate)
 
 
 def text(path: str, before: str, index: int, insert: str) -> TextOp:

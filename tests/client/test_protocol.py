@@ -38,7 +38,7 @@ from livewidgets.client.protocol import (
 )
 from livewidgets.protocol import (
     PROTOCOL_VERSION,
-    Ack,
+    AckMessage,
     Admin,
     Broadcast,
     CloseCode,
@@ -47,7 +47,7 @@ from livewidgets.protocol import (
     Join,
     Joined,
     OpMessage,
-    Presence,
+    PresenceMessage,
     SetOp,
     Snapshot,
     Welcome,
@@ -327,7 +327,7 @@ def test_late_acks_are_resent_on_tick() -> None:
     assert p.next_deadline() == 4.0
     op = OpMessage(ROOM, 1, 0, SetOp("k", value=1))
     assert p.tick(4.1) == [SendMessages([op], resends=1)]
-    assert p.receive(Ack(ROOM, 1, 1), 4.2) == [Acked([], 1)]
+    assert p.receive(AckMessage(ROOM, 1, 1), 4.2) == [Acked([], 1)]
 
 
 def test_presence_is_throttled_latest_wins() -> None:
@@ -338,7 +338,7 @@ def test_presence_is_throttled_latest_wins() -> None:
     assert p.update_presence({"x": 1}, 0.1) == [MyPresence(dict(p.presence.fields))]
     assert p.update_presence({"x": 2}, 0.2) == [MyPresence(dict(p.presence.fields))]
     assert p.next_deadline() == 0.5
-    assert p.tick(0.5) == [SendMessages([Presence(ROOM, presence_of(p))])]
+    assert p.tick(0.5) == [SendMessages([PresenceMessage(ROOM, presence_of(p))])]
     assert p.presence.fields["x"] == 2
 
 
@@ -352,7 +352,7 @@ def test_presence_goes_idle_on_a_heartbeat() -> None:
     [mine, send] = p.pong(5.1)
     assert mine == MyPresence({**p.presence.fields})
     assert p.presence.fields["status"] == "idle"
-    assert send == SendMessages([Presence(ROOM, presence_of(p))])
+    assert send == SendMessages([PresenceMessage(ROOM, presence_of(p))])
 
 
 def test_an_oversize_op_fails_directly() -> None:

@@ -17,7 +17,7 @@ import pytest
 
 import livewidgets.asyncio as lw
 from livewidgets.client import AsyncSession, ConflictError
-from livewidgets.client.text import SharedText
+from livewidgets.client.text import TextHandle
 from livewidgets.relay import Relay
 from livewidgets.state import text as text_ot
 
@@ -56,7 +56,7 @@ async def connect(relay: Relay) -> AsyncIterator[Connect]:
 class Recorder:
     """Collects ``(value, delta)`` from ``SharedText.subscribe`` and checks each delta."""
 
-    def __init__(self, text: SharedText) -> None:
+    def __init__(self, text: TextHandle) -> None:
         self.previous = text.value
         self.calls: list[tuple[str, list[int | str] | None]] = []
         self.bad: list[str] = []
@@ -231,7 +231,7 @@ async def test_set_beats_a_concurrent_edit_of_the_old_text(connect: Connect) -> 
 # --- remote cursors ------------------------------------------------------------------
 
 
-def selected(text: SharedText, cursor: dict[str, Any]) -> str:
+def selected(text: TextHandle, cursor: dict[str, Any]) -> str:
     """The characters between a cursor's anchor and head (UTF-16 offsets)."""
     value = text.value
     start, end = sorted((cursor["anchor"], cursor["head"]))

@@ -14,7 +14,7 @@ from livewidgets.protocol import (
     JSON_SUBPROTOCOL,
     MSGPACK_SUBPROTOCOL,
     SUBPROTOCOLS,
-    Ack,
+    AckMessage,
     Admin,
     Batch,
     Broadcast,
@@ -27,7 +27,7 @@ from livewidgets.protocol import (
     Joined,
     Leave,
     OpMessage,
-    Presence,
+    PresenceMessage,
     PresenceUpdate,
     Reject,
     ServerMessage,
@@ -74,7 +74,7 @@ CLIENT_MESSAGES: list[Any] = [
     Leave(room="r"),
     *[OpMessage(room="r", client_seq=i + 1, base_version=i, op=op) for i, op in enumerate(ALL_OPS)],
     Batch(room="r", client_seq=99, base_version=5, ops=ALL_OPS),
-    Presence(room="r", state={"cursor": {"anchor": 1, "head": 4}}),
+    PresenceMessage(room="r", state={"cursor": {"anchor": 1, "head": 4}}),
     Admin(room="r", action="reset"),
     Admin(room="r", action="kick", client_id="c-2"),
 ]
@@ -87,8 +87,8 @@ SERVER_MESSAGES: list[Any] = [
     Broadcast(room="r", version=4, origin="c-2", client_seq=3, ops=ALL_OPS),
     Joined(room="r", version=4, mode="delta", epoch="Zm9yaw-1"),
     Joined(room="r", version=4, mode="snapshot", presence={"c-2": {"user": "grace"}}),
-    Ack(room="r", client_seq=3, version=4),
-    Ack(room="r", client_seq=3, version=4, duplicate=True),
+    AckMessage(room="r", client_seq=3, version=4),
+    AckMessage(room="r", client_seq=3, version=4, duplicate=True),
     Reject(room="r", client_seq=3, code="type_mismatch", message="no", path="a"),
     Reject(
         room="r",
@@ -176,7 +176,7 @@ def test_no_subprotocol_means_json() -> None:
 
 def test_defaults_are_left_out_on_the_wire() -> None:
     """Fields equal to their default are omitted (canonical, compact frames)."""
-    assert json.loads(JSON_CLIENT.encode(Ack(room="r", client_seq=1, version=2))) == {
+    assert json.loads(JSON_CLIENT.encode(AckMessage(room="r", client_seq=1, version=2))) == {
         "type": "ack",
         "room": "r",
         "client_seq": 1,

@@ -17,7 +17,7 @@ from websockets.typing import Subprotocol
 from livewidgets.protocol import (
     JSON_SUBPROTOCOL,
     PROTOCOL_VERSION,
-    Ack,
+    AckMessage,
     Batch,
     Broadcast,
     Hello,
@@ -137,8 +137,8 @@ class RawClient:
     async def batch(self, room: str, seq: int, ops: list[Op], base: int = 0) -> None:
         await self.send(Batch(room, seq, base, ops))
 
-    async def ack(self, timeout: float = TIMEOUT) -> Ack:
-        return await self.expect(Ack, timeout)
+    async def ack(self, timeout: float = TIMEOUT) -> AckMessage:
+        return await self.expect(AckMessage, timeout)
 
     async def closed(self, timeout: float = TIMEOUT) -> int | None:
         """Read (and drop) messages until the connection closes; the close code."""

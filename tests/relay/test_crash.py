@@ -26,7 +26,7 @@ from pathlib import Path
 import pytest
 from websockets.exceptions import ConnectionClosed
 
-from livewidgets.protocol import Ack, Broadcast, PushOp, Snapshot
+from livewidgets.protocol import AckMessage, Broadcast, PushOp, Snapshot
 
 from .helpers import TIMEOUT, RawClient
 
@@ -107,7 +107,7 @@ async def pump(client: RawClient, progress: Progress, base: int, new_ops: int) -
     async def read_acks() -> None:
         while progress.acked < target:
             message = await client.recv()
-            if isinstance(message, Ack):
+            if isinstance(message, AckMessage):
                 # Exactly once, in order, no gaps: the only writer's seq s is version s.
                 assert (message.client_seq, message.version) == (progress.acked + 1,) * 2
                 progress.acked = message.client_seq

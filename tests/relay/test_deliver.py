@@ -7,9 +7,9 @@ from dataclasses import dataclass
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from livewidgets.protocol import Ack, Broadcast, PresenceUpdate, Reject
+from livewidgets.protocol import AckMessage, Broadcast, PresenceUpdate, Reject
 from livewidgets.relay.fanout import answered, split
-from livewidgets.relay.hub import Send
+from livewidgets.relay.hub import Delivery
 
 
 @dataclass(eq=False)
@@ -20,7 +20,7 @@ class Peer:
 PEERS = [Peer(name) for name in "abcde"]
 MESSAGES = st.sampled_from(
     [
-        Ack("r", 1, 1),
+        AckMessage("r", 1, 1),
         Reject("r", 2, "conflict", "changed"),
         Broadcast("r", 1, "a", 1, []),
         PresenceUpdate("r", {"a": None}),
@@ -28,7 +28,7 @@ MESSAGES = st.sampled_from(
 )
 SENDS = st.lists(
     st.builds(
-        Send,
+        Delivery,
         st.lists(st.sampled_from(PEERS), min_size=1, max_size=5, unique=True).map(tuple),
         MESSAGES,
     ),
@@ -36,7 +36,7 @@ SENDS = st.lists(
 )
 
 
-def _per_peer(sends: list[Send[Peer]]) -> dict[str, list[object]]:
+def _per_peer(sends: list[Delivery[Peer]]) -> dict[str, list[object]]:
     received: dict[str, list[object]] = {}
     for send in sends:
         for peer in send.to:
@@ -46,9 +46,11 @@ def _per_peer(sends: list[Send[Peer]]) -> dict[str, list[object]]:
 
 @settings(max_examples=300, deadline=None, database=None)
 @given(SENDS)
-def test_each_peer_gets_all_its_messages_on_one_side_in_order(sends: list[Send[Peer]]) -> None:
+def test_each_peer_gets_all_its_messages_on_one_side_in_order(sends: list[Delivery[Peer]]) -> None:
     authors = answered(sends)
-    assert authors == {p for s in sends if isinstance(s.message, (Ack, Reject)) for p in s.to}
+    assert authors == {
+        p for s in sends if isinstance(s.message, (AckMessage, Reject)) for p in s.to
+    }
     early, late = split(sends, authors)
     wanted = _per_peer(sends)
     before, after = _per_peer(early), _per_peer(late)
@@ -58,5 +60,5 @@ def test_each_peer_gets_all_its_messages_on_one_side_in_order(sends: list[Send[P
 
 
 def test_a_round_without_answers_goes_out_whole() -> None:
-    sends = [Send((PEERS[0], PEERS[1]), Broadcast("r", 1, "c", 1, []))]
+    sends = [Delivery((PEERS[0], PEERS[1]), Broadcast("r", 1, "c", 1, []))]
     assert split(sends, answered(sends)) == (sends, [])

@@ -14,13 +14,13 @@ from livewidgets.protocol import (
     JSON_SUBPROTOCOL,
     MSGPACK_SUBPROTOCOL,
     PROTOCOL_VERSION,
-    Ack,
+    AckMessage,
     Error,
     Hello,
     IncrementOp,
     Join,
     Leave,
-    Presence,
+    PresenceMessage,
     Reject,
     SetOp,
     Welcome,
@@ -68,7 +68,7 @@ async def assert_still_works(client: RawClient, relay: Relay, seq: int = 1) -> N
     """The connection still serves ops, and the refused frames left the room untouched."""
     await client.op("r", seq, IncrementOp("ok"))
     ack = await client.ack()
-    assert ack == Ack("r", seq, 1)
+    assert ack == AckMessage("r", seq, 1)
     async with await RawClient.connect(relay.url) as fresh:
         before, _ = await fresh.join("r")
         assert snapshot_in(before).state == {"ok": 1}
@@ -146,7 +146,7 @@ async def test_messages_for_a_room_not_joined(relay: Relay, kind: str) -> None:
     client = await joined_client(relay)
     frames = {
         "op": lambda: client.op("elsewhere", 1, SetOp("k", value=1)),
-        "presence": lambda: client.send(Presence("elsewhere", {"x": 1})),
+        "presence": lambda: client.send(PresenceMessage("elsewhere", {"x": 1})),
         "leave": lambda: client.send(Leave("elsewhere")),
     }
     await frames[kind]()
@@ -229,7 +229,7 @@ async def test_unexpected_exception_answers_internal(
 
     client = await joined_client(relay)
     monkeypatch.setattr(relay.policy, "on_presence", broken)
-    await client.send(Presence("r", {"x": 1}))
+    await client.send(PresenceMessage("r", {"x": 1}))
     error = await client.expect(Error)
     assert (error.code, error.ref) == ("internal", "presence")
     assert "policy exploded" not in error.message and "policy exploded" in caplog.text

@@ -13,11 +13,11 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 
 from livewidgets.protocol import (
-    Ack,
+    AckMessage,
     Broadcast,
     IncrementOp,
     Leave,
-    Presence,
+    PresenceMessage,
     PresenceUpdate,
     SetOp,
 )
@@ -75,7 +75,7 @@ async def test_presence_join_update_leave(relay: Relay) -> None:
     assert await ann.expect(PresenceUpdate) == PresenceUpdate(
         "r", {bob.client_id: {"color": "blue", "user": "bob"}}
     )
-    await bob.send(Presence("r", {"cursor": 7}))
+    await bob.send(PresenceMessage("r", {"cursor": 7}))
     assert await ann.expect(PresenceUpdate) == PresenceUpdate(
         "r", {bob.client_id: {"cursor": 7, "user": "bob"}}
     )
@@ -85,9 +85,9 @@ async def test_presence_join_update_leave(relay: Relay) -> None:
     # bob got no echo of his own presence: the next thing he sees is his own ack.
     await bob.join("r")
     await bob.op("r", 1, IncrementOp("n"))
-    assert isinstance(await bob.recv(), Ack)
+    assert isinstance(await bob.recv(), AckMessage)
     assert isinstance(await ann.recv(), Broadcast)
-    await bob.send(Presence("r", {"cursor": 1}))
+    await bob.send(PresenceMessage("r", {"cursor": 1}))
     assert await ann.expect(PresenceUpdate) == PresenceUpdate(
         "r", {bob.client_id: {"cursor": 1, "user": "bob"}}
     )

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from livewidgets.protocol import (
-    Ack,
+    AckMessage,
     Broadcast,
     DeleteOp,
     IncrementOp,
@@ -18,11 +18,11 @@ from livewidgets.protocol import (
 )
 from livewidgets.relay.hub import (
     RESET_ORIGIN,
+    Delivery,
     JoinRoom,
     LeaveRoom,
     ResetRoom,
     RoomHub,
-    Send,
     SetPresence,
     Submit,
 )
@@ -43,7 +43,7 @@ def hub() -> RoomHub[Peer]:
     return RoomHub(RoomCore(RoomRecord("r", lineage=Lineage(EPOCH))), max_delta=3)
 
 
-def messages_to(sends: list[Send[Peer]], peer: Peer) -> list[object]:
+def messages_to(sends: list[Delivery[Peer]], peer: Peer) -> list[object]:
     return [send.message for send in sends if peer in send.to]
 
 
@@ -55,8 +55,8 @@ def test_submit_acks_origin_broadcasts_others_and_queues_entry() -> None:
     h.flush_presence()
     sends = h.handle(Submit(a, 1, 0, (SetOp("k", value=1),)))
     assert sends == [
-        Send((a,), Ack("r", 1, 1), after_commit=True),
-        Send((b, c), Broadcast("r", 1, "a", 1, [SetOp("k", value=1)])),
+        Delivery((a,), AckMessage("r", 1, 1), after_commit=True),
+        Delivery((b, c), Broadcast("r", 1, "a", 1, [SetOp("k", value=1)])),
     ]
     assert [e.version for e in h.take_unsaved()] == [1]
     assert h.take_unsaved() == []
@@ -71,14 +71,14 @@ def test_only_the_answers_to_submissions_wait_for_the_commit() -> None:
     h.handle(SetPresence(b, {"v": 1}))
     op = SetOp("k", value="x")
     assert h.handle(Submit(a, 1, 0, (op,))) == [
-        Send((a,), Ack("r", 1, 1), after_commit=True),
-        Send((a,), PresenceUpdate("r", {"b": {"v": 1, "user": ""}})),
-        Send((b,), Broadcast("r", 1, "a", 1, [op])),
+        Delivery((a,), AckMessage("r", 1, 1), after_commit=True),
+        Delivery((a,), PresenceUpdate("r", {"b": {"v": 1, "user": ""}})),
+        Delivery((b,), Broadcast("r", 1, "a", 1, [op])),
     ]
     [reject] = h.handle(Submit(b, 1, 1, (IncrementOp("k"),)))
     assert reject.to == (b,) and isinstance(reject.message, Reject) and reject.after_commit
     assert h.handle(ResetRoom(b)) == [
-        Send((a, b), Broadcast("r", 2, RESET_ORIGIN, 2, [DeleteOp("k")]))
+        Delivery((a, b), Broadcast("r", 2, RESET_ORIGIN, 2, [DeleteOp("k")]))
     ]
 
 
@@ -90,7 +90,7 @@ def test_duplicate_and_reject_answer_only_the_origin() -> None:
     h.handle(Submit(a, 1, 0, (SetOp("s", value="x"),)))
     h.take_unsaved()
     assert h.handle(Submit(a, 1, 0, (SetOp("s", value="x"),))) == [
-        Send((a,), Ack("r", 1, 1, duplicate=True), after_commit=True)
+        Delivery((a,), AckMessage("r", 1, 1, duplicate=True), after_commit=True)
     ]
     sends = h.handle(Submit(a, 2, 1, (IncrementOp("s"),)))
     assert len(sends) == 1 and isinstance(sends[0].message, Reject)
@@ -110,7 +110,7 @@ def test_join_sends_catch_up_then_joined_then_announces() -> None:
     assert to_b[-1] == Joined("r", 3, "delta", {"a": {"color": "red", "user": "ann"}}, EPOCH)
     assert messages_to(sends, a) == []  # presence waits for the flush
     assert h.flush_presence() == [
-        Send((a,), PresenceUpdate("r", {"b": {"color": "blue", "user": "bob"}}))
+        Delivery((a,), PresenceUpdate("r", {"b": {"color": "blue", "user": "bob"}}))
     ]
 
 
@@ -136,7 +136,7 @@ def test_presence_of_a_replaced_connection_survives_the_old_leave() -> None:
     assert h.presence_table() == {"o": {"user": ""}, "a": {"v": 2, "user": ""}}
     h.flush_presence()
     assert h.handle(LeaveRoom(new)) == []
-    assert h.flush_presence() == [Send((other,), PresenceUpdate("r", {"a": None}))]
+    assert h.flush_presence() == [Delivery((other,), PresenceUpdate("r", {"a": None}))]
 
 
 def test_presence_from_non_member_is_ignored() -> None:
@@ -162,9 +162,9 @@ def test_presence_is_coalesced_without_echo_or_repeats() -> None:
     )
     h.handle(SetPresence(b, {"v": 4}))
     assert h.flush_presence() == [
-        Send((a,), PresenceUpdate("r", {"b": {"v": 4, "user": ""}, "c": {"v": 3, "user": ""}})),
-        Send((b,), PresenceUpdate("r", {"c": {"v": 3, "user": ""}})),
-        Send((c,), PresenceUpdate("r", {"b": {"v": 4, "user": ""}})),
+        Delivery((a,), PresenceUpdate("r", {"b": {"v": 4, "user": ""}, "c": {"v": 3, "user": ""}})),
+        Delivery((b,), PresenceUpdate("r", {"c": {"v": 3, "user": ""}})),
+        Delivery((c,), PresenceUpdate("r", {"b": {"v": 4, "user": ""}})),
     ]
     assert h.flush_presence() == [] and not h.presence_waiting
 
@@ -189,7 +189,7 @@ def test_a_member_that_leaves_before_the_flush_gets_nothing() -> None:
     h.handle(JoinRoom(a, None))
     h.handle(JoinRoom(b, None, {}))
     h.handle(LeaveRoom(b))
-    assert h.flush_presence() == [Send((a,), PresenceUpdate("r", {"b": None}))]
+    assert h.flush_presence() == [Delivery((a,), PresenceUpdate("r", {"b": None}))]
 
 
 # --- presence is opt-in: a join without a state listens, unlisted -----------------

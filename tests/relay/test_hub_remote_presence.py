@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from livewidgets.protocol import Joined, PresenceUpdate
-from livewidgets.relay.hub import JoinRoom, LeaveRoom, RoomHub, Send, SetPresence
+from livewidgets.relay.hub import Delivery, JoinRoom, LeaveRoom, RoomHub, SetPresence
 from livewidgets.relay.room import RoomCore, RoomRecord
 
 TTL = 6.0
@@ -25,7 +25,7 @@ def hub() -> RoomHub[Peer]:
     return RoomHub(RoomCore(RoomRecord("r")), share_presence=True)
 
 
-def told(sends: list[Send[Peer]], peer: Peer) -> dict[str, Any]:
+def told(sends: list[Delivery[Peer]], peer: Peer) -> dict[str, Any]:
     """The presence changes ``peer`` got in ``sends``, merged."""
     states: dict[str, Any] = {}
     for send in sends:
@@ -34,7 +34,7 @@ def told(sends: list[Send[Peer]], peer: Peer) -> dict[str, Any]:
     return states
 
 
-def joined_table(sends: list[Send[Peer]]) -> dict[str, Any]:
+def joined_table(sends: list[Delivery[Peer]]) -> dict[str, Any]:
     (joined,) = [s.message for s in sends if isinstance(s.message, Joined)]
     return joined.presence
 
@@ -197,7 +197,7 @@ def test_local_members_see_local_else_the_latest_live_remote_state(steps: list[A
     now = 0.0
     published: dict[str, Any] = dict(h.take_outgoing())
 
-    def deliver(sends: list[Send[Peer]]) -> None:
+    def deliver(sends: list[Delivery[Peer]]) -> None:
         for peer, view in listeners.items():
             for cid, state in told(sends, peer).items():
                 if state is None:

@@ -7,10 +7,10 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import Any
 
-from livewidgets.protocol import Ack, Broadcast, SetOp
+from livewidgets.protocol import AckMessage, Broadcast, SetOp
 from livewidgets.protocol.codec import JSON_SUBPROTOCOL, client_codec, server_codec
 from livewidgets.relay.fanout import Framed
-from livewidgets.relay.hub import Command, Send, Submit
+from livewidgets.relay.hub import Command, Delivery, Submit
 from livewidgets.relay.pipeline import CommitPipeline
 from livewidgets.relay.room import LogEntry
 from livewidgets.relay.store import StoreError
@@ -70,12 +70,12 @@ class Disk:
 
 def accepted(
     version: int, author: Peer, others: tuple[Peer, ...]
-) -> tuple[list[Send[Peer]], list[LogEntry], list[Command[Peer]]]:
+) -> tuple[list[Delivery[Peer]], list[LogEntry], list[Command[Peer]]]:
     """One accepted op of ``author``: its ack (waits for the commit, as the hub marks
     it), the broadcast to ``others``, its entry."""
-    sends = [Send((author,), Ack("r", version, version), after_commit=True)]
+    sends = [Delivery((author,), AckMessage("r", version, version), after_commit=True)]
     if others:
-        sends.append(Send(others, Broadcast("r", version, author.client_id, version, [OP])))
+        sends.append(Delivery(others, Broadcast("r", version, author.client_id, version, [OP])))
     entry = LogEntry(version, author.client_id, version, (OP,))
     return sends, [entry], [Submit(author, version, version - 1, (OP,))]
 

@@ -9,7 +9,7 @@ import secrets
 from livewidgets.auth import issue_token
 from livewidgets.protocol import (
     PROTOCOL_VERSION,
-    Ack,
+    AckMessage,
     Broadcast,
     Error,
     Hello,
@@ -42,7 +42,7 @@ async def test_a_join_and_an_op_sent_with_the_hello_are_handled_in_order(relay: 
     eager.welcome = await eager.expect(Welcome)
     _, joined = await eager.recv_until(Joined)
     assert joined.presence == {peer.client_id: {"user": "peer"}}
-    assert await eager.expect(Ack) == Ack("r", 1, 1)
+    assert await eager.expect(AckMessage) == AckMessage("r", 1, 1)
     update = await peer.expect(PresenceUpdate)
     assert update.states == {eager.client_id: {"cursor": 1, "user": "eager"}}
     broadcast = await peer.expect(Broadcast)
@@ -70,6 +70,6 @@ async def test_a_join_sent_with_a_refused_hello_goes_with_the_connection(
     # mallory's connection is closed and peer's later op is handled: a join that
     # counted would have made mallory a second member by now.
     await peer.op("r", 1, IncrementOp("n"))
-    assert await peer.expect(Ack) == Ack("r", 1, 1)
+    assert await peer.expect(AckMessage) == AckMessage("r", 1, 1)
     room = relay.rooms["r"]
     assert room.hub is not None and len(room.hub.members) == 1

@@ -21,7 +21,7 @@ from livewidgets.protocol import (
     Join,
     Leave,
     Op,
-    Presence,
+    PresenceMessage,
     Reject,
     SetOp,
 )
@@ -103,7 +103,7 @@ async def test_policy_decides_hello_join_write_presence(relay_factory: RelayFact
     await client.op("open", 1, IncrementOp("n"))
     assert (await client.ack()).version == 1
     await client.send(Leave("open"))
-    await client.send(Presence("ro", {"x": 1}))
+    await client.send(PresenceMessage("ro", {"x": 1}))
     assert (await client.expect(Error)).code == "rate_limited"
     assert await client.closed() == 4008
     await asyncio.wait_for(policy.closed.wait(), TIMEOUT)

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from livewidgets.cli import build_parser
-from livewidgets.protocol import Ack, Broadcast, IncrementOp, Presence, PresenceUpdate
+from livewidgets.protocol import AckMessage, Broadcast, IncrementOp, PresenceMessage, PresenceUpdate
 from livewidgets.relay import Relay
 
 from ..conftest import RelayFactory
@@ -44,7 +44,7 @@ async def test_a_burst_is_sent_first_change_then_latest(relay_factory: RelayFact
     await watcher.expect(PresenceUpdate)  # mover joined
     await asyncio.sleep(400 * MS)  # quiet: the next change is a leading edge
     for x in range(10):
-        await mover.send(Presence("r", {"cursor": x}))
+        await mover.send(PresenceMessage("r", {"cursor": x}))
     seen = await presence_until(watcher, lambda k: k.get(mover.client_id, {}).get("cursor") == 9)
     cursors = [m.states[mover.client_id]["cursor"] for m in seen]
     assert cursors[-1] == 9 and len(cursors) <= 3, cursors
@@ -58,8 +58,8 @@ async def test_presence_before_an_op_arrives_before_its_broadcast(relay: Relay) 
         await client.join("r", presence={})
     await presence_until(watcher, lambda k: len(k) == 2)
     await asyncio.sleep(100 * MS)
-    await mover.send(Presence("r", {"cursor": 1}))
-    await mover.send(Presence("r", {"cursor": 2}))  # within the interval: waits
+    await mover.send(PresenceMessage("r", {"cursor": 1}))
+    await mover.send(PresenceMessage("r", {"cursor": 2}))  # within the interval: waits
     await editor.op("r", 1, IncrementOp("n"))
     first = await watcher.recv()
     second = await watcher.recv()
@@ -98,11 +98,11 @@ async def test_a_join_storm_of_listeners_costs_no_presence_messages(
     # A broadcast flushes every presence change before it: what anyone was going to
     # be told of the joins arrives before this op's ack and broadcast, or never.
     await first.op("r", 1, IncrementOp("n"))
-    assert (await first.recv_until(Ack))[0] == []
+    assert (await first.recv_until(AckMessage))[0] == []
     heard = await asyncio.gather(*(client.recv_until(Broadcast) for client in crowd))
     assert all(before == [] for before, _ in heard), [b for b, _ in heard if b][:1]
     for client in crowd:
-        await client.send(Presence("r", {"topic": "votes"}))
+        await client.send(PresenceMessage("r", {"topic": "votes"}))
     ids = {client.client_id for client in crowd}
     seen = await presence_until(first, lambda known: set(known) == ids)
     assert len(seen) < 20, len(seen)

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from livewidgets.protocol import Ack, Broadcast, IncrementOp, Joined, SetOp, Snapshot
+from livewidgets.protocol import AckMessage, Broadcast, IncrementOp, Joined, SetOp, Snapshot
 from livewidgets.protocol.codec import JSON_SUBPROTOCOL, client_codec, server_codec
 from livewidgets.protocol.codes import CloseCode
 from livewidgets.relay.fanout import Framed
@@ -146,7 +146,7 @@ async def test_local_runner_runs_a_lone_op_at_once_and_acks_it_after_its_commit(
     assert b.received == [Broadcast("r", 1, "a", 1, [MINE])]
     assert a.received == [] and room.runner.version == 1
     await a.until(lambda p: bool(p.received))
-    assert a.received == [Ack("r", 1, 1)]
+    assert a.received == [AckMessage("r", 1, 1)]
     await room.runner.stop()
     assert room.exited == [room.runner]
     assert (a.done, b.done) == (2, 1) and a.closed is b.closed is None
@@ -190,7 +190,7 @@ async def test_shared_runner_redoes_a_round_the_store_refused(
     assert a.received == b.received == []  # a round is committed before it is delivered
     await a.until(lambda p: len(p.received) == 2)
     await b.until(lambda p: len(p.received) == 2)
-    assert a.received == [Broadcast("r", 1, "c", 1, [THEIRS]), Ack("r", 1, 2)]
+    assert a.received == [Broadcast("r", 1, "c", 1, [THEIRS]), AckMessage("r", 1, 2)]
     assert b.received == [
         Broadcast("r", 1, "c", 1, [THEIRS]),
         Broadcast("r", 2, "a", 1, [MINE]),
@@ -242,7 +242,7 @@ async def test_a_joiner_on_a_shared_store_catches_up_on_committed_entries_only(
     room.runner.put(JoinRoom(b, None))
     await b.until(lambda p: any(isinstance(m, Joined) for m in p.received))
     assert b.received[0] == Snapshot("r", 1, {"n": 1})
-    assert a.received == [Ack("r", 1, 1)]
+    assert a.received == [AckMessage("r", 1, 1)]
     await room.runner.stop()
     assert (a.done, b.done) == (2, 1)
 

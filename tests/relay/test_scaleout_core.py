@@ -16,14 +16,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from livewidgets.protocol.messages import (
-    Ack,
+    AckMessage,
     Broadcast,
     Joined,
     PresenceUpdate,
     Reject,
     Snapshot,
 )
-from livewidgets.relay.hub import JoinRoom, ResetRoom, RoomHub, Send, Submit
+from livewidgets.relay.hub import Delivery, JoinRoom, ResetRoom, RoomHub, Submit
 from livewidgets.relay.room import (
     Accepted,
     Duplicate,
@@ -218,7 +218,7 @@ class Peer:
     seq: int = 0
 
 
-def _deliver(sends: list[Send[Peer]]) -> None:
+def _deliver(sends: list[Delivery[Peer]]) -> None:
     for send in sends:
         for peer in send.to:
             message = send.message
@@ -227,7 +227,7 @@ def _deliver(sends: list[Send[Peer]]) -> None:
             elif isinstance(message, Broadcast):
                 assert message.origin != peer.client_id or not peer.heard
                 peer.heard.append(message.version)
-            elif isinstance(message, Ack):
+            elif isinstance(message, AckMessage):
                 if not message.duplicate:
                     peer.heard.append(message.version)
                 peer.acked.setdefault(message.client_seq, message.version)
@@ -254,7 +254,7 @@ class SimRelay:
         hub = self.hub
         hub.core.begin_round()
         sends = [hub.handle(command) for command in batch]
-        before: list[Send[Peer]] = []
+        before: list[Delivery[Peer]] = []
         for _ in range(self.max_retries):
             entries = hub.take_unsaved()
             if not entries or entries[0].version == len(self.log) + 1:

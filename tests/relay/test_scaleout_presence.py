@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from websockets.exceptions import ConnectionClosed
 
-from livewidgets.protocol import Joined, Presence, PresenceUpdate
+from livewidgets.protocol import Joined, PresenceMessage, PresenceUpdate
 
 from .helpers import RawClient, redis_available
 from .test_scaleout import relay_process, wait_until
@@ -88,7 +88,7 @@ async def test_a_client_sees_joins_cursors_and_leaves_on_the_other_relay(
         delays = []
         for x in range(1, 11):
             started = time.monotonic()
-            await mover.client.send(Presence("p", {"cursor": x}))
+            await mover.client.send(PresenceMessage("p", {"cursor": x}))
             await wait_until(
                 lambda x=x: watcher.known.get(cid, {}).get("cursor") == x, 2.0, f"cursor {x}"
             )

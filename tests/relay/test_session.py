@@ -21,7 +21,7 @@ from livewidgets.protocol.messages import (
     Join,
     Leave,
     OpMessage,
-    Presence,
+    PresenceMessage,
     Welcome,
 )
 from livewidgets.relay.hub import JoinRoom, LeaveRoom, ResetRoom, SetPresence, Submit
@@ -281,7 +281,7 @@ def test_leave_tells_the_policy_and_the_room() -> None:
     [
         (OpMessage("r", 1, 0, OP), "op"),
         (Batch("r", 1, 0, [OP]), "batch"),
-        (Presence("r", {}), "presence"),
+        (PresenceMessage("r", {}), "presence"),
         (Leave("r"), "leave"),
         (Admin("r", "reset"), "admin"),
     ],
@@ -329,10 +329,12 @@ def test_sustained_flooding_rejects_then_closes_at_once() -> None:
 def test_presence_allowed_and_throttled() -> None:
     """Presence: a SetPresence, or the policy's error."""
     p = opened(None, "r")
-    assert p.receive(Presence("r", {"x": 1}), 0.0) == [Put("r", SetPresence(p.member, {"x": 1}))]
+    assert p.receive(PresenceMessage("r", {"x": 1}), 0.0) == [
+        Put("r", SetPresence(p.member, {"x": 1}))
+    ]
     slow = Denied(ErrorCode.RATE_LIMITED, "slow down")
     p = opened(Policy(presence=slow), "r")
-    assert p.receive(Presence("r", {}), 0.0) == [
+    assert p.receive(PresenceMessage("r", {}), 0.0) == [
         error(ErrorCode.RATE_LIMITED, "slow down", "presence", "r")
     ]
 

@@ -17,7 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from livewidgets.cli import build_parser
-from livewidgets.protocol import Ack, Reject, Welcome
+from livewidgets.protocol import AckMessage, Reject, Welcome
 from livewidgets.protocol.codes import ErrorCode
 from livewidgets.relay import Relay
 from livewidgets.relay.hub import ResetRoom, RoomHub
@@ -313,7 +313,7 @@ async def test_relay_advertises_and_enforces_its_limit(relay_factory: RelayFacto
     assert client.welcome is not None and client.welcome.limits["max_state_bytes"] == 1000
     await client.join("r")
     await client.op("r", 1, SetOp("a", value="x" * 900))
-    assert isinstance(await client.recv(), Ack)
+    assert isinstance(await client.recv(), AckMessage)
     await client.op("r", 2, SetOp("b", value="x" * 900), base=1)
     reject = await client.expect(Reject)
     assert (reject.code, reject.client_seq, reject.path) == ("too_large", 2, "b")
@@ -337,7 +337,7 @@ async def test_lowered_limit_after_restart_lets_the_room_shrink(
     _, first = await client.join("r")
     for seq, key in enumerate("abc", start=1):
         await client.op("r", seq, SetOp(key, value="x" * 2000), base=seq - 1)
-        assert isinstance(await client.recv(), Ack)
+        assert isinstance(await client.recv(), AckMessage)
     await client.close()
     await relay.stop()
     relay = await relay_factory(store=store, max_state_bytes=3000)
@@ -347,11 +347,11 @@ async def test_lowered_limit_after_restart_lets_the_room_shrink(
     await client.op("r", 4, SetOp("d", value=1), base=3)
     assert (await client.expect(Reject)).code == "too_large"
     await client.op("r", 5, DeleteOp("a"), base=3)
-    assert (await client.expect(Ack)).version == 4
+    assert (await client.expect(AckMessage)).version == 4
     await client.op("r", 6, DeleteOp("b"), base=4)
-    assert (await client.expect(Ack)).version == 5
+    assert (await client.expect(AckMessage)).version == 5
     await client.op("r", 7, SetOp("d", value=1), base=5)  # 2 KiB now: room again
-    assert (await client.expect(Ack)).version == 6
+    assert (await client.expect(AckMessage)).version == 6
 
 
 def test_cli_flag_parses() -> None:

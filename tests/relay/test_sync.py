@@ -12,7 +12,7 @@ import pytest
 from livewidgets.protocol import (
     JSON_SUBPROTOCOL,
     MSGPACK_SUBPROTOCOL,
-    Ack,
+    AckMessage,
     Broadcast,
     IncrementOp,
     Joined,
@@ -54,7 +54,7 @@ async def test_two_clients_see_one_order(relay: Relay) -> None:
         seen: list[tuple[int, str]] = []
         while len(seen) < 2 * count:
             message = await client.recv()
-            if isinstance(message, Ack):
+            if isinstance(message, AckMessage):
                 seen.append((message.version, f"own{message.client_seq}"))
             elif isinstance(message, Broadcast):
                 seen.append((message.version, f"{message.origin[:1]}{message.client_seq}"))
@@ -82,11 +82,11 @@ async def test_resend_is_acked_not_reapplied(relay: Relay) -> None:
     await a.join("r")
     await b.join("r")  # listeners: no presence, b is a member once joined
     await a.op("r", 1, IncrementOp("n", by=1))
-    assert await a.ack() == Ack("r", 1, 1)
+    assert await a.ack() == AckMessage("r", 1, 1)
     await a.op("r", 1, IncrementOp("n", by=1))
-    assert await a.ack() == Ack("r", 1, 1, duplicate=True)
+    assert await a.ack() == AckMessage("r", 1, 1, duplicate=True)
     await a.op("r", 2, IncrementOp("n", by=1))
-    assert await a.ack() == Ack("r", 2, 2)
+    assert await a.ack() == AckMessage("r", 2, 2)
     assert [m.version for m in [await b.expect(Broadcast), await b.expect(Broadcast)]] == [1, 2]
     assert relay.metrics.value("livewidgets_duplicate_ops_total") == 1
     assert await state_of(relay, "r") == (2, {"n": 2})
@@ -150,7 +150,7 @@ async def test_msgpack_and_json_clients_interoperate(relay: Relay) -> None:
     await j.recv()  # m's presence
     value = {"text": "héllo ✓", "n": 1.5, "list": [1, None, True]}
     await m.op("r", 1, SetOp("doc", value=value))
-    assert await m.ack() == Ack("r", 1, 1)
+    assert await m.ack() == AckMessage("r", 1, 1)
     got = await j.expect(Broadcast)
     assert got.ops == [SetOp("doc", value=value)] and got.origin == m.client_id
     await j.op("r", 1, IncrementOp("doc/n", by=2))
@@ -339,7 +339,7 @@ async def test_store_failure_closes_members_who_resume(
     _, joined = await again.join("r", since=1, epoch=first.epoch)
     assert joined.mode == "delta" and joined.epoch != first.epoch
     await again.op("r", 2, IncrementOp("n"))
-    assert await again.ack() == Ack("r", 2, 2)
+    assert await again.ack() == AckMessage("r", 2, 2)
     assert await state_of(relay, "r") == (2, {"n": 2})
     await again.close()
 
@@ -366,7 +366,7 @@ async def test_a_bug_while_sequencing_a_lone_op_fails_only_its_room(
     assert await a.closed() == 1011
     assert "sequencer bug" in caplog.text
     await other.op("calm", 1, IncrementOp("n"))
-    assert await other.ack() == Ack("calm", 1, 1)
+    assert await other.ack() == AckMessage("calm", 1, 1)
     await other.close()
 
 
@@ -403,7 +403,7 @@ async def test_a_member_that_saw_an_uncommitted_op_resumes_from_a_snapshot(
     alice = await RawClient.connect(relay.url, client_id="alice")
     await alice.join("r", since=1, epoch=first.epoch)  # a delta: version 1 is shared
     await alice.op("r", 2, SetOp("v", value="lost"), base=2)
-    assert await alice.ack() == Ack("r", 2, 3)
+    assert await alice.ack() == AckMessage("r", 2, 3)
     assert (await bob.recv_until(Broadcast))[1].version == 3
     assert await state_of(relay, "r") == (3, {"v": "lost"})
     for client in (alice, bob):

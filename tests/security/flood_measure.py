@@ -50,13 +50,13 @@ from livewidgets.auth import issue_token
 from livewidgets.protocol import (
     JSON_SUBPROTOCOL,
     PROTOCOL_VERSION,
-    Ack,
+    AckMessage,
     Hello,
     Join,
     Joined,
     Leave,
     OpMessage,
-    Presence,
+    PresenceMessage,
     SetOp,
     client_codec,
 )
@@ -108,7 +108,7 @@ def flood_frames(kind: str, room: str, start: int) -> list[str]:
             for i in range(1000)
         ]
     if kind == "presence":
-        return [CODEC.frame(Presence(room, {"cursor": i})) for i in range(1000)]  # type: ignore[misc]
+        return [CODEC.frame(PresenceMessage(room, {"cursor": i})) for i in range(1000)]  # type: ignore[misc]
     # invalid-frames: a frame that fails validation, then a valid one (not_joined), so
     # the relay's "16 invalid frames in a row" close never triggers.
     bad = '{"type":"op","room":"class","client_seq":1,"base_version":0,"op":{"op":"nope"}}'
@@ -181,7 +181,7 @@ async def calm_client(url: str, seconds: float, rate: float, ready: asyncio.Even
     async def read() -> None:
         async for frame in ws:
             message = CODEC.decode(frame)
-            if isinstance(message, Ack) and message.client_seq in sent_at:
+            if isinstance(message, AckMessage) and message.client_seq in sent_at:
                 result.latencies.append(time.perf_counter() - sent_at.pop(message.client_seq))
             elif getattr(message, "code", None):
                 result.refused += 1

@@ -20,7 +20,7 @@ from livewidgets.auth import Role, issue_token
 from livewidgets.protocol import (
     JSON_SUBPROTOCOL,
     PROTOCOL_VERSION,
-    Ack,
+    AckMessage,
     Hello,
     IncrementOp,
     PresenceUpdate,
@@ -75,13 +75,16 @@ async def admitted(url: str, token: str | None = None, **options: Any) -> RawCli
     return client
 
 
-async def ack_for(client: RawClient, room: str, seq: int, timeout: float = TIMEOUT) -> Ack:
+async def ack_for(client: RawClient, room: str, seq: int, timeout: float = TIMEOUT) -> AckMessage:
     """Read (skipping broadcasts and presence) until the ack of ``seq`` in ``room``."""
 
-    async def wait() -> Ack:
+    async def wait() -> AckMessage:
         while True:
             message = await client.recv()
-            if isinstance(message, Ack) and (message.room, message.client_seq) == (room, seq):
+            if isinstance(message, AckMessage) and (message.room, message.client_seq) == (
+                room,
+                seq,
+            ):
                 return message
             assert getattr(message, "code", None) is None, f"refused: {message!r}"
 

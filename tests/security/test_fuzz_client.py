@@ -31,7 +31,7 @@ from livewidgets.client.engine import Engine, EngineConfig
 from livewidgets.protocol import (
     JSON_SUBPROTOCOL,
     MSGPACK_SUBPROTOCOL,
-    Ack,
+    AckMessage,
     Batch,
     Broadcast,
     Error,
@@ -140,7 +140,8 @@ def test_decoder_raises_only_frame_error(subprotocol: str) -> None:
             }
             return
         assert isinstance(
-            message, (Welcome, Snapshot, Broadcast, Joined, Ack, Reject, PresenceUpdate, Error)
+            message,
+            (Welcome, Snapshot, Broadcast, Joined, AckMessage, Reject, PresenceUpdate, Error),
         )
         assert_plain(message)
 
@@ -286,7 +287,7 @@ class FakeRelay:
         seq = message.client_seq
         last_seq, last_version = self.seen.get(client_id, (0, 0))
         if seq <= last_seq:
-            self.send(Ack(ROOM, seq, last_version or self.version, duplicate=True))
+            self.send(AckMessage(ROOM, seq, last_version or self.version, duplicate=True))
             return
         try:
             self.state = apply_ops(self.state, ops)
@@ -296,7 +297,7 @@ class FakeRelay:
             return
         self.version += 1
         self.seen[client_id] = (seq, self.version)
-        self.send(Ack(ROOM, seq, self.version))
+        self.send(AckMessage(ROOM, seq, self.version))
 
     def publish(self, ops: list[Any], origin: str = "peer") -> bool:
         """Sequence a peer's ops (False if they do not apply to the state)."""
@@ -317,7 +318,7 @@ class FakeRelay:
             message = client_codec(self.subprotocol).decode(frame)
         except FrameError:
             message = None
-        sequencing = (Broadcast, Ack, Reject, Snapshot, Joined)
+        sequencing = (Broadcast, AckMessage, Reject, Snapshot, Joined)
         if isinstance(message, sequencing) and message.room == ROOM:
             return False
         if self.queue is not None:

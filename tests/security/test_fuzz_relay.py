@@ -27,7 +27,7 @@ from livewidgets.protocol import (
     JSON_SUBPROTOCOL,
     MSGPACK_SUBPROTOCOL,
     PROTOCOL_VERSION,
-    Ack,
+    AckMessage,
     Hello,
     Join,
     Joined,
@@ -146,13 +146,13 @@ class Observer:
     key: str = field(default_factory=lambda: f"observer-{uuid.uuid4().hex}")
     seq: int = 0
 
-    async def check(self) -> Ack:
+    async def check(self) -> AckMessage:
         self.seq += 1
         op = OpMessage(ROOM, self.seq, 0, SetOp(self.key, value=self.seq))
         await self.wire.ws.send(self.wire.codec.frame(op))
         while True:  # skip the fuzzer's broadcasts and presence
             message = await self.wire.recv()
-            if isinstance(message, Ack) and message.client_seq == self.seq:
+            if isinstance(message, AckMessage) and message.client_seq == self.seq:
                 return message
             assert not hasattr(message, "code"), f"observer refused: {message!r}"
 

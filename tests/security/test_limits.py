@@ -15,14 +15,14 @@ from websockets.typing import Origin, Subprotocol
 
 from livewidgets.client import connect_async
 from livewidgets.protocol import (
-    Ack,
+    AckMessage,
     Error,
     Hello,
     IncrementOp,
     Join,
     Leave,
     OpMessage,
-    Presence,
+    PresenceMessage,
     PresenceUpdate,
     SetOp,
 )
@@ -215,7 +215,7 @@ async def test_presence_flood_is_rate_limited(secure_relay_factory: object) -> N
     await chatty.join("room", presence={})  # announced (opt-in); not rate-counted
     await peer.expect(PresenceUpdate)  # chatty joined
     for i in range(6):
-        await chatty.send(Presence("room", {"cursor": i}))
+        await chatty.send(PresenceMessage("room", {"cursor": i}))
     error = await chatty.expect(Error)
     assert (error.code, error.ref, error.room) == ("rate_limited", "presence", "room")
     # Coalesced (latest wins), in order, ending with the last one admitted: never 5.
@@ -225,7 +225,7 @@ async def test_presence_flood_is_rate_limited(secure_relay_factory: object) -> N
     assert cursors == sorted(set(cursors))
     for i in range(30):
         try:
-            await chatty.send(Presence("room", {"cursor": 100 + i}))
+            await chatty.send(PresenceMessage("room", {"cursor": 100 + i}))
         except ConnectionClosed:
             break
     assert await chatty.closed() == 4008
@@ -289,7 +289,9 @@ async def test_big_presence_does_not_disconnect_the_room(secure_relay: Relay) ->
     await reader.join("room", presence={})
     await member.expect(PresenceUpdate)  # the reader's join was processed
     envelope = len('{"type":"presence","room":"room","state":{"x":""}}')
-    await reader.send(Presence("room", {"x": "A" * (secure_relay.max_frame_size - envelope)}))
+    await reader.send(
+        PresenceMessage("room", {"x": "A" * (secure_relay.max_frame_size - envelope)})
+    )
     await member.op("room", 1, IncrementOp("n"))
     await ack_for(member, "room", 1)  # ConnectionClosed (1009) before the fix
     while not isinstance(answer := await reader.recv(), Error):
@@ -347,7 +349,7 @@ async def test_reconnecting_does_not_reset_the_rate_limit(secure_relay_factory: 
                 await client.op("room", seq, IncrementOp("n"))
         with contextlib.suppress(ConnectionClosed, TimeoutError):
             for _ in range(40):
-                acked += isinstance(await client.recv(timeout=TIMEOUT / 5), Ack)
+                acked += isinstance(await client.recv(timeout=TIMEOUT / 5), AckMessage)
         await client.close()
     elapsed = loop.time() - started
     assert acked <= limits.ops_burst + limits.ops_per_second * elapsed + 5, (acked, elapsed)

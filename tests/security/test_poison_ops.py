@@ -12,7 +12,7 @@ import pytest
 from livewidgets.client import connect_async
 from livewidgets.protocol import (
     MSGPACK_SUBPROTOCOL,
-    Ack,
+    AckMessage,
     Error,
     IncrementOp,
     PresenceUpdate,
@@ -80,7 +80,7 @@ async def survives(relay: Relay, frame: str, subprotocol: str | None = None) -> 
 async def test_hostile_but_legal_ops_are_answered(secure_relay: Relay, op: str) -> None:
     """Legal ops at the edges of the schema are acked or rejected; nobody is disconnected."""
     answer = await survives(secure_relay, op_frame(1, op), MSGPACK_SUBPROTOCOL)
-    assert type(answer).__name__ in {"Ack", "Reject"}, answer
+    assert type(answer).__name__ in {"AckMessage", "Reject"}, answer
 
 
 @pytest.mark.parametrize(
@@ -156,7 +156,7 @@ async def test_deep_value_keeps_the_room_joinable(secure_relay: Relay) -> None:
     answer = await writer.recv()
     newcomer = await admitted(secure_relay.url, token(user="newcomer"))
     _, joined = await newcomer.join("room")
-    assert joined.version == (1 if type(answer).__name__ == "Ack" else 0)
+    assert joined.version == (1 if type(answer).__name__ == "AckMessage" else 0)
 
 
 async def test_big_state_keeps_the_room_joinable(secure_relay: Relay) -> None:
@@ -166,7 +166,7 @@ async def test_big_state_keeps_the_room_joinable(secure_relay: Relay) -> None:
     for seq, key in enumerate(("a", "b"), start=1):
         await writer.op("room", seq, SetOp(key, value="x" * 600_000), base=seq - 1)
         answer = await writer.recv()
-        assert type(answer).__name__ in {"Ack", "Reject"}, answer
+        assert type(answer).__name__ in {"AckMessage", "Reject"}, answer
     # The snapshot is over 1 MiB: the reference client accepts it (a raw websockets client
     # with the default 1 MiB max_size would be closed with 1009, the bug this guards).
     options: dict[str, Any] = {**FAST, "timeout": TIMEOUT}
@@ -193,7 +193,7 @@ async def test_room_state_is_bounded(secure_relay: Relay) -> None:
     for seq in range(1, 71):  # 70 MiB, well within the writer's burst of 400 ops
         await writer.op("room", seq, SetOp(f"k{seq}", value=chunk), base=0)
         answers.append(await writer.recv())
-    accepted = [a for a in answers if isinstance(a, Ack)]
+    accepted = [a for a in answers if isinstance(a, AckMessage)]
     refused = [a for a in answers if isinstance(a, Reject)]
     assert len(accepted) + len(refused) == 70
     assert refused and all(r.code == "too_large" for r in refused), refused[:1]
@@ -210,7 +210,7 @@ async def test_room_state_is_bounded(secure_relay: Relay) -> None:
     assert would_be > limit and f"would be {would_be} bytes" in refused[0].message
     # A write that does not grow the state is still accepted, and nothing accepted is lost.
     await writer.op("room", 71, SetOp("k1", value="y" * len(chunk)), base=0)
-    assert isinstance(await writer.recv(), Ack)
+    assert isinstance(await writer.recv(), AckMessage)
     options: dict[str, Any] = {**FAST, "timeout": TIMEOUT}
     admin = await connect_async(secure_relay.url, "room", token=token(role="admin"), **options)
     try:
@@ -219,6 +219,6 @@ async def test_room_state_is_bounded(secure_relay: Relay) -> None:
         await eventually(lambda: admin.state == {}, what="reset")
         # After the reset there is room again.
         await writer.op("room", 72, SetOp("again", value=chunk), base=0)
-        assert isinstance(await ack_for(writer, "room", 72), Ack)
+        assert isinstance(await ack_for(writer, "room", 72), AckMessage)
     finally:
         await admin.close()

@@ -11,7 +11,7 @@ from livewidgets.protocol import (
     Broadcast,
     Error,
     IncrementOp,
-    Presence,
+    PresenceMessage,
     PresenceUpdate,
     Reject,
     SetOp,
@@ -72,7 +72,7 @@ async def test_reader_presence_is_relayed(secure_relay: Relay) -> None:
     await student.join("notes", presence={"name": "Stu"})
     joined_update = await teacher.expect(PresenceUpdate)
     assert joined_update.states == {student.client_id: {"name": "Stu", "user": "stu"}}
-    await student.send(Presence("notes", {"name": "Stu", "cursor": 3}))
+    await student.send(PresenceMessage("notes", {"name": "Stu", "cursor": 3}))
     update = await teacher.expect(PresenceUpdate)
     assert update.states == {student.client_id: {"name": "Stu", "cursor": 3, "user": "stu"}}
 

@@ -23,7 +23,7 @@ from typing import Any
 
 from livewidgets.client.core import Acked, Failed, RoomSync, Send
 from livewidgets.protocol import (
-    Ack,
+    AckMessage,
     Batch,
     Broadcast,
     Join,
@@ -90,7 +90,7 @@ class Simulation:
         # Early fan-out with commits the scheduler decides, and relay crashes.
         self.crashes = crashes
         # The accepted entry being committed, and its author's connection and ack.
-        self.committing: tuple[LogEntry, Connection, Ack] | None = None
+        self.committing: tuple[LogEntry, Connection, AckMessage] | None = None
         self.crash_count = 0
         self.clients = [SimClient(f"c{i}", RoomSync(ROOM, f"c{i}")) for i in range(clients)]
         self.now = 0
@@ -219,7 +219,9 @@ class Simulation:
         ops = [message.op] if isinstance(message, OpMessage) else message.ops
         outcome = self.relay.submit(client.name, message.client_seq, message.base_version, ops)
         if isinstance(outcome, Accepted):
-            ack = Ack(room=ROOM, client_seq=message.client_seq, version=outcome.entry.version)
+            ack = AckMessage(
+                room=ROOM, client_seq=message.client_seq, version=outcome.entry.version
+            )
             frame = self._broadcast(outcome.entry)
             for other in self.clients:
                 if other.conn is not None and other.conn is not conn and other.conn.joined:
@@ -231,7 +233,7 @@ class Simulation:
                 conn.to_client.append(ack)
         elif isinstance(outcome, Duplicate):
             conn.to_client.append(
-                Ack(
+                AckMessage(
                     room=ROOM,
                     client_seq=message.client_seq,
                     version=outcome.version,

@@ -24,7 +24,7 @@ from typing import Any
 
 from ..errors import QueueFull
 from ..protocol.messages import (
-    Ack,
+    AckMessage,
     Batch,
     Broadcast,
     Error,
@@ -323,7 +323,7 @@ class RoomSync:
         seen_after_pending = self._rebase_pending(message.ops)
         return self._replay(before, seen_after_pending, message.origin)
 
-    def _on_ack(self, message: Ack, now: float) -> list[Event]:
+    def _on_ack(self, message: AckMessage, now: float) -> list[Event]:
         pending = self._find(message.client_seq)
         if pending is None:
             return []  # ack of a resend we already resolved
@@ -563,7 +563,7 @@ def _text_differences(
 _HANDLERS: dict[type, Any] = {
     Snapshot: RoomSync._on_snapshot,
     Broadcast: RoomSync._on_broadcast,
-    Ack: RoomSync._on_ack,
+    AckMessage: RoomSync._on_ack,
     Reject: RoomSync._on_reject,
     Joined: RoomSync._on_joined,
     PresenceUpdate: RoomSync._on_presence,

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..protocol import FINAL_CLOSE_CODES, PROTOCOL_VERSION, CloseCode, ErrorCode, FrameError
-from ..protocol.messages import Admin, Batch, Error, Hello, OpMessage, Presence, Welcome
+from ..protocol.messages import Admin, Batch, Error, Hello, OpMessage, PresenceMessage, Welcome
 from .core import Event, JoinedRoom, Priority, Resync, RoomSync, Send
 from .presence import LocalPresence
 
@@ -749,7 +749,7 @@ class ClientProtocol:
         if self.state is not State.CONNECTED:
             return []
         state = self._presence_snapshot(now)
-        return [SendMessages([Presence(room=room, state=state) for room in self.rooms])]
+        return [SendMessages([PresenceMessage(room=room, state=state) for room in self.rooms])]
 
     def _presence_snapshot(self, now: float) -> dict[str, Any]:
         self._presence_sent_at = now

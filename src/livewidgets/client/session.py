@@ -34,7 +34,7 @@ from ..state.paths import parse_path
 from .ack import Ack
 from .core import Priority
 from .engine import Engine, EngineConfig
-from .text import SharedText
+from .text import TextHandle
 
 __all__ = ["AsyncSession", "Session", "SessionAPI", "connect", "connect_async"]
 
@@ -67,7 +67,7 @@ class SessionAPI:
         self._engine = engine
         self._batch = _BatchContext()
         self._conflict_handlers: dict[str, ConflictHandler] = {}
-        self._texts: dict[str, SharedText] = {}
+        self._texts: dict[str, TextHandle] = {}
         engine.events.on("conflict", self._on_conflict)
 
     @property
@@ -277,11 +277,11 @@ class SessionAPI:
 
     # --- text ---------------------------------------------------------------------
 
-    def text(self, path: str) -> SharedText:
+    def text(self, path: str) -> TextHandle:
         """The collaborative text at ``path`` (one handle per path)."""
         handle = self._texts.get(path)
         if handle is None:
-            handle = self._texts[path] = SharedText(self, path)
+            handle = self._texts[path] = TextHandle(self, path)
         return handle
 
 

@@ -23,7 +23,7 @@ from .events import call_isolated
 if TYPE_CHECKING:
     from .session import SessionAPI
 
-__all__ = ["SharedText", "TextChanged"]
+__all__ = ["TextChanged", "TextHandle"]
 
 
 class TextChanged(ValueError):
@@ -34,7 +34,7 @@ TextCallback = Callable[[str, "list[int | str] | None"], Any]
 CursorCallback = Callable[[dict[str, dict[str, Any]]], Any]
 
 
-class SharedText:
+class TextHandle:
     """A string at ``path`` that several clients edit at once (OT, see state.text)."""
 
     def __init__(self, session: SessionAPI, path: str) -> None:

@@ -24,7 +24,7 @@ from .messages import (
     Join,
     Joined,
     OpMessage,
-    Presence,
+    PresenceMessage,
     PresenceUpdate,
     Reject,
     ServerMessage,
@@ -37,7 +37,7 @@ _json_size = msgspec.json.Encoder().encode
 _LOOSE_FIELDS: dict[type, str] = {
     Join: "presence",
     Joined: "presence",
-    Presence: "state",
+    PresenceMessage: "state",
     PresenceUpdate: "states",
     Snapshot: "state",
     Reject: "current",
@@ -152,7 +152,7 @@ def _check_values(message: Any) -> None:
             check_value(value, max_depth=MAX_STATE_DEPTH)
         except OpError as exc:
             raise FrameError(ErrorCode.INVALID_MESSAGE, f"{loose}: {exc}") from None
-        if isinstance(message, (Presence, Join)) and value is not None:
+        if isinstance(message, (PresenceMessage, Join)) and value is not None:
             # The relay fans presence out to everyone (and repeats it in every joined):
             # keep it far below the frame limit so it can never push others over it.
             size = len(_json_size(value))

@@ -17,7 +17,7 @@ from ..state.paths import MAX_PATH_LENGTH, PATH_PATTERN
 
 __all__ = [
     "PROTOCOL_VERSION",
-    "Ack",
+    "AckMessage",
     "Admin",
     "Batch",
     "Broadcast",
@@ -32,7 +32,7 @@ __all__ = [
     "MergeOp",
     "Op",
     "OpMessage",
-    "Presence",
+    "PresenceMessage",
     "PresenceUpdate",
     "PushOp",
     "Reject",
@@ -109,7 +109,7 @@ class Batch(_Message, tag="batch"):
     ops: Annotated[list[Op], Meta(min_length=1, max_length=MAX_BATCH_OPS)]
 
 
-class Presence(_Message, tag="presence"):
+class PresenceMessage(_Message, tag="presence"):
     """Replace this connection's ephemeral presence state in a room."""
 
     room: RoomName
@@ -125,7 +125,7 @@ class Admin(_Message, tag="admin"):
     client_id: ClientId | None = None
 
 
-ClientMessage: TypeAlias = Hello | Join | Leave | OpMessage | Batch | Presence | Admin
+ClientMessage: TypeAlias = Hello | Join | Leave | OpMessage | Batch | PresenceMessage | Admin
 
 
 # --- relay -> client --------------------------------------------------------------
@@ -173,7 +173,7 @@ class Joined(_Message, tag="joined"):
     epoch: str = ""
 
 
-class Ack(_Message, tag="ack"):
+class AckMessage(_Message, tag="ack"):
     room: str
     client_seq: Seq
     version: Version
@@ -213,5 +213,5 @@ class Error(_Message, tag="error"):
 
 
 ServerMessage: TypeAlias = (
-    Welcome | Snapshot | Broadcast | Joined | Ack | Reject | PresenceUpdate | Error
+    Welcome | Snapshot | Broadcast | Joined | AckMessage | Reject | PresenceUpdate | Error
 )

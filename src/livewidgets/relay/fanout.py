@@ -13,9 +13,9 @@ from collections.abc import Iterable
 from typing import Any, Protocol, TypeVar
 
 from ..protocol.codec import Codec
-from ..protocol.messages import Ack, Reject
+from ..protocol.messages import AckMessage, Reject
 from .framing import data_frame
-from .hub import Member, Send
+from .hub import Delivery, Member
 
 __all__ = ["Encoded", "Framed", "Peer", "answered", "deliver", "split"]
 
@@ -49,7 +49,7 @@ P = TypeVar("P", bound=Peer)
 Encoded = dict[tuple[int, Codec[Any]], Framed]
 
 
-def deliver(sends: Iterable[Send[P]], encoded: Encoded | None = None) -> None:
+def deliver(sends: Iterable[Delivery[P]], encoded: Encoded | None = None) -> None:
     """Fan-out: encode and frame each message once per codec among its recipients
     (once per round, when ``encoded`` is shared by its calls), then hand every peer
     its frames, in order, in one call.
@@ -62,7 +62,7 @@ def deliver(sends: Iterable[Send[P]], encoded: Encoded | None = None) -> None:
     answered: list[P] = []
     for send in sends:
         message = send.message
-        if isinstance(message, (Ack, Reject)):
+        if isinstance(message, (AckMessage, Reject)):
             answered.extend(send.to)
         # Per receiver only a lookup by codec; the round's cache once per codec.
         built: dict[Codec[Any], Framed] = {}
@@ -96,24 +96,26 @@ def _framed(message: Any, codec: Codec[Any], encoded: Encoded | None) -> Framed:
     return framed
 
 
-def answered(sends: Iterable[Send[P]]) -> set[P]:
+def answered(sends: Iterable[Delivery[P]]) -> set[P]:
     """The peers that get an ack or a reject among ``sends`` (the round's authors)."""
-    return {peer for send in sends if isinstance(send.message, (Ack, Reject)) for peer in send.to}
+    return {
+        peer for send in sends if isinstance(send.message, (AckMessage, Reject)) for peer in send.to
+    }
 
 
-def split(sends: list[Send[P]], hold: set[P]) -> tuple[list[Send[P]], list[Send[P]]]:
+def split(sends: list[Delivery[P]], hold: set[P]) -> tuple[list[Delivery[P]], list[Delivery[P]]]:
     """(the sends to peers not in ``hold``, the sends to those in it): each peer's
     messages stay together, in order, on one side."""
     if not hold:
         return sends, []
-    now: list[Send[P]] = []
-    later: list[Send[P]] = []
+    now: list[Delivery[P]] = []
+    later: list[Delivery[P]] = []
     for send in sends:
         if hold.isdisjoint(send.to):
             now.append(send)
             continue
         others = tuple(peer for peer in send.to if peer not in hold)
         if others:
-            now.append(Send(others, send.message))
-        later.append(Send(tuple(peer for peer in send.to if peer in hold), send.message))
+            now.append(Delivery(others, send.message))
+        later.append(Delivery(tuple(peer for peer in send.to if peer in hold), send.message))
     return now, later

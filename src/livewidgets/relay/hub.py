@@ -1,11 +1,11 @@
 """A room's members, presence and message routing, around its sequencer (sans-I/O).
 
-The hub turns commands (join, submit, presence, leave) into :class:`Send` actions:
+The hub turns commands (join, submit, presence, leave) into :class:`Delivery` actions:
 which message goes to which members, in which order. It never encodes, sends or
 stores anything. The asyncio shells (relay.runner_local, relay.runner_shared) feed
 it commands in arrival order, persist the entries it accepted
 (:meth:`RoomHub.take_unsaved`) and deliver the sends in order, the ones marked
-:attr:`Send.after_commit` (the answers to
+:attr:`Delivery.after_commit` (the answers to
 submissions) only once those entries are durable (docs/protocol.md "Durability").
 
 Presence changes are coalesced: they collect until :meth:`RoomHub.flush_presence`
@@ -43,7 +43,7 @@ from dataclasses import dataclass
 from typing import Any, Generic, Literal, Protocol, TypeVar
 
 from ..protocol.messages import (
-    Ack,
+    AckMessage,
     Broadcast,
     Joined,
     PresenceUpdate,
@@ -57,12 +57,12 @@ from .room import Accepted, Duplicate, LogEntry, Outcome, Rejected, RoomCore
 __all__ = [
     "RESET_ORIGIN",
     "Command",
+    "Delivery",
     "JoinRoom",
     "LeaveRoom",
     "Member",
     "ResetRoom",
     "RoomHub",
-    "Send",
     "SetPresence",
     "Submit",
 ]
@@ -149,7 +149,7 @@ Command = JoinRoom[M] | LeaveRoom[M] | Submit[M] | SetPresence[M] | ResetRoom[M]
 
 
 @dataclass(slots=True)
-class Send(Generic[M]):
+class Delivery(Generic[M]):
     """Deliver ``message`` to each of ``to`` (encoded once per codec by the shell).
 
     ``after_commit``: deliver it only once the entries of its round are durable, if
@@ -200,7 +200,7 @@ class RoomHub(Generic[M]):
         self._changes = 0
         # Accepted entries not yet handed to the store.
         self._unsaved: list[LogEntry] = []
-        self._handlers: dict[type, Callable[[Any], list[Send[M]]]] = {
+        self._handlers: dict[type, Callable[[Any], list[Delivery[M]]]] = {
             JoinRoom: self._join,
             LeaveRoom: self._leave,
             Submit: self._submit,
@@ -208,7 +208,7 @@ class RoomHub(Generic[M]):
             ResetRoom: self._reset,
         }
 
-    def handle(self, command: Command[M]) -> list[Send[M]]:
+    def handle(self, command: Command[M]) -> list[Delivery[M]]:
         """Apply one command; return what to send, in order. Persist the entries it
         accepted (:meth:`take_unsaved`); the sends marked ``after_commit`` go out only
         once they are durable."""
@@ -226,24 +226,24 @@ class RoomHub(Generic[M]):
 
     # --- shared stores: entries from other relays, refused rounds ---------------------
 
-    def apply_remote(self, entries: Iterable[LogEntry]) -> list[Send[M]]:
+    def apply_remote(self, entries: Iterable[LogEntry]) -> list[Delivery[M]]:
         """Entries another relay sequenced and committed, in version order: apply each
         (RoomCore.apply_entry) and broadcast it to every member. Deliver at once: they
         are durable already."""
-        sends: list[Send[M]] = []
+        sends: list[Delivery[M]] = []
         members = tuple(self.members)
         for entry in entries:
             self.core.apply_entry(entry)
             if members:
-                sends.append(Send(members, _broadcast(self.name, entry)))
+                sends.append(Delivery(members, _broadcast(self.name, entry)))
         return sends
 
     def redo(
         self,
         commands: Sequence[Command[M]],
-        sends: list[list[Send[M]]],
+        sends: list[list[Delivery[M]]],
         remote: Iterable[LogEntry],
-    ) -> list[Send[M]]:
+    ) -> list[Delivery[M]]:
         """The store refused the round: another relay committed ``remote`` first.
 
         The round was opened with ``core.begin_round()`` and its commands' sends are
@@ -261,7 +261,7 @@ class RoomHub(Generic[M]):
         """
         self.core.rollback_round()
         self._unsaved = []
-        before: list[Send[M]] = []
+        before: list[Delivery[M]] = []
         for index, command in enumerate(commands):
             if isinstance(command, Submit | ResetRoom):
                 # Their answers are made again; presence flushed with them still goes.
@@ -373,7 +373,7 @@ class RoomHub(Generic[M]):
         if member is not None:
             self._known.setdefault(member, 0)
 
-    def flush_presence(self) -> list[Send[M]]:
+    def flush_presence(self) -> list[Delivery[M]]:
         """``presence`` messages with every change since the last flush.
 
         Members that need all of them share one message (encoded once). A member that
@@ -384,7 +384,7 @@ class RoomHub(Generic[M]):
             return []
         untold, self._untold = self._untold, {}
         known, self._known = self._known, {}
-        sends: list[Send[M]] = []
+        sends: list[Delivery[M]] = []
         listeners = tuple(m for m in self.members if m not in known)
         if listeners:
             states = {cid: state for cid, (_, state) in untold.items()}
@@ -396,9 +396,9 @@ class RoomHub(Generic[M]):
                 for member in own:
                     mine = {c: v for c, v in states.items() if c != member.client_id}
                     if mine:
-                        sends.append(Send((member,), PresenceUpdate(self.name, mine)))
+                        sends.append(Delivery((member,), PresenceUpdate(self.name, mine)))
             if listeners:
-                sends.append(Send(listeners, PresenceUpdate(self.name, states)))
+                sends.append(Delivery(listeners, PresenceUpdate(self.name, states)))
         for member, seen in known.items():
             if member not in self.members:
                 continue  # it left (its own leave is among the changes)
@@ -408,7 +408,7 @@ class RoomHub(Generic[M]):
                 if number > seen and cid != member.client_id
             }
             if news:
-                sends.append(Send((member,), PresenceUpdate(self.name, news)))
+                sends.append(Delivery((member,), PresenceUpdate(self.name, news)))
         return sends
 
     def presence_table(self, *, exclude: str | None = None) -> dict[str, dict[str, Any]]:
@@ -423,7 +423,7 @@ class RoomHub(Generic[M]):
 
     # --- commands ------------------------------------------------------------------
 
-    def _join(self, command: JoinRoom[M]) -> list[Send[M]]:
+    def _join(self, command: JoinRoom[M]) -> list[Delivery[M]]:
         member, to = command.member, (command.member,)
         catch = self.core.catch_up(
             command.since,
@@ -431,15 +431,15 @@ class RoomHub(Generic[M]):
             client_id=member.client_id,
             max_delta=self.max_delta,
         )
-        sends: list[Send[M]] = []
+        sends: list[Delivery[M]] = []
         if catch.mode == "snapshot":
             state = catch.state or {}
-            sends.append(Send(to, Snapshot(self.name, catch.version, state, catch.last_seq)))
-        sends.extend(Send(to, _broadcast(self.name, entry)) for entry in catch.entries)
+            sends.append(Delivery(to, Snapshot(self.name, catch.version, state, catch.last_seq)))
+        sends.extend(Delivery(to, _broadcast(self.name, entry)) for entry in catch.entries)
         mode: Literal["delta", "snapshot"] = "snapshot" if catch.mode == "snapshot" else "delta"
         table = self.presence_table(exclude=member.client_id)
         epoch = self.core.lineage.epoch
-        sends.append(Send(to, Joined(self.name, catch.version, mode, table, epoch)))
+        sends.append(Delivery(to, Joined(self.name, catch.version, mode, table, epoch)))
         # The table holds every change so far: the next flush only needs later ones.
         self._known[member] = self._changes
         self.members[member] = None
@@ -450,7 +450,7 @@ class RoomHub(Generic[M]):
             sends.extend(self._set_presence(SetPresence(member, command.presence)))
         return sends
 
-    def _leave(self, command: LeaveRoom[M]) -> list[Send[M]]:
+    def _leave(self, command: LeaveRoom[M]) -> list[Delivery[M]]:
         member = command.member
         if member not in self.members:
             return []
@@ -466,7 +466,7 @@ class RoomHub(Generic[M]):
         self._show(member.client_id, None)
         return []
 
-    def _set_presence(self, command: SetPresence[M]) -> list[Send[M]]:
+    def _set_presence(self, command: SetPresence[M]) -> list[Delivery[M]]:
         member = command.member
         if member not in self.members:
             return []
@@ -479,7 +479,7 @@ class RoomHub(Generic[M]):
         self._show(member.client_id, member)
         return []
 
-    def _submit(self, command: Submit[M]) -> list[Send[M]]:
+    def _submit(self, command: Submit[M]) -> list[Delivery[M]]:
         member = command.member
         if command.refused is not None:
             outcome = self.core.refuse(member.client_id, command.client_seq, command.refused)
@@ -488,14 +488,14 @@ class RoomHub(Generic[M]):
                 member.client_id, command.client_seq, command.base_version, command.ops
             )
         reply = _reply(self.name, command.client_seq, outcome)
-        sends = [Send((member,), reply, after_commit=True)]
+        sends = [Delivery((member,), reply, after_commit=True)]
         if isinstance(outcome, Accepted):
             self._unsaved.append(outcome.entry)
             sends.extend(self.flush_presence())
             sends.extend(self._to_others(member, _broadcast(self.name, outcome.entry)))
         return sends
 
-    def _reset(self, command: ResetRoom[M]) -> list[Send[M]]:
+    def _reset(self, command: ResetRoom[M]) -> list[Delivery[M]]:
         ops = [DeleteOp(path=key) for key in self.core.state]
         if not ops:
             return []
@@ -509,12 +509,12 @@ class RoomHub(Generic[M]):
         self._unsaved.append(outcome.entry)
         return [
             *self.flush_presence(),
-            Send(tuple(self.members), _broadcast(self.name, outcome.entry)),
+            Delivery(tuple(self.members), _broadcast(self.name, outcome.entry)),
         ]
 
-    def _to_others(self, member: M, message: ServerMessage) -> list[Send[M]]:
+    def _to_others(self, member: M, message: ServerMessage) -> list[Delivery[M]]:
         others = self._others(member)
-        return [Send(others, message)] if others else []
+        return [Delivery(others, message)] if others else []
 
 
 def _broadcast(room: str, entry: LogEntry) -> Broadcast:
@@ -524,9 +524,9 @@ def _broadcast(room: str, entry: LogEntry) -> Broadcast:
 def _reply(room: str, client_seq: int, outcome: Outcome) -> ServerMessage:
     """The origin's answer to a submission: ack (maybe duplicate) or reject."""
     if isinstance(outcome, Accepted):
-        return Ack(room, client_seq, outcome.entry.version)
+        return AckMessage(room, client_seq, outcome.entry.version)
     if isinstance(outcome, Duplicate):
-        return Ack(room, client_seq, outcome.version, duplicate=True)
+        return AckMessage(room, client_seq, outcome.version, duplicate=True)
     assert isinstance(outcome, Rejected)
     return Reject(
         room,

@@ -15,7 +15,7 @@ from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
 
-from ..protocol.messages import Ack, Error, Joined, Reject
+from ..protocol.messages import AckMessage, Error, Joined, Reject
 
 __all__ = ["CONTENT_TYPE_LATEST", "RelayMetrics"]
 
@@ -104,7 +104,7 @@ class RelayMetrics:
         """Count the outcomes a room delivered (acks, rejects, joins)."""
         accepted = duplicates = 0
         for message in messages:
-            if isinstance(message, Ack):
+            if isinstance(message, AckMessage):
                 if message.duplicate:
                     duplicates += 1
                 else:

@@ -2,7 +2,7 @@
 
 The room runner hands each round to :meth:`CommitPipeline.add`. The round's messages
 for members with nothing waiting go out at once; the ones for members the hub
-answered (the sends it marked :attr:`~.hub.Send.after_commit`: acks, rejects) and
+answered (the sends it marked :attr:`~.hub.Delivery.after_commit`: acks, rejects) and
 for members that still wait for an earlier commit go out after the round's commit.
 While one commit runs, later rounds are sequenced and delivered the same way and
 their entries gather for the next commit (group commit). So a slow or stalled disk
@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 from .fanout import Encoded, Peer, deliver, split
-from .hub import Command, Send
+from .hub import Command, Delivery
 from .room import LogEntry
 
 __all__ = ["CommitPipeline"]
@@ -36,7 +36,7 @@ class _Group(Generic[P]):
     entries: list[LogEntry] = field(default_factory=list)
     # Per round: its sends that wait, with that round's frames cache (a round's
     # messages are alive together, so their ids are unique keys within it).
-    rounds: list[tuple[list[Send[P]], Encoded]] = field(default_factory=list)
+    rounds: list[tuple[list[Delivery[P]], Encoded]] = field(default_factory=list)
     commands: list[Command[P]] = field(default_factory=list)
     # The members those sends go to.
     waiting: set[P] = field(default_factory=set)
@@ -69,7 +69,7 @@ class CommitPipeline(Generic[P]):
         self._broken = False
 
     def add(
-        self, sends: list[Send[P]], entries: list[LogEntry], commands: list[Command[P]]
+        self, sends: list[Delivery[P]], entries: list[LogEntry], commands: list[Command[P]]
     ) -> None:
         """One round: ``sends`` in order, the ``entries`` it accepted, its ``commands``
         (each told :meth:`~.fanout.Peer.command_done` once the round is delivered).

@@ -28,7 +28,7 @@ from typing import Any, Generic, TypeVar
 
 from ..protocol.codes import CloseCode
 from .fanout import Peer
-from .hub import Command, RoomHub, Send
+from .hub import Command, Delivery, RoomHub
 from .lineage import Lineage
 from .metrics import RelayMetrics
 from .room import LogEntry, RoomCore
@@ -235,7 +235,7 @@ class RunnerBase(ABC, Generic[P]):
             and asyncio.get_running_loop().time() >= self._presence_due
         )
 
-    def _presence_sends(self, hub: RoomHub[P]) -> list[Send[P]]:
+    def _presence_sends(self, hub: RoomHub[P]) -> list[Delivery[P]]:
         """Flush presence now if the interval has passed, else make sure a timer will."""
         loop = asyncio.get_running_loop()
         now = loop.time()

@@ -36,7 +36,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from .fanout import Peer, deliver
-from .hub import Command, JoinRoom, RoomHub, Send, Submit
+from .hub import Command, Delivery, JoinRoom, RoomHub, Submit
 from .metrics import RelayMetrics
 from .presence_link import PresenceLink
 from .room import LogEntry, RoomCore
@@ -135,11 +135,11 @@ class SharedRoomRunner(RunnerBase[P]):
         if hub.core.ops_since_snapshot >= self._settings.snapshot_every:
             await self._save_snapshot(*hub.core.take_snapshot())
 
-    async def _commit_round(self, hub: RoomHub[P], batch: list[Command[P]]) -> list[Send[P]]:
+    async def _commit_round(self, hub: RoomHub[P], batch: list[Command[P]]) -> list[Delivery[P]]:
         """Handle and commit a round, redoing it if the append is refused; the round's
         sends, in order (not delivered yet)."""
         hub.core.begin_round()
-        groups: list[list[Send[P]]] = []
+        groups: list[list[Delivery[P]]] = []
         for index, command in enumerate(batch):
             if hub.has_unsaved and isinstance(command, JoinRoom):
                 # A joiner's catch-up must hold committed entries only, and a redo must
@@ -148,7 +148,7 @@ class SharedRoomRunner(RunnerBase[P]):
                 batch = self._batch = batch[:index]
                 break
             groups.append(hub.handle(command))
-        before: list[Send[P]] = []
+        before: list[Delivery[P]] = []
         entries = hub.take_unsaved()
         conflicts = 0
         while entries:

@@ -43,7 +43,7 @@ from ..protocol.messages import (
     Join,
     Leave,
     OpMessage,
-    Presence,
+    PresenceMessage,
     ServerMessage,
     Welcome,
 )
@@ -403,7 +403,7 @@ class RelayProtocol(Generic[M]):
         result = self.submit(message, now)
         return [Put(message.room, result)] if isinstance(result, Submit) else result
 
-    def _on_presence(self, message: Presence, now: float) -> list[Action]:
+    def _on_presence(self, message: PresenceMessage, now: float) -> list[Action]:
         room = message.room
         if room not in self.rooms:
             return self._not_joined(room, "presence", now)
@@ -503,7 +503,7 @@ _HANDLERS: dict[State, dict[type | None, _Handler]] = {
         Leave: _P._on_leave,
         OpMessage: _P._on_submit,
         Batch: _P._on_submit,
-        Presence: _P._on_presence,
+        PresenceMessage: _P._on_presence,
         Admin: _P._on_admin,
         None: _P._ignore,
     },
