@@ -196,9 +196,9 @@ async def test_op_flood_is_rate_limited_then_closed(secure_relay: Relay) -> None
     elapsed = loop.time() - started
     assert code == 4008
     # The burst, plus what the bucket refilled while the flood lasted.
-    assert replies["Ack:"] <= limits.ops_burst + limits.ops_per_second * elapsed + 1
+    assert replies["AckMessage:"] <= limits.ops_burst + limits.ops_per_second * elapsed + 1
     assert replies.get("Reject:rate_limited", 0) > 0
-    assert set(replies) <= {"Ack:", "Reject:rate_limited", "PresenceUpdate:"}
+    assert set(replies) <= {"AckMessage:", "Reject:rate_limited", "PresenceUpdate:"}
     await calm.op("room", 1, IncrementOp("calm"), base=0)
     await ack_for(calm, "room", 1)
     await assert_serves(secure_relay.url, token(), room="room")
@@ -247,7 +247,7 @@ async def test_sustained_paced_flood_is_closed(secure_relay_factory: object) -> 
     await client.join("room")
     replies, code = await paced_flood(client, "room", per_tick=5, tick=0.02, seconds=2.0)
     assert code == 4008, f"still open after {replies}"
-    assert replies.get("Ack:", 0) > 10  # some got through: this was not one burst
+    assert replies.get("AckMessage:", 0) > 10  # some got through: this was not one burst
     await assert_serves(relay.url, token(), room="room")
 
 
