@@ -1,24 +1,40 @@
-"""Deterministic simulation: N clients + the relay core under network faults converge."""
+"""Deterministic simulation: the real client and relay objects converge under faults.
+
+Each test runs seeded schedules of one fault family on top of the common ones
+(cuts, dead peers found by the heartbeat, partitions, ack-timeout resends) and
+asserts, besides the invariants, that its faults really happened.
+"""
 
 from __future__ import annotations
 
 import os
+from collections import Counter
+from typing import Any
 
 import pytest
 
-from .network import Simulation
+from livewidgets.client.protocol import State
+from livewidgets.relay.room import RoomCore, RoomRecord
+
+from .network import ROOM, Faults, Simulation
 
 SEEDS = int(os.environ.get("LIVEWIDGETS_SIM_SEEDS", "1000"))
+STEPS = 300
 
 
 def check_invariants(sim: Simulation) -> None:
-    relay = sim.relay
+    """Once quiet: every replica equals the log replayed; nothing acked lost or applied
+    twice; each client's ops in its order; every write resolved."""
+    replayed = RoomCore(RoomRecord(ROOM, log=list(sim.log)))
+    for relay in sim.relays:
+        assert relay.hub.core.version == replayed.version, relay.name
+        assert relay.hub.core.state == replayed.state, relay.name
     for client in sim.clients:
-        assert client.core.version == relay.version, client.name
-        assert client.core.confirmed == relay.state, client.name
-        assert client.core.visible == relay.state, client.name
+        assert client.protocol.state is State.CONNECTED, client.name
+        assert client.core.version == replayed.version, client.name
+        assert client.core.confirmed == replayed.state, client.name
+        assert client.core.visible == replayed.state, client.name
         assert not client.core.pending
-    # Every acked write is in the log exactly once; a client's writes keep its order.
     keys = [(e.client_id, e.client_seq) for e in sim.log]
     assert len(keys) == len(set(keys)), "an op was applied twice"
     assert [e.version for e in sim.log] == list(range(1, len(sim.log) + 1))
@@ -32,35 +48,98 @@ def check_invariants(sim: Simulation) -> None:
                 assert sim.handle_seq[handle] in keys, "an acknowledged write is not in the log"
 
 
-@pytest.mark.parametrize("chunk", range(10))
-def test_replicas_converge_under_faults(chunk: int) -> None:
-    """Random ops, delays, disconnects, partitions, resends: all replicas equal the relay."""
-    per_chunk = max(1, SEEDS // 10)
-    for seed in range(chunk * per_chunk, (chunk + 1) * per_chunk):
-        sim = Simulation(seed, clients=5)
+def run_seeds(seeds: range, **options: Any) -> Counter[str]:
+    """Run and check one simulation per seed; the summed fault counts."""
+    counts: Counter[str] = Counter()
+    for seed in seeds:
+        sim = Simulation(seed, **options)
         try:
-            sim.run(steps=300)
+            sim.run(steps=STEPS)
             check_invariants(sim)
         except AssertionError as exc:
-            raise AssertionError(f"seed {seed}: {exc}") from exc
+            raise AssertionError(f"seed {seed} ({options or 'defaults'}): {exc}") from exc
+        counts += sim.counts
+    return counts
 
 
-@pytest.mark.parametrize("chunk", range(5))
+def chunk_seeds(chunk: int, chunks: int, share: float, offset: int) -> range:
+    """This chunk's seeds: ``share`` of SEEDS split over ``chunks`` chunks."""
+    per_chunk = max(1, int(SEEDS * share) // chunks)
+    return range(offset + chunk * per_chunk, offset + (chunk + 1) * per_chunk)
+
+
+def assert_happened(counts: Counter[str], runs: int, *kinds: str) -> None:
+    """Each fault kind happened (the schedules exercise what the checks are about)."""
+    missing = [kind for kind in kinds if counts[kind] == 0]
+    assert not missing, f"never happened in {runs} runs: {missing} ({dict(counts)})"
+
+
+@pytest.mark.parametrize("chunk", range(4))
+def test_replicas_converge_under_faults(chunk: int) -> None:
+    """Random ops, delays, cuts, dead peers, partitions, resends: all replicas equal the log."""
+    seeds = chunk_seeds(chunk, 4, 0.2, 0)
+    counts = run_seeds(seeds)
+    assert_happened(
+        counts,
+        len(seeds),
+        "cut",
+        "dead_peer",
+        "abort_heartbeat",
+        "partition",
+        "resend",
+        "connect_failed",
+        "snapshot",
+    )
+
+
+@pytest.mark.parametrize("chunk", range(4))
 def test_replicas_converge_when_the_relay_crashes_mid_commit(chunk: int) -> None:
     """Members hear of an op while it is committed; the relay may die before the commit
-    returns. Resuming clients must drop what they saw of the lost op (a snapshot: the
-    epoch changed after it) and converge; no acknowledged op is lost or applied twice."""
-    per_chunk = max(1, SEEDS // 10)
-    crashes = 0
-    for seed in range(chunk * per_chunk, (chunk + 1) * per_chunk):
-        # A window holding every run's log: a crash loses the relay's memory of refusals,
-        # and a resend of an op refused before the window is answered as applied (the
-        # documented limit, docs/protocol.md "Dedupe"); within it, the log tells.
-        sim = Simulation(seed, clients=5, window=1000, crashes=True)
-        try:
-            sim.run(steps=300)
-            check_invariants(sim)
-        except AssertionError as exc:
-            raise AssertionError(f"seed {seed}: {exc}") from exc
-        crashes += sim.crash_count
-    assert crashes >= per_chunk  # the scenario really happened, about once per run or more
+    returns and restarts from the committed log in a new epoch. Resuming clients drop
+    what they saw of the lost ops and converge; no acknowledged op is lost or doubled."""
+    seeds = chunk_seeds(chunk, 4, 0.2, 10**6)
+    # A window holding every run's log: a crash loses the relay's memory of refusals,
+    # and a resend of an op refused before the window is answered as applied (the
+    # documented limit, docs/protocol.md "Dedupe"); within it, the log tells.
+    counts = run_seeds(seeds, window=1000, faults=Faults(crashes=True))
+    assert_happened(counts, len(seeds), "crash", "restart")
+    assert counts["crash_mid_commit"] >= len(seeds) // 2
+
+
+@pytest.mark.parametrize("chunk", range(2))
+def test_replicas_converge_when_tokens_expire(chunk: int) -> None:
+    """The relay ends sessions whose token expired (4004) or refuses them at hello;
+    clients get a fresh token and resume; verifying clients check the relay's proof."""
+    seeds = chunk_seeds(chunk, 2, 0.1, 2 * 10**6)
+    counts = run_seeds(seeds, faults=Faults(expiry=True, verify=True))
+    assert_happened(
+        counts, len(seeds), "token_expired", "close_4004", "token_refresh", "proof_checked"
+    )
+
+
+@pytest.mark.parametrize("chunk", range(2))
+def test_replicas_converge_when_consumers_are_slow(chunk: int) -> None:
+    """A client that reads too slowly is closed with 4009 and resumes by delta."""
+    seeds = chunk_seeds(chunk, 2, 0.1, 3 * 10**6)
+    counts = run_seeds(seeds, max_delta=10, send_queue_limit=24, faults=Faults(slow=True))
+    assert_happened(counts, len(seeds), "slow", "slow_consumer_close", "close_4009")
+
+
+@pytest.mark.parametrize("chunk", range(4))
+def test_replicas_converge_across_failover_between_two_relays(chunk: int) -> None:
+    """Two relays on one shared store, clients with both URLs: relays crash after a
+    commit, clients fail over, conflicting appends are redone; all converge."""
+    seeds = chunk_seeds(chunk, 4, 0.2, 4 * 10**6)
+    counts = run_seeds(seeds, relays=2, window=1000, faults=Faults(crashes=True))
+    assert_happened(counts, len(seeds), "failover", "store_conflict", "crash", "restart")
+
+
+def test_simulation_is_deterministic() -> None:
+    """The same seed replays the same run (a failing seed can be debugged)."""
+    runs = []
+    for _ in range(2):
+        sim = Simulation(11, relays=2, faults=Faults(crashes=True, expiry=True, verify=True))
+        sim.run(steps=STEPS)
+        runs.append((sim.relay.state, [(e.client_id, e.client_seq) for e in sim.log], sim.counts))
+    assert runs[0] == runs[1]
+    assert runs[0][1]

@@ -138,12 +138,8 @@ class TypingSimulation(Simulation):
         assert typist.cursor == self.end_of(after, char), "own insert did not move the cursor"
 
     def _submit(self, client: SimClient, ops: list[Op]) -> int:
-        self._handle += 1
-        handle = self._handle
-        events = client.core.submit(ops, handle=handle, now=self.now)
-        client.issued.append(handle)
-        self.handle_seq[handle] = (client.name, client.core.pending[-1].seq)
-        self._client_events(client, events)
+        handle = self.submit(client, ops)
+        assert handle is not None, "a keystroke always applies locally"
         return handle
 
     # --- following visible changes --------------------------------------------------
@@ -271,23 +267,6 @@ def test_simulation_is_deterministic() -> None:
 # --- minimal repros of what the snapshot-resync simulation found (fixed in d7982eb) ---
 
 
-def drain(sim: Simulation) -> None:
-    """Deliver every queued frame, relay side first, in a fixed order (bounded)."""
-    for _ in range(10_000):
-        moved = False
-        for client in sim.clients:
-            conn = client.conn
-            if conn is not None and conn.to_relay:
-                sim.relay_receive(conn, conn.to_relay.popleft())
-                moved = True
-            elif conn is not None and conn.to_client:
-                sim._client_events(client, client.core.receive(conn.to_client.popleft()))
-                moved = True
-        if not moved:
-            return
-    raise AssertionError("the network did not go quiet")
-
-
 def joined_core(text: str) -> RoomSync:
     """A client that joined a room whose text ``t`` is ``text`` at version 1."""
     core = RoomSync(ROOM, "me")
@@ -339,22 +318,20 @@ def test_applied_write_is_not_reported_failed_after_snapshot_resync() -> None:
     """Two writes applied while their acks were lost both resolve as acked."""
     sim = Simulation(0, clients=2, window=2)
     me, peer = sim.clients
-    sim.connect(me)
-    sim.connect(peer)
-    drain(sim)
-    handles = []
-    for path in ("x", "y"):
-        sim._handle += 1
-        handles.append(sim._handle)
-        sim._client_events(me, me.core.submit([SetOp(path=path, value=1)], handle=sim._handle))
-    assert me.conn is not None
-    while me.conn.to_relay:  # the relay applies both ...
-        sim.relay_receive(me.conn, me.conn.to_relay.popleft())
-    sim.disconnect(me)  # ... and the acks are lost
+    sim.settle()
+    handles = [sim.submit(me, [SetOp(path=path, value=1)]) for path in ("x", "y")]
+    link, relay = me.link, sim.relays[0]
+    assert link is not None
+    while link.to_relay:  # the relay applies and commits both ...
+        sim._to_relay(link)
+    while relay.inbox or relay.committing:
+        relay.run_round(len(relay.inbox)) if relay.inbox else relay.commit()
+    me.offline_until = float("inf")
+    sim.cut(link)  # ... and the acks are lost
     for _ in range(3):  # the peer's writes push ours out of the relay's window
-        sim._client_events(peer, peer.core.submit([IncrementOp(path="n", by=1)]))
-        drain(sim)
-    sim.connect(me)
-    drain(sim)
+        sim.submit(peer, [IncrementOp(path="n", by=1)])
+        sim.settle(ignore=frozenset({me.name}))
+    me.offline_until = 0.0
+    sim.settle()
     assert me.core.visible == sim.relay.state == {"x": 1, "y": 1, "n": 3}
     assert [me.outcomes.get(h) for h in handles] == ["acked", "acked"]
