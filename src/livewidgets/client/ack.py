@@ -49,13 +49,16 @@ class Ack:
     def add_done_callback(self, callback: Any) -> None:
         self._future.add_done_callback(lambda _: callback(self))
 
-    # --- called by the engine ---------------------------------------------------
+    # --- settled by the engine (like concurrent.futures.Future.set_result) ----------
 
-    def _resolve(self, version: int) -> None:
+    def resolve(self, version: int) -> None:
+        """Settle as applied at ``version``; for the engine, not for users. Idempotent:
+        the first outcome wins."""
         if not self._future.done():
             self._future.set_result(version)
 
-    def _fail(self, error: BaseException) -> None:
+    def fail(self, error: BaseException) -> None:
+        """Settle as refused with ``error``; for the engine, not for users. Idempotent."""
         if not self._future.done():
             self._future.set_exception(error)
 

@@ -261,7 +261,7 @@ class Engine:
         with self._lock:
             handles = [h for p in self.core.pending for h in p.handles]
         for ack, _ in handles:
-            ack._fail(SessionClosed("the session closed before the relay acknowledged"))
+            ack.fail(SessionClosed("the session closed before the relay acknowledged"))
         if self._joined_once is not None and not self._joined_once.done():
             self._joined_once.set_exception(SessionClosed("the session closed before joining"))
             self._joined_once.exception()  # mark retrieved: nobody may be waiting
@@ -545,7 +545,7 @@ class Engine:
         now = time.monotonic()
         for ack, created in event.handles:
             self.metrics.rtt_samples.append(now - created)
-            ack._resolve(event.version)
+            ack.resolve(event.version)
 
     def _fail(self, event: Failed) -> None:
         self.metrics.rejects += 1
@@ -566,7 +566,7 @@ class Engine:
             "current_version": event.current_version,
         }
         for ack, _ in event.handles:
-            ack._fail(error)
+            ack.fail(error)
         self.events.emit("conflict" if event.code == "conflict" else "rejected", payload)
 
     def _on_presence(self, event: PresenceChanged) -> None:

@@ -195,7 +195,7 @@ class SessionAPI:
         if ops:
             self._engine.submit(ops, batch=True, ack=ack)
         else:
-            ack._resolve(self.version)
+            ack.resolve(self.version)
 
     def _write(self, op: Op, priority: Priority) -> Ack:
         if self._batch.ops is not None:

@@ -15,9 +15,9 @@ from typing import Any, Protocol, TypeVar
 from ..protocol.codec import Codec
 from ..protocol.messages import AckMessage, Reject
 from .framing import data_frame
-from .hub import Delivery, Member
+from .hub import Command, Delivery, Member
 
-__all__ = ["Encoded", "Framed", "Peer", "answered", "deliver", "split"]
+__all__ = ["Encoded", "Framed", "Peer", "answered", "commands_done", "deliver", "split"]
 
 # An encoded message and the same as a ready WebSocket frame (relay.framing).
 Framed = tuple[bytes, bytes]
@@ -42,6 +42,13 @@ class Peer(Member, Protocol):
 
 
 P = TypeVar("P", bound=Peer)
+
+
+def commands_done(commands: Iterable[Command[P]]) -> None:
+    """Return the reader credits of ``commands``: the one place the runners do it, once
+    each command is delivered, dropped (its room stopped) or failed with its room."""
+    for command in commands:
+        command.member.command_done()
 
 
 # Frames already built in this round: (id(message), codec) -> framed. A round's

@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
-from .fanout import Encoded, Peer, deliver, split
+from .fanout import Encoded, Peer, commands_done, deliver, split
 from .hub import Command, Delivery
 from .room import LogEntry
 
@@ -87,8 +87,7 @@ class CommitPipeline(Generic[P]):
         now, later = split(sends, hold)
         deliver(now, encoded)
         if not entries and not later:
-            for command in commands:
-                command.member.command_done()
+            commands_done(commands)
             return
         group = self._building
         group.entries += entries
@@ -162,5 +161,4 @@ class CommitPipeline(Generic[P]):
     def _deliver(group: _Group[Any]) -> None:
         for sends, encoded in group.rounds:
             deliver(sends, encoded)
-        for command in group.commands:
-            command.member.command_done()
+        commands_done(group.commands)

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from ..protocol.codes import CloseCode
-from .fanout import Peer
+from .fanout import Peer, commands_done
 from .hub import Command, Delivery, RoomHub
 from .lineage import Lineage
 from .metrics import RelayMetrics
@@ -121,7 +121,7 @@ class RunnerBase(ABC, Generic[P]):
         """Queue a command; processed in order after every command queued before it."""
         if self._finished:
             # The room failed or stopped; its peers are being closed and will resume.
-            command.member.command_done()
+            commands_done((command,))
             return
         if self._waiting and not self._wake.is_set() and self._run_alone(command):
             return
@@ -283,5 +283,4 @@ class RunnerBase(ABC, Generic[P]):
         )
         for peer in peers:
             peer.close(CloseCode.INTERNAL_ERROR, "room failed; reconnect and resume")
-        for command in pending:
-            command.member.command_done()
+        commands_done(pending)

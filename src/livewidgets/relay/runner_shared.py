@@ -35,7 +35,7 @@ import logging
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from .fanout import Peer, deliver
+from .fanout import Peer, commands_done, deliver
 from .hub import Command, Delivery, JoinRoom, RoomHub, Submit
 from .metrics import RelayMetrics
 from .presence_link import PresenceLink
@@ -129,8 +129,7 @@ class SharedRoomRunner(RunnerBase[P]):
             sends.extend(self._presence_sends(hub))
         deliver(sends)
         self._metrics.observe_messages(send.message for send in sends)
-        for command in batch:
-            command.member.command_done()
+        commands_done(batch)
         self._batch = []
         if hub.core.ops_since_snapshot >= self._settings.snapshot_every:
             await self._save_snapshot(*hub.core.take_snapshot())
