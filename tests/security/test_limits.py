@@ -27,8 +27,9 @@ from livewidgets.protocol import (
     Reject,
     SetOp,
 )
+from livewidgets.protocol.codes import CloseCode, ErrorCode
 from livewidgets.relay import Relay
-from livewidgets.relay.policy import Denied
+from livewidgets.relay.policy import Denied, Slow
 from livewidgets.relay.security import Limits, SecurityPolicy
 
 from ..client.helpers import FAST
@@ -416,3 +417,40 @@ def test_rate_state_of_gone_users_is_forgotten() -> None:
     time.sleep(0.01)
     policy.on_close(extra, None)
     assert policy.remembered_users() == 0
+
+
+def test_welcome_advertises_the_rates() -> None:
+    """welcome.limits carries the rates; an unlimited one is left out."""
+    assert SecurityPolicy(None).rates() == {
+        "ops_per_second": 200.0,
+        "ops_burst": 400.0,
+        "user_ops_per_second": 200.0,
+        "user_ops_burst": 400.0,
+        "presence_per_second": 40.0,
+        "presence_burst": 80.0,
+    }
+    unlimited = Limits(ops_per_second=float("inf"), ops_burst=float("inf"))
+    assert "ops_per_second" not in SecurityPolicy(None, limits=unlimited).rates()
+
+
+def test_the_policy_slows_before_it_refuses() -> None:
+    """Over the rate: Slow(until the debt is paid); a batch costs its ops; only a
+    connection over it on every frame for max_throttled_seconds is refused with 4008,
+    and one frame within the rate starts the count afresh."""
+    limits = Limits(ops_per_second=10, ops_burst=2, max_throttled_seconds=1.0)
+    policy = SecurityPolicy(None, limits=limits)
+    ann = policy.on_hello(Hello(protocol=1, user="ann"), None)
+    assert not isinstance(ann, Denied)
+    one, three = [IncrementOp("n")], [IncrementOp("n")] * 3
+    assert policy.on_write(ann, "r", one, 0.0) is None
+    assert policy.on_write(ann, "r", one, 0.0) is None
+    assert policy.on_write(ann, "r", one, 0.0) == Slow(pytest.approx(0.1))
+    assert policy.on_write(ann, "r", three, 0.1) == Slow(pytest.approx(0.4))
+    assert policy.on_write(ann, "r", one, 0.4) == Slow(pytest.approx(0.5))
+    assert policy.on_write(ann, "r", one, 0.6) is None  # within the rate: count afresh
+    ten = [IncrementOp("n")] * 10
+    for now in (0.6, 1.0, 1.6):  # each batch deeper in debt: slowed on every frame
+        assert isinstance(policy.on_write(ann, "r", ten, now), Slow)
+    refused = policy.on_write(ann, "r", ten, 1.7)
+    assert isinstance(refused, Denied)
+    assert (refused.code, refused.close) == (ErrorCode.RATE_LIMITED, CloseCode.RATE_LIMITED)
