@@ -114,7 +114,8 @@ def _add_relay(subparsers: Subparsers) -> None:
         type=float,
         default=limits.ops_per_second,
         metavar="N",
-        help="ops per second per connection, 0 = unlimited (default: %(default)s)",
+        help="ops per second per connection and per user, burst twice that; advertised "
+        "to clients, which pace themselves to it; 0 = unlimited (default: %(default)s)",
     )
     security.add_argument(
         "--max-connections-per-ip",
@@ -240,9 +241,13 @@ def _relay_security(args: argparse.Namespace) -> tuple[Any, Any]:
     if secret is None:
         where = "only this machine can connect" if _is_loopback(args.host) else "INSECURE"
         print(f"livewidgets relay: no secret, no tokens checked ({where})", file=sys.stderr)
+    rate = args.ops_rate or float("inf")
+    burst = 2 * args.ops_rate if args.ops_rate else float("inf")
     limits = Limits(
-        ops_per_second=args.ops_rate or float("inf"),
-        ops_burst=2 * args.ops_rate if args.ops_rate else float("inf"),
+        ops_per_second=rate,
+        ops_burst=burst,
+        user_ops_per_second=rate,
+        user_ops_burst=burst,
         max_connections_per_ip=args.max_connections_per_ip,
     )
     policy = SecurityPolicy(

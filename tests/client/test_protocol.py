@@ -52,6 +52,7 @@ from livewidgets.protocol import (
     Snapshot,
     Welcome,
 )
+from livewidgets.protocol.pacing import TokenBucket
 
 ROOM = "r"
 ME = "me"
@@ -409,3 +410,113 @@ def test_illegal_transitions_raise_at_once() -> None:
         p.connect(1.0)
     with pytest.raises(LocalProtocolError, match="token_refreshed"):
         p.token_refreshed("x", 1.0)
+
+
+# --- pacing (docs/protocol.md "Pacing") ------------------------------------------------
+
+
+def test_token_bucket_admits_the_burst_then_one_per_interval() -> None:
+    """A full bucket admits its burst; then a send waits 1/rate; a refusal changes nothing."""
+    bucket = TokenBucket(rate=2.0, burst=2.0, now=0.0)
+    assert bucket.admit(0.0) and bucket.admit(0.0)
+    assert not bucket.admit(0.0)
+    assert bucket.ready_at() == 0.5
+    assert not bucket.admit(0.49)
+    assert bucket.admit(0.5)
+    assert bucket.ready_at() == 1.0
+
+
+def test_token_bucket_charges_into_debt_and_says_how_long_to_wait() -> None:
+    """charge() always takes (the relay's side): the wait is the debt over the rate."""
+    bucket = TokenBucket(rate=10.0, burst=5.0, now=0.0)
+    assert bucket.charge(0.0, 5) == 0.0
+    assert bucket.charge(0.0, 3) == pytest.approx(0.3)
+    assert bucket.charge(0.3) == pytest.approx(0.1)  # paid off at 0.3, one more costs 0.1
+    assert bucket.rested(10.0)
+    assert TokenBucket(float("inf"), 1.0, 0.0).charge(0.0, 1e9) == 0.0
+
+
+def test_a_batch_larger_than_the_burst_goes_when_the_bucket_is_full() -> None:
+    """A batch costs its ops; one larger than the burst waits for a full bucket, then
+    leaves a debt that later sends wait out."""
+    bucket = TokenBucket(rate=10.0, burst=4.0, now=0.0)
+    assert bucket.admit(0.0, 1)
+    assert not bucket.admit(0.0, 8)
+    assert bucket.ready_at(8) == pytest.approx(0.1)
+    assert bucket.admit(0.1, 8)
+    assert bucket.ready_at(1) == pytest.approx(0.6)  # -4 + 10/s: one token at 0.6
+
+
+def paced(limits: dict[str, int | float]) -> ClientProtocol:
+    p = client()
+    p.connect(0.0)
+    p.opened(0.0)
+    p.receive(Welcome(PROTOCOL_VERSION, ME, "c1", "relay", limits), 0.0)
+    p.receive(Snapshot(ROOM, 0, {}), 0.0)
+    p.receive(Joined(ROOM, 0, "snapshot"), 0.0)
+    return p
+
+
+def sent(actions: list[Action]) -> list[Any]:
+    return [m for a in actions if isinstance(a, SendMessages) for m in a.messages]
+
+
+def op(seq: int, base: int = 0) -> OpMessage:
+    return OpMessage(ROOM, seq, base, SetOp(f"k{seq}", value=seq))
+
+
+def test_ops_beyond_the_advertised_burst_wait_for_tokens() -> None:
+    """Burst 2 at 2/s: two ops go at once, the third at t=0.5 (the tick's deadline)."""
+    p = paced({"ops_per_second": 2, "ops_burst": 2})
+    assert sent(p.submit(ROOM, [SetOp("k1", value=1)], 0.0)) == [op(1)]
+    assert sent(p.submit(ROOM, [SetOp("k2", value=2)], 0.0)) == [op(2)]
+    assert sent(p.submit(ROOM, [SetOp("k3", value=3)], 0.0)) == []
+    assert sent(p.submit(ROOM, [SetOp("k4", value=4)], 0.1)) == []
+    assert p.next_deadline() == 0.5
+    assert p.tick(0.4) == []
+    assert p.tick(0.5) == [SendMessages([op(3)])]
+    assert p.next_deadline() == 1.0
+    assert p.tick(1.0) == [SendMessages([op(4)])]
+    assert p.rooms[ROOM].paced_cost is None
+
+
+def test_pacing_follows_the_stricter_of_connection_and_user_rates() -> None:
+    """Per connection 10/s and per user 1/s: the client paces to 1/s, burst 1."""
+    p = paced(
+        {"ops_per_second": 10, "ops_burst": 10, "user_ops_per_second": 1, "user_ops_burst": 1}
+    )
+    assert p.pacer is not None and (p.pacer.rate, p.pacer.burst) == (1, 1)
+    assert sent(p.submit(ROOM, [SetOp("k1", value=1)], 0.0)) == [op(1)]
+    assert sent(p.submit(ROOM, [SetOp("k2", value=2)], 0.0)) == []
+    assert p.next_deadline() == 1.0
+
+
+def test_no_advertised_rate_means_no_pacing() -> None:
+    """A relay that advertises no rate (unlimited) gets every op at once."""
+    p = paced({"max_frame_size": 1000})
+    assert p.pacer is None
+    for seq in range(1, 51):
+        assert sent(p.submit(ROOM, [SetOp(f"k{seq}", value=seq)], 0.0)) == [op(seq)]
+
+
+def test_the_pacer_outlives_a_reconnect() -> None:
+    """The relay keeps the user's bucket across connections, so the client keeps its own:
+    a reconnect does not buy a fresh burst; held ops go once joined and tokens allow."""
+    p = paced({"ops_per_second": 2, "ops_burst": 1})
+    pacer = p.pacer
+    assert sent(p.submit(ROOM, [SetOp("k1", value=1)], 0.0)) == [op(1)]
+    assert sent(p.submit(ROOM, [SetOp("k2", value=2)], 0.0)) == []
+    p.closed(1006, 0.1)
+    assert p.next_deadline() is None  # offline: no pacing tick (ReconnectAfter waits)
+    p.connect(0.2)
+    p.opened(0.2)
+    p.receive(
+        Welcome(PROTOCOL_VERSION, ME, "c2", "relay", {"ops_per_second": 2, "ops_burst": 1}), 0.2
+    )
+    assert p.pacer is pacer
+    p.receive(Snapshot(ROOM, 0, {}, last_seq=0), 0.2)
+    actions = p.receive(Joined(ROOM, 0, "snapshot"), 0.3)
+    assert sent(actions) == []  # seq 1 (resend) waits too: the bucket is empty until 0.5
+    assert p.next_deadline() == 0.5
+    assert p.tick(0.5) == [SendMessages([op(1)])]
+    assert p.tick(1.0) == [SendMessages([op(2)])]

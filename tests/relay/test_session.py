@@ -25,7 +25,7 @@ from livewidgets.protocol.messages import (
     Welcome,
 )
 from livewidgets.relay.hub import JoinRoom, LeaveRoom, ResetRoom, SetPresence, Submit
-from livewidgets.relay.policy import AllowAll, Denied, Principal
+from livewidgets.relay.policy import AllowAll, Denied, Principal, Slow
 from livewidgets.relay.room import Rejected
 from livewidgets.relay.session import (
     INVALID_WINDOW,
@@ -34,6 +34,7 @@ from livewidgets.relay.session import (
     Event,
     ExpireAt,
     Kick,
+    PauseReading,
     Put,
     Register,
     RelayProtocol,
@@ -59,8 +60,8 @@ class Policy(AllowAll):
     connect: Denied | None = None
     hello: Principal | Denied | None = None
     join: Denied | None = None
-    write: Denied | None = None
-    presence: Denied | None = None
+    write: Denied | Slow | None = None
+    presence: Denied | Slow | None = None
     admin: Denied | None = None
     expires: float | None = None
     calls: list[tuple[Any, ...]] = field(default_factory=list)
@@ -79,10 +80,10 @@ class Policy(AllowAll):
 
     def on_write(
         self, principal: Principal, room: str, ops: Sequence[Op], now: float
-    ) -> Denied | None:
+    ) -> Denied | Slow | None:
         return self.write
 
-    def on_presence(self, principal: Principal, room: str, now: float) -> Denied | None:
+    def on_presence(self, principal: Principal, room: str, now: float) -> Denied | Slow | None:
         return self.presence
 
     def on_admin(self, principal: Principal, room: str) -> Denied | None:
@@ -314,8 +315,29 @@ def test_op_refused_by_policy_goes_through_the_room_as_refused() -> None:
     assert p.state is State.OPEN
 
 
+def test_an_op_over_the_rate_is_accepted_and_reading_pauses() -> None:
+    """Slow: the op still goes to the room (never refused); the shell reads nothing more
+    before the deadline."""
+    p = opened(Policy(write=Slow(until=2.5)), "r")
+    assert p.submit(OpMessage("r", 1, 0, OP), 2.0) == [
+        Put("r", Submit(p.member, 1, 0, (OP,))),
+        PauseReading(2.5),
+    ]
+    assert p.state is State.OPEN
+
+
+def test_presence_over_the_rate_is_relayed_and_reading_pauses() -> None:
+    """Slow presence: the SetPresence, then a pause (no error)."""
+    p = opened(Policy(presence=Slow(until=1.0)), "r")
+    assert p.receive(PresenceMessage("r", {"x": 1}), 0.5) == [
+        Put("r", SetPresence(p.member, {"x": 1})),
+        PauseReading(1.0),
+    ]
+
+
 def test_sustained_flooding_rejects_then_closes_at_once() -> None:
-    """A rate_limited denial with close 4008: the refused Submit, then close unflushed."""
+    """A rate_limited denial with close 4008 (over the rate long after being slowed):
+    the refused Submit, then close unflushed."""
     flood = Denied(ErrorCode.RATE_LIMITED, "slow down", CloseCode.RATE_LIMITED)
     p = opened(Policy(write=flood), "r")
     refused = Rejected(ErrorCode.RATE_LIMITED, "slow down")

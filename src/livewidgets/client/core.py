@@ -35,6 +35,7 @@ from ..protocol.messages import (
     Reject,
     Snapshot,
 )
+from ..protocol.pacing import TokenBucket
 from ..state import text as text_ot
 from ..state.ops import DeleteOp, Op, OpError, TextOp, apply_ops, get_path, touched_paths
 from ..state.paths import is_related
@@ -183,6 +184,11 @@ class RoomSync:
         self.next_seq = 1
         # True until the first catch-up, or after a divergence: ask for a snapshot.
         self._need_snapshot = True
+        # The connection's send budget (docs/protocol.md "Pacing"), shared by its rooms
+        # and set by the connection lifecycle from welcome.limits; None: unpaced.
+        self.pacer: TokenBucket | None = None
+        # The cost of the first unsent op the pacer held back (None: none held).
+        self.paced_cost: float | None = None
 
     # --- local writes -------------------------------------------------------------
 
@@ -264,6 +270,7 @@ class RoomSync:
     def connection_lost(self) -> list[Event]:
         """Peers' presence is unknown while offline; they are re-sent on join."""
         self.joined = False
+        self.paced_cost = None
         for pending in self.pending:
             pending.sent = False
         gone = [PresenceChanged(cid, state, None) for cid, state in self.presence.items()]
@@ -276,6 +283,8 @@ class RoomSync:
         for pending in self.pending:
             if pending.sent and now - pending.sent_at > ack_timeout:
                 pending.sent_at = now
+                if self.pacer is not None:  # rare: counted, never held back
+                    self.pacer.charge(now, len(pending.ops))
                 events.append(Send(self._message(pending)))
         return events
 
@@ -501,10 +510,21 @@ class RoomSync:
         self.joined = False
         return [Resync(reason)]
 
+    def flush(self, now: float) -> list[Event]:
+        """Send what may go now (the pacer held ops back until ``now``)."""
+        return self._send_ready(now)
+
     def _send_ready(self, now: float) -> list[Event]:
-        """Send unsent ops in order; stop at a text op that must wait for an ack."""
+        """Send unsent ops in order; stop at a text op that must wait for an ack, or
+        where the pacer's budget runs out (a batch costs its ops)."""
         if not self.joined:
+            self.paced_cost = None
             return []
+        pacer = self.pacer
+        if pacer is not None and self.paced_cost is not None:
+            if now < pacer.ready_at(self.paced_cost):
+                return []  # still no budget: skip the scan (writes far outpace the rate)
+            self.paced_cost = None
         events: list[Event] = []
         # Settled ops are already in the state we hold: they cannot shift a text op.
         in_flight = [p for p in self.pending if p.sent and p.replayed]
@@ -512,6 +532,9 @@ class RoomSync:
             if pending.sent:
                 continue
             if pending.has_text and any(pending.touches(p) for p in in_flight):
+                break
+            if pacer is not None and not pacer.admit(now, len(pending.ops)):
+                self.paced_cost = len(pending.ops)
                 break
             pending.sent, pending.sent_at, pending.transmitted = True, now, True
             if pending.replayed:

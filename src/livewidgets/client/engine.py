@@ -32,7 +32,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidSta
 from websockets.typing import Subprotocol
 
 from .. import wsio
-from ..errors import AuthExpired, JoinRefused, SessionClosed
+from ..errors import AuthExpired, JoinRefused, QueueFull, SessionClosed
 from ..protocol import JSON_SUBPROTOCOL, MSGPACK_SUBPROTOCOL, CloseCode, FrameError, client_codec
 from ..protocol.codec import Codec
 from ..protocol.messages import ServerMessage
@@ -69,7 +69,12 @@ class EngineConfig:
     heartbeat_timeout: float = 5.0
     # Resend in-flight ops whose ack is this late (the relay deduplicates).
     ack_timeout: float = 10.0
+    # Writes waiting for the relay (unsent, paced, or unacknowledged) at most.
     max_pending: int = 10_000
+    # A write from a thread other than the engine's loop that finds max_pending writes
+    # waiting blocks until one is acknowledged, for at most this many seconds, then
+    # raises QueueFull (0: raise at once). On the loop thread it never blocks.
+    queue_full_timeout: float = 10.0
     # Largest frame accepted FROM the relay: snapshots of big rooms exceed the 1 MiB the
     # relay accepts from clients, so this is much larger (ops we send are checked
     # against the relay's own limit from its welcome).
@@ -208,8 +213,8 @@ class Engine:
         return self.protocol.connection_id
 
     @property
-    def limits(self) -> dict[str, int]:
-        """The relay's limits from its welcome (max_frame_size, ...)."""
+    def limits(self) -> dict[str, int | float]:
+        """The relay's limits from its welcome (max_frame_size, ops_per_second, ...)."""
         return self.protocol.limits
 
     @property
@@ -462,23 +467,51 @@ class Engine:
     ) -> Ack:
         """Apply ops locally now, queue them for the relay; returns their Ack.
 
+        The ops go out paced to the relay's advertised rate (docs/protocol.md
+        "Pacing"). With ``max_pending`` writes already waiting, a caller on another
+        thread than the engine's loop (a notebook cell) blocks until there is room,
+        up to ``queue_full_timeout`` seconds; then, or at once on the loop thread,
+        :class:`~livewidgets.errors.QueueFull` is raised and nothing changed.
+
         ``precondition(visible)`` runs under the engine lock right before the ops apply
         and may raise to refuse (compare-and-submit without a race with remote ops).
         """
-        if self.state == "closed":
-            raise SessionClosed("the session is closed")
         ack = ack or Ack()
+        deadline: float | None = None
         with self._lock:
-            if precondition is not None:
-                precondition(self.core.visible)
-            now = time.monotonic()
-            actions = self._stage(
-                self.protocol.submit(
-                    self.core.room, ops, now, batch=batch, handle=(ack, now), priority=priority
-                )
-            )
+            while True:
+                if self.state == "closed":
+                    raise SessionClosed("the session is closed")
+                if precondition is not None:
+                    precondition(self.core.visible)
+                now = time.monotonic()
+                try:
+                    submitted = self.protocol.submit(
+                        self.core.room, ops, now, batch=batch, handle=(ack, now), priority=priority
+                    )
+                except QueueFull:
+                    if deadline is None:
+                        deadline = now + self._queue_full_wait()
+                    if now >= deadline:
+                        raise
+                    # Wakes on every batch of actions (acks free room); the lock is released.
+                    self._idle.wait(min(deadline - now, 1.0))
+                    continue
+                actions = self._stage(submitted)
+                break
         self._act(actions)
         return ack
+
+    def _queue_full_wait(self) -> float:
+        """How long a write may wait for room in the outbox (0 on the loop thread,
+        whose acks it would be waiting for)."""
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is not None and running is self._loop:
+            return 0.0
+        return self.config.queue_full_timeout
 
     def update_presence(self, fields: dict[str, Any]) -> None:
         """Merge fields into our presence and publish (throttled, latest wins)."""

@@ -25,12 +25,14 @@ unchanged, mixed with the actions below.
 from __future__ import annotations
 
 import enum
+import math
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..protocol import FINAL_CLOSE_CODES, PROTOCOL_VERSION, CloseCode, ErrorCode, FrameError
 from ..protocol.messages import Admin, Batch, Error, Hello, OpMessage, PresenceMessage, Welcome
+from ..protocol.pacing import TokenBucket
 from .core import Event, JoinedRoom, Priority, Resync, RoomSync, Send
 from .presence import LocalPresence
 
@@ -359,7 +361,12 @@ class ClientProtocol:
         self.attempt = 0
         # From the welcome: our connection's id and the relay's limits (max_frame_size).
         self.connection_id: str | None = None
-        self.limits: dict[str, int] = {}
+        self.limits: dict[str, int | float] = {}
+        # Paces our ops to the relay's advertised rates (None: none advertised); kept
+        # across reconnects, as the relay keeps the user's bucket (docs/protocol.md "Pacing").
+        self.pacer: TokenBucket | None = None
+        # When the pacer will let the first held-back op go (a tick is due then).
+        self._pace_due: float | None = None
         self._delays = delays
         self._backoff = delays()
         self._nonces = nonces
@@ -536,6 +543,7 @@ class ClientProtocol:
         self._welcomed_ever = True
         self.connection_id = welcome.connection_id
         self.limits = dict(welcome.limits)
+        self._pace(now)
         self._ping_at = now + self.config.heartbeat_interval
         if welcome.client_id != self.client_id:  # our own ops come back with this origin
             self.client_id = welcome.client_id
@@ -546,6 +554,29 @@ class ClientProtocol:
             return [VerifyProof(self._nonce, welcome.proof)]
         self._goto(State.JOINING)
         return []
+
+    def _pace(self, now: float) -> None:
+        """Pace sends to the welcome's rates: the stricter of the per-connection and
+        per-user ones (we cannot see the user's other connections, so a client of a
+        user with several at full speed is slowed by the relay, never refused)."""
+        limits = self.limits
+        inf = math.inf
+        rate = min(limits.get("ops_per_second", inf), limits.get("user_ops_per_second", inf))
+        burst = min(limits.get("ops_burst", inf), limits.get("user_ops_burst", inf))
+        if math.isinf(rate) or rate <= 0:
+            self.pacer = None
+        else:
+            burst = max(1.0, rate if math.isinf(burst) else burst)
+            pacer = self.pacer
+            if pacer is None or (pacer.rate, pacer.burst) != (rate, burst):
+                self.pacer = TokenBucket(rate, burst, now)
+        for sync in self.rooms.values():
+            sync.pacer, sync.paced_cost = self.pacer, None
+        presence_rate = limits.get("presence_per_second")
+        if presence_rate and presence_rate > 0:
+            # Each update goes to every room: the relay's presence rate is per user.
+            interval = len(self.rooms) / presence_rate
+            self.presence.min_interval = max(self.presence.min_interval, interval)
 
     def _bad_handshake(self, error: FrameError) -> list[Action]:
         self._goto(State.CLOSING)
@@ -617,11 +648,13 @@ class ClientProtocol:
             self._pong_deadline,
             self._ack_check_at,
             self._presence_due,
+            self._pace_due,
         )
         return min((d for d in deadlines if d is not None), default=None)
 
     def tick(self, now: float) -> list[Action]:
-        """Time passed: handshake timeout, heartbeat, ack resends, throttled presence."""
+        """Time passed: handshake timeout, heartbeat, ack resends, throttled presence,
+        ops the pacer held back."""
         if self._handshake_deadline is not None and now >= self._handshake_deadline:
             return self._handshake_timeout()
         actions: list[Action] = []
@@ -636,6 +669,9 @@ class ClientProtocol:
             actions += self._send_presence(now)
         if self._ack_check_at is not None and now >= self._ack_check_at:
             actions += self._resend_overdue(now)
+        if self._pace_due is not None and now >= self._pace_due:
+            for sync in self.rooms.values():
+                actions += self._room_events(sync, sync.flush(now), now)
         return actions
 
     def pong(self, now: float) -> list[Action]:
@@ -694,7 +730,16 @@ class ClientProtocol:
             elif isinstance(event, Resync):
                 self._resync = True
                 actions.append(Abort(AbortReason.RESYNC))
+        self._pace_due = self._pacing_deadline()
         return self._collect(actions)
+
+    def _pacing_deadline(self) -> float | None:
+        """When the pacer lets the first held-back op of any room go (None: none held)."""
+        pacer = self.pacer
+        if pacer is None:
+            return None
+        costs = [s.paced_cost for s in self.rooms.values() if s.paced_cost is not None]
+        return pacer.ready_at(min(costs)) if costs else None
 
     def _room_joined(self, sync: RoomSync, event: JoinedRoom, now: float) -> list[Action]:
         self._joining.discard(sync.room)
@@ -757,7 +802,7 @@ class ClientProtocol:
 
     def _stop_timers(self) -> None:
         self._handshake_deadline = self._ping_at = self._pong_deadline = None
-        self._ack_check_at = self._presence_due = None
+        self._ack_check_at = self._presence_due = self._pace_due = None
 
     def _after_connection(self, code: int | None, now: float) -> list[Action]:
         """A connection (or an attempt) ended with ``code``: stop, refresh or retry."""

@@ -136,7 +136,8 @@ class Welcome(_Message, tag="welcome"):
     client_id: str
     connection_id: str
     server: str
-    limits: dict[str, int] = {}
+    # Sizes are ints; rates (ops_per_second, ...) may be fractional.
+    limits: dict[str, int | float] = {}
     # HMAC of hello.nonce under the relay's secret (auth.relay_proof); None without.
     proof: str | None = None
 

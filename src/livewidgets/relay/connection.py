@@ -8,7 +8,10 @@ Reading: each frame is decoded and validated by the codec, then handed to the
 protocol. Room work becomes commands for the room's runner; the reader stops
 reading (TCP backpressure) while too many of its commands are still unprocessed
 (reader credits: taken in :meth:`Connection._put`, returned only through
-:meth:`Connection.command_done`), so a flooding client cannot grow a room's inbox.
+:meth:`Connection.command_done`), so a flooding client cannot grow a room's inbox;
+and it stops reading until the deadline of a ``PauseReading`` (the sender is over
+its advertised rate: docs/protocol.md "Pacing"), so a flooder is held to the rate
+without losing or refusing an op.
 
 Writing: a frame for a connection whose socket keeps up is written straight into
 the transport (livewidgets.wsio, as ``websockets.broadcast`` does). Otherwise it
@@ -59,6 +62,7 @@ from .session import (
     Close,
     ExpireAt,
     Kick,
+    PauseReading,
     Put,
     Register,
     RelayProtocol,
@@ -142,6 +146,7 @@ class Connection:
         "_closer",
         "_expiry",
         "_inflight",
+        "_pause",
         "_ping_task",
         "_ping_timer",
         "_queue",
@@ -199,6 +204,9 @@ class Connection:
         # waiting for them to drop below max_inflight waits on this future.
         self._inflight = 0
         self._capacity: asyncio.Future[None] | None = None
+        # Pacing (PauseReading): the reader sleeps on this future until the deadline
+        # or a close, so a slowed sender's next frames stay in TCP buffers.
+        self._pause: asyncio.Future[None] | None = None
         # The writer task is between taking a frame and having sent it.
         self._busy = False
         # Token expiry (ExpireAt).
@@ -357,8 +365,25 @@ class Connection:
         for action in actions:
             if isinstance(action, Put):
                 await self._do_put(action)
+            elif isinstance(action, PauseReading):
+                await self._pause_reading(action.until)
             else:
                 _ACTIONS[type(action)](self, action)
+
+    async def _pause_reading(self, until: float) -> None:
+        """Backpressure: read nothing more before ``until`` (or a close). The sender's
+        frames wait in its socket and TCP buffers; none is refused or dropped."""
+        delay = until - time.monotonic()
+        if delay <= 0 or self._close_code is not None:
+            return
+        loop = asyncio.get_running_loop()
+        pause = self._pause = loop.create_future()
+        timer = loop.call_later(delay, _wake, pause)
+        try:
+            await pause
+        finally:
+            timer.cancel()
+            self._pause = None
 
     def _do_reply(self, action: Reply) -> None:
         self._reply(action.message)
@@ -494,6 +519,8 @@ class Connection:
         self._close_code = code
         self.protocol.close()
         self._release_reader()  # a reader waiting for room capacity must not wait forever
+        if self._pause is not None:
+            _wake(self._pause)  # nor one paused by pacing
         if self._ping_timer is not None:
             self._ping_timer.cancel()
         if flush:
@@ -546,6 +573,11 @@ _ACTIONS: dict[type, Callable[[Connection, Any], None]] = {
     ExpireAt: Connection._do_expire_at,
     Kick: Connection._do_kick,
 }
+
+
+def _wake(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
 
 
 if sys.version_info >= (3, 11):

@@ -10,18 +10,23 @@ on_connect      WebSocket open, before hello                     connections per
 on_hello        the hello frame                                  verify a token, roles
 on_join         each join                                        room scope, read role
 on_leave        each leave (not on close: see on_close)          room counts
-on_write        each op / batch, before it reaches the room      write role, rate limit
-on_presence     each presence update                             throttling
+on_write        each op / batch, before it reaches the room      write role, pacing
+on_presence     each presence update                             pacing
 on_admin        each admin message (reset, kick)                 admin role
 expires_at      after hello: when the credentials expire         token expiry (close 4004)
+rates           each welcome                                     advertised rates
 on_close        the connection ended (if on_connect admitted it) release counts
 ==============  ===============================================  ======================
 
-A denial of ``on_write`` is answered with ``reject``, ``rate_limited`` included:
-the refusal goes through the room in client_seq order and is final (the client
-rolls the op back); a denial that sets ``close`` (sustained flooding, 4008) also
-closes the connection at once (relay.session, docs/protocol.md "Errors"). Denials
-of join, presence and admin are answered with ``error``.
+``on_write`` and ``on_presence`` may answer :class:`Slow`: the op (or update) is
+accepted, but the relay reads nothing more from that connection before
+``Slow.until`` (backpressure: traffic is shaped, not dropped; docs/protocol.md
+"Pacing"). A :class:`Denied` from ``on_write`` is answered with ``reject``: the
+refusal goes through the room in client_seq order and is final (the client rolls
+the op back); a denial that sets ``close`` (e.g. 4008: still over the rate long
+after being slowed) also closes the connection at once (relay.session,
+docs/protocol.md "Errors"). Denials of join, presence and admin are answered with
+``error``.
 
 Hooks are synchronous and pure apart from the policy's own state (e.g. token
 buckets); ``now`` is passed in (monotonic seconds) so limits are testable.
@@ -40,7 +45,7 @@ from ..protocol.codes import CloseCode, ErrorCode
 from ..protocol.messages import Hello
 from ..state.ops import Op
 
-__all__ = ["AllowAll", "Denied", "Policy", "Principal"]
+__all__ = ["AllowAll", "Denied", "Policy", "Principal", "Slow"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +64,14 @@ class Denied:
     code: ErrorCode
     message: str
     close: CloseCode | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Slow:
+    """Accepted, but read nothing more from this connection before ``until``
+    (monotonic seconds): the sender is over its rate."""
+
+    until: float
 
 
 class Policy(Protocol):
@@ -82,11 +95,16 @@ class Policy(Protocol):
 
     def on_write(
         self, principal: Principal, room: str, ops: Sequence[Op], now: float
-    ) -> Denied | None: ...
+    ) -> Denied | Slow | None: ...
 
-    def on_presence(self, principal: Principal, room: str, now: float) -> Denied | None: ...
+    def on_presence(self, principal: Principal, room: str, now: float) -> Denied | Slow | None: ...
 
     def on_admin(self, principal: Principal, room: str) -> Denied | None: ...
+
+    def rates(self) -> Mapping[str, float]:
+        """The rates to advertise in ``welcome.limits`` (docs/protocol.md "Pacing"),
+        e.g. ``ops_per_second``; a rate not given is unlimited."""
+        ...
 
     def expires_at(self, principal: Principal) -> float | None:
         """Unix time at which the connection must end with 4004 (None: never)."""
@@ -125,11 +143,14 @@ class AllowAll:
 
     def on_write(
         self, principal: Principal, room: str, ops: Sequence[Op], now: float
-    ) -> Denied | None:
+    ) -> Denied | Slow | None:
         return None
 
-    def on_presence(self, principal: Principal, room: str, now: float) -> Denied | None:
+    def on_presence(self, principal: Principal, room: str, now: float) -> Denied | Slow | None:
         return None
+
+    def rates(self) -> Mapping[str, float]:
+        return {}
 
     def on_admin(self, principal: Principal, room: str) -> Denied | None:
         return None

@@ -1,8 +1,9 @@
 """The relay's security policy: tokens and roles, origins, connection limits, rate limits.
 
 Implements :class:`~livewidgets.relay.policy.Policy` (docs/security.md). Everything
-that decides is here; the server only asks and obeys. Rate limits are per
-connection token buckets, so one flooding client slows only itself.
+that decides is here; the server only asks and obeys. Rates are token buckets per
+connection and per user; a sender over them is slowed (the relay reads it later),
+not refused, so one flooding client slows only itself (docs/protocol.md "Pacing").
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import itertools
 import math
 import re
 import time
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,8 +24,9 @@ from websockets.http11 import Request
 from ..auth import Role, TokenClaims, TokenError, TokenExpired, relay_proof, verify_token
 from ..protocol.codes import CloseCode, ErrorCode
 from ..protocol.messages import Hello
+from ..protocol.pacing import TokenBucket
 from ..state.ops import Op
-from .policy import Denied, Principal
+from .policy import Denied, Principal, Slow
 
 __all__ = [
     "LOOPBACK_HOSTS",
@@ -58,66 +60,56 @@ class Limits:
     max_rooms_per_connection: int = 16
     max_connections_per_room: int = 1000
     max_connections_per_ip: int = 256
-    # Ops (an op or a batch counts one) and presence updates, per connection.
+    # Ops per second and burst (a batch counts its ops), per connection and per user
+    # (one bucket shared by the user's connections; without a secret, per connection);
+    # advertised in welcome.limits, enforced by reading slower (docs/protocol.md "Pacing").
     ops_per_second: float = 200.0
     ops_burst: float = 400.0
+    user_ops_per_second: float = 200.0
+    user_ops_burst: float = 400.0
+    # Presence updates, per user.
     presence_per_second: float = 40.0
     presence_burst: float = 80.0
-    # Refusals within violation_window seconds that close the connection with 4008.
-    max_rate_violations: int = 200
-    violation_window: float = 10.0
+    # A connection that had to be slowed down for every frame it sent, without a break,
+    # for this many seconds is not pacing itself at all: rate_limited and close 4008.
+    max_throttled_seconds: float = 60.0
 
-
-class TokenBucket:
-    """``rate`` tokens per second up to ``burst``; time is passed in (pure)."""
-
-    __slots__ = ("burst", "rate", "tokens", "updated")
-
-    def __init__(self, rate: float, burst: float, now: float) -> None:
-        self.rate = rate
-        self.burst = burst
-        self.tokens = burst
-        self.updated = now
-
-    def rested(self, now: float) -> bool:
-        """True when the bucket would be full at ``now`` (nothing to remember)."""
-        if math.isinf(self.rate):
-            return True
-        return self.tokens + max(0.0, now - self.updated) * self.rate >= self.burst
-
-    def take(self, now: float, cost: float = 1.0) -> bool:
-        if math.isinf(self.rate):
-            return True  # unlimited
-        elapsed = max(0.0, now - self.updated)
-        self.tokens = min(self.burst, self.tokens + elapsed * self.rate)
-        self.updated = now
-        if self.tokens >= cost:
-            self.tokens -= cost
-            return True
-        return False
+    def advertised(self) -> dict[str, float]:
+        """The rates for welcome.limits; unlimited ones are left out (docs/protocol.md)."""
+        rates = {
+            "ops_per_second": self.ops_per_second,
+            "ops_burst": self.ops_burst,
+            "user_ops_per_second": self.user_ops_per_second,
+            "user_ops_burst": self.user_ops_burst,
+            "presence_per_second": self.presence_per_second,
+            "presence_burst": self.presence_burst,
+        }
+        return {key: value for key, value in rates.items() if not math.isinf(value)}
 
 
 @dataclass(slots=True)
 class _Rates:
-    """A user's token buckets: they outlive connections, so reconnecting after a 4008
-    does not buy a fresh burst."""
+    """A user's token buckets: they outlive connections, so reconnecting does not buy
+    a fresh burst."""
 
     owner: str
     ops: TokenBucket
     presence: TokenBucket
-    # Times of recent rate-limit refusals (bounded by max_rate_violations); made on
-    # the first refusal (an empty deque alone is ~760 bytes per connection).
-    strikes: deque[float] | None = None
     connections: int = 0
 
 
 @dataclass(slots=True)
 class _ConnectionState:
     rates: _Rates
+    # This connection's own ops bucket (the user's is rates.ops).
+    ops: TokenBucket
     # The principal's role allows writes (decided once: a connection's principal is
     # fixed at hello, and this is asked for every op).
     may_write: bool
     rooms: set[str] = field(default_factory=set)
+    # Since when every frame of this connection had to be slowed down (None: the
+    # last one was within the rate). Per connection: a reconnect starts afresh.
+    throttled_since: float | None = None
 
 
 class SecurityPolicy:
@@ -242,15 +234,29 @@ class SecurityPolicy:
 
     def on_write(
         self, principal: Principal, room: str, ops: Sequence[Op], now: float
-    ) -> Denied | None:
+    ) -> Denied | Slow | None:
         state = self._state(principal)
         if not state.may_write:
             return Denied(ErrorCode.FORBIDDEN, "read-only token: writes are not allowed")
-        return self._rate(state, state.rates.ops, now, "operations")
+        cost = len(ops)
+        wait = state.ops.charge(now, cost)
+        user_wait = state.rates.ops.charge(now, cost)
+        if user_wait > wait:
+            wait = user_wait
+        if wait == 0.0:
+            state.throttled_since = None
+            return None
+        return self._slow(state, now, wait, "operations")
 
-    def on_presence(self, principal: Principal, room: str, now: float) -> Denied | None:
+    def on_presence(self, principal: Principal, room: str, now: float) -> Denied | Slow | None:
         state = self._state(principal)
-        return self._rate(state, state.rates.presence, now, "presence updates")
+        wait = state.rates.presence.charge(now)
+        if wait == 0.0:
+            return None
+        return self._slow(state, now, wait, "presence updates")
+
+    def rates(self) -> dict[str, float]:
+        return self.limits.advertised()
 
     def on_admin(self, principal: Principal, room: str) -> Denied | None:
         if not self.role(principal).allows(Role.ADMIN):
@@ -312,35 +318,31 @@ class SecurityPolicy:
                 limits = self.limits
                 rates = self._rates[owner] = _Rates(
                     owner,
-                    TokenBucket(limits.ops_per_second, limits.ops_burst, -math.inf),
+                    TokenBucket(limits.user_ops_per_second, limits.user_ops_burst, -math.inf),
                     TokenBucket(limits.presence_per_second, limits.presence_burst, -math.inf),
                 )
             self._idle.pop(owner, None)
             rates.connections += 1
             may_write = self.role(principal).allows(Role.WRITE)
-            state = self._states[id(principal)] = _ConnectionState(rates, may_write)
+            own = TokenBucket(self.limits.ops_per_second, self.limits.ops_burst, -math.inf)
+            state = self._states[id(principal)] = _ConnectionState(rates, own, may_write)
         return state
 
-    def _rate(
-        self, state: _ConnectionState, bucket: TokenBucket, now: float, what: str
-    ) -> Denied | None:
-        if bucket.take(now):
-            return None
-        # Sustained flooding = many refusals within a window, even if some ops get
-        # through in between (a paced flood must not reset the count).
-        strikes = state.rates.strikes
-        if strikes is None:
-            strikes = state.rates.strikes = deque()
-        strikes.append(now)
-        while strikes and strikes[0] < now - self.limits.violation_window:
-            strikes.popleft()
-        sustained = len(strikes) >= self.limits.max_rate_violations
-        close = CloseCode.RATE_LIMITED if sustained else None
-        return Denied(
-            ErrorCode.RATE_LIMITED,
-            f"too many {what}: at most {bucket.rate:g}/s (burst {bucket.burst:g})",
-            close,
-        )
+    def _slow(self, state: _ConnectionState, now: float, wait: float, what: str) -> Slow | Denied:
+        """Over the rate: read this connection later (backpressure), unless every frame
+        it sent for max_throttled_seconds was over it (not pacing at all: 4008)."""
+        since = state.throttled_since
+        if since is None:
+            state.throttled_since = now
+        elif now - since > self.limits.max_throttled_seconds:
+            limits = self.limits
+            return Denied(
+                ErrorCode.RATE_LIMITED,
+                f"too many {what} for {limits.max_throttled_seconds:g} s: pace to "
+                f"welcome.limits (at most {limits.ops_per_second:g} ops/s)",
+                CloseCode.RATE_LIMITED,
+            )
+        return Slow(now + wait)
 
     def _release_room(self, room: str) -> None:
         self._room_counts[room] -= 1

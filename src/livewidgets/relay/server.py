@@ -255,7 +255,7 @@ class Relay:
     # --- RelayContext (used by connections) ------------------------------------------
 
     def welcome(self, client_id: str, connection_id: str, nonce: str | None = None) -> Welcome:
-        limits = {
+        limits: dict[str, int | float] = {
             "max_frame_size": self.max_frame_size,
             "max_batch_ops": MAX_BATCH_OPS,
             "max_path_length": MAX_PATH_LENGTH,
@@ -266,6 +266,8 @@ class Relay:
             "max_delta": self.max_delta,
             "max_state_bytes": self.max_state_bytes,
         }
+        # The rates a client paces itself to (docs/protocol.md "Pacing").
+        limits.update(self.policy.rates())
         proof = self.policy.prove(nonce) if nonce else None
         return Welcome(PROTOCOL_VERSION, client_id, connection_id, SERVER_NAME, limits, proof)
 

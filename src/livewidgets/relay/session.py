@@ -1,12 +1,12 @@
 """One client connection's lifecycle as a sans-I/O state machine (:class:`RelayProtocol`).
 
 Everything that decides what a connection's frames do lives here: the hello
-handshake, the policy's verdicts (relay.policy), strikes, ``not_joined``, client_id
-scoping and token expiry. It never touches a socket, a task or the clock: decoded
-messages and ``now`` go in, :data:`Action` values come out, and the I/O shell
-(relay.connection) carries them out in order. A misbehaving peer never raises out
-of it: every bad frame becomes an ``error`` reply and, where docs/protocol.md
-"Errors" and "Close codes" say so, a :class:`Close`.
+handshake, the policy's verdicts (relay.policy), pacing (:class:`PauseReading`),
+strikes, ``not_joined``, client_id scoping and token expiry. It never touches a
+socket, a task or the clock: decoded messages and ``now`` go in, :data:`Action`
+values come out, and the I/O shell (relay.connection) carries them out in order.
+A misbehaving peer never raises out of it: every bad frame becomes an ``error``
+reply and, where docs/protocol.md "Errors" and "Close codes" say so, a :class:`Close`.
 
 States (docs/protocol.md "Connection lifecycle"), and what moves between them, are
 data (:data:`TRANSITIONS`)::
@@ -49,7 +49,7 @@ from ..protocol.messages import (
 )
 from ..state.ops import Op
 from .hub import Command, JoinRoom, LeaveRoom, Member, ResetRoom, SetPresence, Submit
-from .policy import Denied, Policy, Principal
+from .policy import Denied, Policy, Principal, Slow
 from .room import Rejected
 
 __all__ = [
@@ -60,6 +60,7 @@ __all__ = [
     "Event",
     "ExpireAt",
     "Kick",
+    "PauseReading",
     "Put",
     "Register",
     "RelayProtocol",
@@ -162,7 +163,16 @@ class Kick:
     absent: Error
 
 
-Action: TypeAlias = Reply | Put[Any] | Close | Register | ExpireAt | Kick
+@dataclass(frozen=True, slots=True)
+class PauseReading:
+    """Read no further frame before monotonic time ``until`` (backpressure: the
+    sender is over its rate; docs/protocol.md "Pacing"). What came before is
+    carried out first; a close ends the pause early."""
+
+    until: float
+
+
+Action: TypeAlias = Reply | Put[Any] | Close | Register | ExpireAt | Kick | PauseReading
 
 # What the handlers of one message type look like.
 _Handler: TypeAlias = "Callable[[RelayProtocol[Any], Any, float], list[Action]]"
@@ -318,10 +328,15 @@ class RelayProtocol(Generic[M]):
         if self.state is not State.OPEN or room not in self.rooms:
             return self.receive(message, now)
         ops = (message.op,) if isinstance(message, OpMessage) else tuple(message.ops)
-        denied = self._policy.on_write(self.principal or _NOBODY, room, ops, now)
-        if denied is None:
+        verdict = self._policy.on_write(self.principal or _NOBODY, room, ops, now)
+        if verdict is None:
             return Submit(self.member, message.client_seq, message.base_version, ops)
-        return self._refuse_write(message, ops, denied)
+        if isinstance(verdict, Slow):
+            # Over the rate: the op is accepted all the same (shaped, never dropped);
+            # the shell reads this connection's next frame later.
+            submit = Submit(self.member, message.client_seq, message.base_version, ops)
+            return [Put(room, submit), PauseReading(verdict.until)]
+        return self._refuse_write(message, ops, verdict)
 
     def _refuse_write(
         self, message: OpMessage | Batch, ops: tuple[Op, ...], denied: Denied
@@ -334,7 +349,8 @@ class RelayProtocol(Generic[M]):
         put: list[Action] = [Put(message.room, submit)]
         if denied.close is None:
             return put
-        # A flooder gets no more replies: close now, dropping what is queued for it.
+        # A connection that never paced itself gets no more replies: close now,
+        # dropping what is queued for it.
         self._fire(Event.CLOSE)
         return [*put, Close(denied.close, denied.code.value, flush=False)]
 
@@ -407,10 +423,11 @@ class RelayProtocol(Generic[M]):
         room = message.room
         if room not in self.rooms:
             return self._not_joined(room, "presence", now)
-        denied = self._policy.on_presence(self.principal or _NOBODY, room, now)
-        if denied is not None:
-            return self._deny(denied, "presence", room)
-        return [Put(room, SetPresence(self.member, message.state))]
+        verdict = self._policy.on_presence(self.principal or _NOBODY, room, now)
+        if isinstance(verdict, Denied):
+            return self._deny(verdict, "presence", room)
+        put: Action = Put(room, SetPresence(self.member, message.state))
+        return [put] if verdict is None else [put, PauseReading(verdict.until)]
 
     def _on_admin(self, message: Admin, now: float) -> list[Action]:
         room = message.room
