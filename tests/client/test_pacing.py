@@ -5,9 +5,14 @@ at the advertised rate (docs/protocol.md "Pacing")."""
 from __future__ import annotations
 
 import asyncio
+import signal
+import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -120,3 +125,89 @@ def test_a_full_outbox_blocks_the_writer_until_there_is_room(
     acks = write_loop(session, 300, 0)
     session.flush(10 * TIMEOUT)
     check_applied(acks, sync_connect(relay.url), 300, 0)
+
+
+class CliRelay:
+    """``livewidgets relay`` as a subprocess with no flags but a fixed port and an SQLite
+    file: the default policy and limits, killable with SIGKILL and restartable on the
+    same address so the client's reconnect finds it again."""
+
+    def __init__(self, db: Path, log: Path) -> None:
+        self.db, self.log = db, log
+        with socket.socket() as probe:  # a free port to keep across restarts
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        self.url = f"ws://127.0.0.1:{self.port}"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        with self.log.open("ab") as stderr:
+            self.process = subprocess.Popen(
+                [
+                    *[sys.executable, "-m", "livewidgets.cli", "relay", "--port", str(self.port)],
+                    *["--store", f"sqlite:///{self.db}", "--log-level", "warning"],
+                ],
+                stdout=subprocess.PIPE,
+                stderr=stderr,
+            )
+        assert self.process.stdout is not None
+        line = self.process.stdout.readline()  # "listening on ws://..." once it serves
+        assert b"listening on" in line, f"unexpected first line {line!r}; see {self.log}"
+
+    def kill(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGKILL)  # this process only, by its pid
+        self.process.wait(TIMEOUT)
+        self._close_pipe()
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(TIMEOUT)
+        self._close_pipe()
+
+    def _close_pipe(self) -> None:
+        if self.process is not None and self.process.stdout is not None:
+            self.process.stdout.close()
+
+
+def test_write_loop_at_default_rate_survives_kill_9(
+    tmp_path: Path, sync_connect: Callable[..., Session]
+) -> None:
+    """The issue's loop (5,000 increments, 2,000 pushes, no pauses) against a
+    ``livewidgets relay`` with default settings on SQLite, SIGKILLed three times in the
+    middle: every write applied exactly once, none refused, no exception in the loop,
+    and the loop paced to the default 200/s (about 33 s)."""
+    limits = Limits()
+    relay = CliRelay(tmp_path / "room.db", tmp_path / "relay.log")
+    relay.start()
+    try:
+        session = sync_connect(relay.url)
+        assert session._engine.limits["ops_per_second"] == limits.ops_per_second
+        outcome: dict[str, Any] = {}
+
+        def run_loop() -> None:
+            try:
+                outcome["acks"] = write_loop(session, 5000, 2000)
+            except BaseException as exc:  # reported by the assertion below
+                outcome["error"] = exc
+
+        started = time.monotonic()
+        writer = threading.Thread(target=run_loop, name="write-loop")
+        writer.start()
+        kills = 0
+        for kill_at in (6.0, 14.0, 22.0):  # seconds into the ~33 s loop
+            time.sleep(max(0.0, started + kill_at - time.monotonic()))  # the kill point
+            relay.kill()
+            kills += 1
+            relay.start()
+        writer.join(120)
+        assert not writer.is_alive() and "error" not in outcome, outcome.get("error")
+        session.flush(120)
+        elapsed = time.monotonic() - started
+        floor = (7000 - limits.ops_burst) / limits.ops_per_second
+        print(f"\n7000 writes, {kills} kills: {elapsed:.2f} s (count/rate: {floor:.2f} s)")
+        assert kills == 3 and elapsed >= 0.8 * floor
+        check_applied(outcome["acks"], sync_connect(relay.url), 5000, 2000)
+    finally:
+        relay.stop()
