@@ -32,18 +32,27 @@ UNLIMITED: dict[str, float] = {
 }
 
 
-def policy() -> Any:
-    """The CLI's SecurityPolicy without throttles (None if this livewidgets has none)."""
+def policy(limits: str = "bench") -> Any:
+    """The CLI's SecurityPolicy, without throttles (``"bench"``) or with the CLI's
+    default limits (``"default"``, the flood scenario); None if this livewidgets has none."""
     try:
         from livewidgets.relay.security import Limits, SecurityPolicy
     except ImportError:
         return None
+    if limits == "default":
+        return SecurityPolicy(None, limits=Limits())
     names = {f.name for f in dataclasses.fields(Limits)}
-    limits = Limits(**{k: v for k, v in UNLIMITED.items() if k in names})  # type: ignore[arg-type]
-    return SecurityPolicy(None, limits=limits)
+    unlimited = Limits(**{k: v for k, v in UNLIMITED.items() if k in names})  # type: ignore[arg-type]
+    return SecurityPolicy(None, limits=unlimited)
 
 
-async def run(host: str, port: int, store: str, experiments: list[str] | None = None) -> None:
+async def run(
+    host: str,
+    port: int,
+    store: str,
+    experiments: list[str] | None = None,
+    limits: str = "bench",
+) -> None:
     from livewidgets.relay import Relay
     from livewidgets.relay.process import tune_garbage_collector
 
@@ -51,7 +60,7 @@ async def run(host: str, port: int, store: str, experiments: list[str] | None = 
 
     logging.basicConfig(level=logging.WARNING)
     apply(experiments or [])
-    relay = Relay(host, port, store=store, policy=policy())
+    relay = Relay(host, port, store=store, policy=policy(limits))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -76,8 +85,14 @@ def main() -> None:
         default=[],
         help="apply a what-if patch (bench.experiments)",
     )
+    parser.add_argument(
+        "--limits",
+        choices=["bench", "default"],
+        default="bench",
+        help="bench: throttles lifted (default); default: the CLI's limits",
+    )
     args = parser.parse_args()
-    asyncio.run(run(args.host, args.port, args.store, args.experiment))
+    asyncio.run(run(args.host, args.port, args.store, args.experiment, args.limits))
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from . import roles
+from .flood import flood
 from .results import Results, percentile
 from .servers import ServerProcess
 from .systems import SYSTEMS, System
@@ -77,6 +78,12 @@ class Config:
         "pycrdt-sqlite",
     )
     durability_seconds: float = 3.0
+    # A calm writer with and without a flooder (bench.flood): the flood lasts about
+    # (count - burst) / rate = 5 s at the default 200/s, burst 400.
+    flood_calm_rate: float = 50.0
+    flood_seconds: float = 4.0
+    flood_count: int = 1400
+    flood_systems: tuple[str, ...] = ("lw-msgpack-sqlite",)
     profile_dir: str | None = None
     # What-if patches applied to every livewidgets relay (bench.experiments).
     lw_experiments: tuple[str, ...] = ()
@@ -111,6 +118,8 @@ class Config:
             text_seconds=3.0,
             text_systems=("lw-json-sqlite", "pycrdt", "pycrdt-sqlite"),
             durability_seconds=0.7,
+            flood_seconds=2.0,
+            flood_count=800,
         )
 
     @classmethod
@@ -140,6 +149,10 @@ class Config:
             # cost"; pycrdt-sqlite is left out of it in every mode.
             idle_systems=tuple(s.name for s in SYSTEMS if s.name != "pycrdt-sqlite"),
             durability_seconds=0.3,
+            flood_calm_rate=20.0,
+            flood_seconds=0.5,
+            flood_count=500,
+            flood_systems=tuple(s.name for s in SYSTEMS if s.is_livewidgets),
         )
 
     def as_dict(self) -> dict[str, Any]:
@@ -152,7 +165,7 @@ class Context:
     results: Results
     log: Callable[[str], None]
 
-    def server(self, sys_: System, scenario: str) -> ServerProcess:
+    def server(self, sys_: System, scenario: str, relay_args: Sequence[str] = ()) -> ServerProcess:
         profile = None
         if self.config.profile_dir and sys_.is_livewidgets:
             profile = Path(self.config.profile_dir) / f"{scenario}-{sys_.name}.txt"
@@ -164,6 +177,7 @@ class Context:
             experiments=experiments,
             cpus=cpus,
             nice=self.config.server_nice,
+            relay_args=relay_args if sys_.is_livewidgets else (),
         )
 
     def guard(self, scenario: str, sys_: System, fn: Callable[[], None]) -> None:
@@ -963,4 +977,5 @@ SCENARIOS: dict[str, Callable[[Context, Sequence[System]], None]] = {
     "e2e": e2e,
     "text": text,
     "durability": durability,
+    "flood": flood,
 }

@@ -76,8 +76,11 @@ class ServerProcess:
         experiments: Sequence[str] = (),
         cpus: frozenset[int] | None = None,
         nice: int | None = None,
+        relay_args: Sequence[str] = (),
     ) -> None:
         self.system = sys_
+        # Extra arguments for bench.lwrelay (livewidgets systems only).
+        self.relay_args = list(relay_args)
         self.experiments = list(experiments)
         # The CPUs the server may run on (None: any; bench --pin-server).
         self.cpus = cpus
@@ -111,6 +114,7 @@ class ServerProcess:
                 "--store",
                 store,
                 *extra,
+                *self.relay_args,
             ]
         module = {"floor": "bench.floor", "pycrdt": "bench.ypeer"}[sys_.server]
         # pycrdt-sqlite: ystore.db in the cwd, this server's temporary directory.
