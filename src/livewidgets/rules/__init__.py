@@ -1,0 +1,23 @@
+"""Room rules: who may read and write which paths, and what a write may contain.
+
+:mod:`.syntax` parses a rule set (TOML or Python data) with precise errors;
+:mod:`.check` evaluates it, purely, for writes (:func:`check_ops`) and reads
+(:func:`project`, :func:`view_of_op`). docs/rules.md is the user's guide.
+"""
+
+from .check import MISSING, Actor, Denial, check_ops, governing, project, view_of_op
+from .syntax import Rule, RulesError, RuleSet, parse_rules
+
+__all__ = [
+    "MISSING",
+    "Actor",
+    "Denial",
+    "Rule",
+    "RuleSet",
+    "RulesError",
+    "check_ops",
+    "governing",
+    "parse_rules",
+    "project",
+    "view_of_op",
+]
