@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import signal
 import sqlite3
 import sys
@@ -72,6 +73,13 @@ def _add_relay(subparsers: Subparsers) -> None:
         metavar="SECONDS",
         help="least time between two presence messages of a room; changes in between are "
         "coalesced, latest state per member (0: send each at once; default: %(default)s)",
+    )
+    parser.add_argument(
+        "--rules",
+        metavar="FILE",
+        default=os.environ.get("LIVEWIDGETS_RULES") or None,
+        help="room rules (TOML [[rule]] tables, or .json) for rooms that set none of "
+        "their own; reloaded on SIGHUP (docs/rules.md) (default: $LIVEWIDGETS_RULES)",
     )
     parser.add_argument(
         "--log-level",
@@ -276,6 +284,7 @@ async def _serve_relay(args: argparse.Namespace) -> None:
     from .relay.process import tune_garbage_collector
 
     policy, context = _relay_security(args)
+    rules = _load_rules(args.rules)
     relay = Relay(
         args.host,
         args.port,
@@ -286,11 +295,14 @@ async def _serve_relay(args: argparse.Namespace) -> None:
         presence_interval=args.presence_interval,
         policy=policy,
         ssl=context,
+        rules=rules,
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
+    if args.rules:
+        loop.add_signal_handler(signal.SIGHUP, _reload_rules, relay, args.rules)
     try:
         await relay.start()
         tune_garbage_collector()
@@ -299,8 +311,34 @@ async def _serve_relay(args: argparse.Namespace) -> None:
         await stop.wait()
     finally:
         await relay.stop()
-        for signum in (signal.SIGTERM, signal.SIGINT):
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.remove_signal_handler(signum)
+
+
+def _load_rules(path: str | None) -> Any:
+    """The --rules file's rule set (None without one); a bad file stops the relay."""
+    if not path:
+        return None
+    from .rules import RulesError, load_rules
+
+    try:
+        return load_rules(path)
+    except RulesError as exc:
+        raise SystemExit(f"livewidgets relay: --rules {path}: {exc}") from None
+
+
+def _reload_rules(relay: Any, path: str) -> None:
+    """SIGHUP: read the rules file again; a bad file keeps the rules in force."""
+    from .rules import RulesError, load_rules
+
+    log = logging.getLogger("livewidgets.relay")
+    try:
+        rules = load_rules(path)
+    except RulesError as exc:
+        log.error("SIGHUP: keeping the rules in force: %s", exc)
+        return
+    relay.reload_rules(rules)
+    log.warning("SIGHUP: reloaded %d rules from %s", len(rules.rules), path)
 
 
 if __name__ == "__main__":

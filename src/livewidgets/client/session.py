@@ -52,6 +52,10 @@ def shareable(value: Any) -> Any:
     return copy
 
 
+# Where a room keeps its own rules (relay.room_rules.RULES_PATH; docs/rules.md).
+RULES_PATH = "$rules"
+
+
 class _BatchContext(threading.local):
     ops: list[Op] | None = None
     ack: Ack | None = None
@@ -178,6 +182,28 @@ class SessionAPI:
     def apply(self, op: Op, *, priority: Priority = Priority.NORMAL) -> Ack:
         """Submit a ready-made op (from ``livewidgets.state``)."""
         return self._write(op, priority)
+
+    # --- room rules ---------------------------------------------------------------
+
+    def set_rules(self, rules: Any) -> Ack:
+        """Set the room's rules (admins only; docs/rules.md): a list of rule tables, a
+        ``{"rule": [...]}`` mapping or a :class:`~livewidgets.rules.RuleSet`. ``None``
+        removes them (the relay's default rules apply again, if it has any).
+
+        The rules are checked here first, so a mistake raises :class:`RulesError` at
+        once; the relay checks them again and refuses non-admins (``forbidden``).
+        """
+        from ..rules import RuleSet, parse_rules
+
+        if rules is None:
+            return self.delete(RULES_PATH)
+        parsed = rules if isinstance(rules, RuleSet) else parse_rules(rules)
+        return self.set(RULES_PATH, parsed.to_data())
+
+    @property
+    def rules(self) -> Any:
+        """The room's own rules as set with :meth:`set_rules` (None: none)."""
+        return self.get(RULES_PATH)
 
     @contextlib.contextmanager
     def batch(self) -> Iterator[Ack]:

@@ -58,6 +58,7 @@ class CloseCode(enum.IntEnum):
     POLICY_VIOLATION = 1008
     MESSAGE_TOO_BIG = 1009  # frame larger than max_frame_size (sent by websockets)
     INTERNAL_ERROR = 1011
+    SERVICE_RESTART = 1012  # the relay's rules changed: reconnect for a fresh view
     # 4000-4999: application codes.
     HELLO_REQUIRED = 4000  # first frame was not a valid hello
     PROTOCOL_VERSION = 4001  # unsupported protocol version

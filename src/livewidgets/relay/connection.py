@@ -51,6 +51,7 @@ from .. import wsio
 from ..protocol.codec import Codec, FrameError
 from ..protocol.codes import CloseCode
 from ..protocol.messages import Batch, ClientMessage, Error, OpMessage, ServerMessage, Welcome
+from ..rules import Actor
 from .fanout import Framed
 from .framing import data_frame
 from .hub import Command, JoinRoom, LeaveRoom, Submit
@@ -153,6 +154,7 @@ class Connection:
         "_queued_bytes",
         "_runners",
         "_writer",
+        "actor",
         "client_id",
         "codec",
         "config",
@@ -178,6 +180,8 @@ class Connection:
         # them per message): the stable client id and the user name; empty before hello.
         self.client_id = ""
         self.user = ""
+        # Who the room rules see: user, role and groups from the principal (hello).
+        self.actor = Actor("", "read")
         # Every decision about this connection's frames.
         self.protocol = RelayProtocol(
             self,
@@ -393,6 +397,9 @@ class Connection:
 
     def _do_register(self, action: Register) -> None:
         self.client_id, self.user = action.client_id, action.user
+        principal = self.protocol.principal
+        claims = principal.claims if principal is not None else {}
+        self.actor = Actor.from_claims(action.user, claims)
         self.relay.register(self)
 
     def _do_expire_at(self, action: ExpireAt) -> None:

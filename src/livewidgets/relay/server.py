@@ -30,6 +30,7 @@ from .. import __version__
 from ..protocol.codec import JSON_SUBPROTOCOL, SUBPROTOCOLS, Codec, server_codec
 from ..protocol.codes import CloseCode
 from ..protocol.messages import MAX_BATCH_OPS, PROTOCOL_VERSION, ClientMessage, Welcome
+from ..rules import RuleSet
 from ..state.ops import MAX_VALUE_DEPTH
 from ..state.paths import MAX_PATH_DEPTH, MAX_PATH_LENGTH
 from .connection import Connection, ConnectionConfig
@@ -37,6 +38,7 @@ from .http import HttpEndpoints
 from .metrics import RelayMetrics
 from .policy import AllowAll, Policy
 from .room import DEFAULT_MAX_STATE_BYTES
+from .room_rules import DefaultRules
 from .runner import RoomRunner, RoomSettings, room_runner
 from .store import Store, open_store
 
@@ -107,8 +109,11 @@ class Relay:
         policy: Policy | None = None,
         ssl: ssl_module.SSLContext | None = None,
         logger: logging.Logger | None = None,
+        rules: RuleSet | None = None,
     ) -> None:
         self.host = host
+        # Rules for rooms without their own (docs/rules.md); reload_rules replaces them.
+        self._rules = DefaultRules(rules)
         self._requested_port = port
         self._store_arg = store
         self.max_frame_size = max_frame_size
@@ -182,6 +187,19 @@ class Relay:
     def store_description(self) -> str:
         arg = self._store_arg
         return arg if isinstance(arg, str) else type(arg).__name__
+
+    @property
+    def rules(self) -> RuleSet | None:
+        """The rule set of rooms without their own (None: no rules)."""
+        return self._rules.rules
+
+    def reload_rules(self, rules: RuleSet | None) -> None:
+        """Replace the default rules (``livewidgets relay`` does on SIGHUP). New ops
+        are checked under them at once; every connection is closed with 1012 so that
+        its client reconnects and gets the room as it may see it now."""
+        self._rules.replace(rules)
+        for connection in list(self._connections):
+            connection.close(CloseCode.SERVICE_RESTART, "the relay's rules changed")
 
     @property
     def metrics(self) -> RelayMetrics:
@@ -279,6 +297,7 @@ class Relay:
                 max_delta=self.max_delta,
                 presence_interval=self.presence_interval,
                 max_state_bytes=self.max_state_bytes,
+                rules=self._rules,
             )
             runner = room_runner(
                 name,

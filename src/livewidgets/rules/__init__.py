@@ -6,7 +6,7 @@
 """
 
 from .check import MISSING, Actor, Denial, check_ops, governing, project, view_of_op
-from .syntax import Rule, RulesError, RuleSet, parse_rules
+from .syntax import Rule, RulesError, RuleSet, load_rules, parse_rules
 
 __all__ = [
     "MISSING",
@@ -17,6 +17,7 @@ __all__ = [
     "RulesError",
     "check_ops",
     "governing",
+    "load_rules",
     "parse_rules",
     "project",
     "view_of_op",

@@ -25,7 +25,7 @@ from __future__ import annotations
 import functools
 import json
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -158,18 +158,26 @@ def allows(who: Who, actor: Actor, captures: Mapping[str, str]) -> bool:
 
 
 def check_ops(
-    rules: RuleSet, actor: Actor, ops: Iterable[Op], root: dict[str, Any]
+    rules: RuleSet,
+    actor: Actor,
+    ops: Sequence[Op],
+    root: dict[str, Any],
+    roots: Sequence[dict[str, Any]] | None = None,
 ) -> Denial | None:
     """The first denial among ``ops`` applied in order from ``root`` (None: all allowed).
 
-    An op that cannot apply at all is left to the room, which rejects it with the
-    precise error (``invalid_op``, ``type_mismatch``): checking stops there.
+    ``roots``, if the caller applied the ops already: the state after each op. An op
+    that cannot apply at all is left to the room, which rejects it with the precise
+    error (``invalid_op``, ``type_mismatch``): checking stops there.
     """
-    for op in ops:
-        try:
-            after = apply_op(root, op)
-        except OpError:
-            return None
+    for index, op in enumerate(ops):
+        if roots is not None:
+            after = roots[index]
+        else:
+            try:
+                after = apply_op(root, op)
+            except OpError:
+                return None
         segments = parse_path(op.path)
         denial = _check_change(
             rules, actor, op, segments, _get(root, segments), _get(after, segments), None, True

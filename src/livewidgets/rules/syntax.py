@@ -17,9 +17,12 @@ in a rule set is a :class:`RulesError` that names the rule and the field.
 
 from __future__ import annotations
 
+import json
 import re
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 __all__ = [
@@ -30,6 +33,7 @@ __all__ = [
     "RuleSet",
     "RulesError",
     "Who",
+    "load_rules",
     "parse_rules",
 ]
 
@@ -260,6 +264,9 @@ def _parse_rule(item: Any, index: int) -> Rule:
     if "path" not in item:
         raise RulesError(f"rule {name!r}: path is required")
     pattern = parse_pattern(item["path"], name)
+    first = pattern.segments[0]
+    if first.kind == LITERAL and first.text.startswith("$"):
+        raise RulesError(f"rule {name!r}: paths starting with '$' belong to the relay")
     captures = pattern.captures
     read = parse_who(item.get("read", "nobody"), name, "read", captures)
     write = parse_who(item.get("write", "nobody"), name, "write", captures)
@@ -325,3 +332,26 @@ def _rule_data(rule: Rule) -> dict[str, Any]:
     if rule.field_is_user:
         data["field_is_user"] = rule.field_is_user
     return data
+
+
+def load_rules(path: str | Path) -> RuleSet:
+    """A rule set from a TOML file (``[[rule]]`` tables) or a JSON file (``.json``)."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise RulesError(f"cannot read rules file {str(path)!r}: {exc.strerror}") from None
+    if path.suffix == ".json":
+        try:
+            return parse_rules(json.loads(text))
+        except json.JSONDecodeError as exc:
+            raise RulesError(f"{path}: invalid JSON: {exc}") from None
+    if sys.version_info >= (3, 11):
+        import tomllib
+
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise RulesError(f"{path}: invalid TOML: {exc}") from None
+        return parse_rules(data)
+    raise RulesError("TOML rules need Python 3.11 or newer; use a .json file")
