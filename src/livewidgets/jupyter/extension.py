@@ -206,13 +206,14 @@ def share_link(
             f"  token: {token}"
         )
     token, link_id = issue_link_token(secret, room=room, role=role, ttl=lifetime)
+    # The token stays on the last line: scripts take what follows "token: ".
     return (
-        f"livewidgets: {role} link to room {room!r} for {ttl}, link id {link_id}; "
-        "each person who opens it appears under their own name:\n"
+        f"livewidgets: {role} link to room {room!r} for {ttl}, link id {link_id} "
+        "(each person who opens it appears under their own name):\n"
+        f"  revoke it: %livewidgets revoke --link {link_id}\n"
         f"  %livewidgets connect {url_part}--room {shlex.quote(room)} --token {token}"
         " --user <your name>\n"
-        f"  token: {token}\n"
-        f"  revoke it: %livewidgets revoke --link {link_id}"
+        f"  token: {token}"
     )
 
 
