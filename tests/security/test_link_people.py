@@ -15,6 +15,7 @@ from livewidgets.client import Backoff
 from livewidgets.protocol import IncrementOp, PresenceUpdate
 from livewidgets.relay import Relay
 from livewidgets.relay.links import link_identity
+from livewidgets.relay.security import SecurityPolicy
 
 from ..relay.helpers import TIMEOUT
 from .helpers import SECRET, ack_for, admitted, token
@@ -71,6 +72,12 @@ async def test_thirty_people_on_one_link_are_thirty_people(secure_relay: Relay) 
         assert len(set(applied)) == PEOPLE * ops
         for session in people:
             assert session.metrics["failures"] == 0
+        # Own buckets: one per person (and the watcher), not one for the link, which
+        # would have held the 600 ops/s to 200/s. (Not asserted on the clock: this
+        # machine may be shared; test_links.py shows the buckets are separate.)
+        policy = secure_relay.policy
+        assert isinstance(policy, SecurityPolicy)
+        assert policy.remembered_users() == PEOPLE + 1
         await _wait_for(
             lambda: watcher.state.get("count") == {str(i): ops for i in range(PEOPLE)},
             "every count at 200",
