@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from livewidgets.auth import issue_token
 from livewidgets.protocol import (
     AckMessage,
     Broadcast,
@@ -260,3 +261,21 @@ async def test_reloading_the_relays_rules_reconnects_everyone(rules_relay: Relay
     assert await bob.client.closed() == 1012
     bob, _ = await joined(rules_relay.url, "bob")
     assert isinstance(await op(bob, 1, SetOp("poll/q1/question", value="mine")), AckMessage)
+
+
+async def test_groups_in_the_token_open_group_rules(relay_factory: Any) -> None:
+    """A token's groups claim is what group:NAME rules see (livewidgets token --group)."""
+    staff = [{"path": "staff/**", "read": "group:teachers", "write": "group:teachers"}]
+    relay: Relay = await relay_factory(policy=SecurityPolicy(SECRET), rules=parse_rules(staff))
+    client = await RawClient.connect(relay.url, hello=False)
+    teacher_token = issue_token(SECRET, user="tess", room="*", groups=["teachers"])
+    await client.send(Hello(PROTOCOL_VERSION, token=teacher_token))
+    client.welcome = await client.expect(Welcome)
+    tess = Recorder(client)
+    await client.send(Join("class"))
+    await tess.until(Joined)
+    assert isinstance(await op(tess, 1, SetOp("staff/plan", value="quiz")), AckMessage)
+    student, snapshot = await joined(relay.url, "sam")
+    assert snapshot.state == {}
+    reply = await op(student, 1, SetOp("staff/plan", value="none"))
+    assert isinstance(reply, Reject) and reply.code == "forbidden"

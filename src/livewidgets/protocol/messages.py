@@ -37,6 +37,7 @@ __all__ = [
     "PushOp",
     "Reject",
     "RemoveOp",
+    "Revoked",
     "ServerMessage",
     "SetOp",
     "Snapshot",
@@ -56,6 +57,8 @@ ClientId = Annotated[str, Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-
 Version = Annotated[int, Meta(ge=0, le=2**63 - 1)]
 Seq = Annotated[int, Meta(ge=1, le=2**63 - 1)]
 ShortText = Annotated[str, Meta(max_length=256)]
+# A link id (claim lid) or token id (jti), as auth.ID_PATTERN.
+TokenRef = Annotated[str, Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+\Z")]
 
 
 class _Message(msgspec.Struct, tag_field="type", forbid_unknown_fields=True, omit_defaults=True):
@@ -118,11 +121,15 @@ class PresenceMessage(_Message, tag="presence"):
 
 class Admin(_Message, tag="admin"):
     """Room administration (needs the admin role): ``reset`` deletes every top-level
-    key in one relay-made batch; ``kick`` disconnects ``client_id`` (close 4011)."""
+    key in one relay-made batch; ``kick`` disconnects ``client_id`` (close 4011);
+    ``revoke`` denies a ``link`` id or a ``token_id`` from now on, on every relay of
+    the store, closing their connections (4006; answered with ``revoked``)."""
 
     room: RoomName
-    action: Literal["reset", "kick"]
+    action: Literal["reset", "kick", "revoke"]
     client_id: ClientId | None = None
+    link: TokenRef | None = None
+    token_id: TokenRef | None = None
 
 
 ClientMessage: TypeAlias = Hello | Join | Leave | OpMessage | Batch | PresenceMessage | Admin
@@ -213,6 +220,17 @@ class Error(_Message, tag="error"):
     room: str | None = None
 
 
+class Revoked(_Message, tag="revoked"):
+    """The answer to an admin ``revoke``: recorded in the store (durably) and in force
+    on this relay, which closed ``closed`` connections using it; other relays of the
+    store close theirs as they hear of it (docs/security.md "Revocation")."""
+
+    room: str
+    link: str | None = None
+    token_id: str | None = None
+    closed: int = 0
+
+
 ServerMessage: TypeAlias = (
-    Welcome | Snapshot | Broadcast | Joined | AckMessage | Reject | PresenceUpdate | Error
+    Welcome | Snapshot | Broadcast | Joined | AckMessage | Reject | PresenceUpdate | Error | Revoked
 )

@@ -50,13 +50,22 @@ from websockets.protocol import State as WsState
 from .. import wsio
 from ..protocol.codec import Codec, FrameError
 from ..protocol.codes import CloseCode
-from ..protocol.messages import Batch, ClientMessage, Error, OpMessage, ServerMessage, Welcome
+from ..protocol.messages import (
+    Batch,
+    ClientMessage,
+    Error,
+    OpMessage,
+    Revoked,
+    ServerMessage,
+    Welcome,
+)
 from ..rules import Actor
 from .fanout import Framed
 from .framing import data_frame
 from .hub import Command, JoinRoom, LeaveRoom, Submit
 from .metrics import RelayMetrics
-from .policy import Policy
+from .policy import Denied, Policy, Principal
+from .revocation import Revocation, RevokeKind
 from .runner import RoomRunner
 from .session import (
     Action,
@@ -68,6 +77,7 @@ from .session import (
     Register,
     RelayProtocol,
     Reply,
+    Revoke,
     State,
 )
 
@@ -121,6 +131,10 @@ class RelayContext(Protocol):
     def unregister(self, connection: Connection) -> None: ...
 
     def kick(self, client_id: str, room: str) -> bool: ...
+
+    async def revoke(self, revocation: Revocation) -> int:
+        """Record and enforce a revocation (relay.revoker); connections closed here."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,6 +237,16 @@ class Connection:
     def rooms(self) -> Collection[str]:
         """The rooms joined (or being joined) on this connection."""
         return self.protocol.rooms
+
+    @property
+    def principal(self) -> Principal | None:
+        """Who the policy said this connection is (None before hello)."""
+        return self.protocol.principal
+
+    def revoke(self, denied: Denied) -> None:
+        """Its token or link was revoked: an error, then close 4006 (relay.revoker)."""
+        for action in self.protocol.revoked(denied):  # a reply and a close: nothing to await
+            _ACTIONS[type(action)](self, action)
 
     # --- lifetime ------------------------------------------------------------------
 
@@ -369,6 +393,8 @@ class Connection:
         for action in actions:
             if isinstance(action, Put):
                 await self._do_put(action)
+            elif isinstance(action, Revoke):
+                await self._do_revoke(action)
             elif isinstance(action, PauseReading):
                 await self._pause_reading(action.until)
             else:
@@ -410,6 +436,23 @@ class Connection:
     def _do_kick(self, action: Kick) -> None:
         if not self.relay.kick(action.client_id, action.room):
             self._reply(action.absent)
+
+    async def _do_revoke(self, action: Revoke) -> None:
+        """Record the revocation (the admin waits for the store, as for an ack), then
+        answer; a store failure recorded nothing and says so."""
+        from .store import StoreError
+
+        revocation = action.revocation
+        try:
+            closed = await self.relay.revoke(revocation)
+        except StoreError as exc:
+            self.relay.logger.error("%r: recording a revocation failed: %s", self, exc)
+            detail = "the revocation could not be recorded; see the relay log"
+            self._reply(Error("internal", detail, "admin", action.room))
+            return
+        link = revocation.id if revocation.kind is RevokeKind.LINK else None
+        token_id = revocation.id if revocation.kind is RevokeKind.TOKEN else None
+        self._reply(Revoked(action.room, link, token_id, closed))
 
     async def _do_put(self, action: Put[Connection]) -> None:
         runner = self._runner(action.room, action.command)

@@ -13,6 +13,9 @@ on_leave        each leave (not on close: see on_close)          room counts
 on_write        each op / batch, before it reaches the room      write role, pacing
 on_presence     each presence update                             pacing
 on_admin        each admin message (reset, kick)                 admin role
+on_revoke       each admin revoke: may it, and with what scope   admin role, scope
+add_revoked     revocations learnt (store, other relays)         the denylist
+revoked         each open connection, after add_revoked          close 4006
 expires_at      after hello: when the credentials expire         token expiry (close 4004)
 rates           each welcome                                     advertised rates
 on_close        the connection ended (if on_connect admitted it) release counts
@@ -35,7 +38,7 @@ buckets); ``now`` is passed in (monotonic seconds) so limits are testable.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -44,6 +47,7 @@ from websockets.http11 import Request
 from ..protocol.codes import CloseCode, ErrorCode
 from ..protocol.messages import Hello
 from ..state.ops import Op
+from .revocation import Revocation, RevokeKind
 
 __all__ = ["AllowAll", "Denied", "Policy", "Principal", "Slow"]
 
@@ -55,6 +59,9 @@ class Principal:
     user: str
     # What the policy learned (e.g. token roles and room scope); opaque to the relay.
     claims: Mapping[str, Any] = field(default_factory=dict)
+    # The client id the policy assigned (link holders: relay.links); None: the one
+    # the hello asked for, scoped by claims["client_scope"] if set (relay.session).
+    client_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +107,22 @@ class Policy(Protocol):
     def on_presence(self, principal: Principal, room: str, now: float) -> Denied | Slow | None: ...
 
     def on_admin(self, principal: Principal, room: str) -> Denied | None: ...
+
+    def on_revoke(
+        self, principal: Principal, room: str, kind: RevokeKind, ident: str
+    ) -> Revocation | Denied:
+        """An admin (acting in ``room``) revokes a link or token id: the revocation to
+        record (with the scope it applies to, stamped with the time), or a denial."""
+        ...
+
+    def add_revoked(self, revocations: Iterable[Revocation]) -> bool:
+        """Learn revocations (from the store, this relay's admins or other relays);
+        True if any was new (then the relay asks :meth:`revoked` for each connection)."""
+        ...
+
+    def revoked(self, principal: Principal) -> Denied | None:
+        """A denial (close 4006) if the connection's credentials are revoked."""
+        ...
 
     def rates(self) -> Mapping[str, float]:
         """The rates to advertise in ``welcome.limits`` (docs/protocol.md "Pacing"),
@@ -153,6 +176,17 @@ class AllowAll:
         return {}
 
     def on_admin(self, principal: Principal, room: str) -> Denied | None:
+        return None
+
+    def on_revoke(
+        self, principal: Principal, room: str, kind: RevokeKind, ident: str
+    ) -> Revocation | Denied:
+        return Denied(ErrorCode.FORBIDDEN, "this relay checks no tokens: nothing to revoke")
+
+    def add_revoked(self, revocations: Iterable[Revocation]) -> bool:
+        return False
+
+    def revoked(self, principal: Principal) -> Denied | None:
         return None
 
     def expires_at(self, principal: Principal) -> float | None:

@@ -1,5 +1,8 @@
 """The relay's security policy: tokens and roles, origins, connection limits, rate limits.
 
+Link tokens give each holder an identity of their own (relay.links); revoked links
+and tokens are refused at hello and their connections closed (relay.revocation).
+
 Implements :class:`~livewidgets.relay.policy.Policy` (docs/security.md). Everything
 that decides is here; the server only asks and obeys. Rates are token buckets per
 connection and per user; a sender over them is slowed (the relay reads it later),
@@ -15,9 +18,8 @@ import math
 import re
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 from websockets.http11 import Request
 
@@ -26,7 +28,9 @@ from ..protocol.codes import CloseCode, ErrorCode
 from ..protocol.messages import Hello
 from ..protocol.pacing import TokenBucket
 from ..state.ops import Op
+from .links import link_identity
 from .policy import Denied, Principal, Slow
+from .revocation import Denylist, Revocation, RevokeKind
 
 __all__ = [
     "LOOPBACK_HOSTS",
@@ -138,6 +142,8 @@ class SecurityPolicy:
         self._idle: dict[str, None] = {}
         self._room_counts: Counter[str] = Counter()
         self._ip_counts: Counter[str] = Counter()
+        # Revoked links and tokens, as the relay's store has them (relay.revoker).
+        self.denylist = Denylist()
 
     # --- Policy hooks -------------------------------------------------------------
 
@@ -176,30 +182,28 @@ class SecurityPolicy:
     def on_hello(self, hello: Hello, request: Request | None) -> Principal | Denied:
         token = hello.token or _bearer(request)
         if self.secret is None:
-            principal = Principal(user=hello.user, claims={"role": Role.ADMIN.value})
-        elif token is None:
+            return Principal(user=hello.user, claims={"role": Role.ADMIN.value})
+        if token is None:
             return Denied(
                 ErrorCode.AUTH_REQUIRED,
                 "this relay needs a token (hello.token)",
                 CloseCode.AUTH_INVALID,
             )
-        else:
-            try:
-                claims = verify_token(self.secret, token)
-            except TokenExpired:
-                return Denied(
-                    ErrorCode.AUTH_EXPIRED, "the token has expired", CloseCode.AUTH_EXPIRED
-                )
-            except TokenError as exc:
-                return Denied(ErrorCode.AUTH_INVALID, str(exc), CloseCode.AUTH_INVALID)
-            principal = Principal(user=claims.user, claims=_claims(claims))
-            if len(hello.client_id or "") > 48:
-                return Denied(
-                    ErrorCode.INVALID_MESSAGE,
-                    "client_id: at most 48 characters",
-                    CloseCode.HELLO_REQUIRED,
-                )
-        return principal
+        try:
+            claims = verify_token(self.secret, token)
+        except TokenExpired:
+            return Denied(ErrorCode.AUTH_EXPIRED, "the token has expired", CloseCode.AUTH_EXPIRED)
+        except TokenError as exc:
+            return Denied(ErrorCode.AUTH_INVALID, str(exc), CloseCode.AUTH_INVALID)
+        if len(hello.client_id or "") > 48:
+            return Denied(
+                ErrorCode.INVALID_MESSAGE,
+                "client_id: at most 48 characters",
+                CloseCode.HELLO_REQUIRED,
+            )
+        principal = _principal(self.secret, claims, hello)
+        denied = self.revoked(principal)
+        return principal if denied is None else denied
 
     def expires_at(self, principal: Principal) -> float | None:
         """Unix time when this connection's token expires (None: never)."""
@@ -263,6 +267,34 @@ class SecurityPolicy:
             return Denied(ErrorCode.FORBIDDEN, "admin role required")
         return None
 
+    def on_revoke(
+        self, principal: Principal, room: str, kind: RevokeKind, ident: str
+    ) -> Revocation | Denied:
+        if self.secret is None:
+            return Denied(ErrorCode.FORBIDDEN, "this relay checks no tokens: nothing to revoke")
+        scope = principal.claims.get("room")
+        if not self.role(principal).allows(Role.ADMIN) or scope is None:
+            return Denied(ErrorCode.FORBIDDEN, "admin role required")
+        if not fnmatch.fnmatchcase(room, scope):
+            return Denied(ErrorCode.FORBIDDEN, f"the token does not admit room {room!r}")
+        # The revoker's own room scope bounds what the revocation reaches (covers()).
+        return Revocation(kind, ident, scope, time.time())
+
+    def add_revoked(self, revocations: Iterable[Revocation]) -> bool:
+        return bool(self.denylist.add(revocations))
+
+    def revoked(self, principal: Principal) -> Denied | None:
+        claims = principal.claims
+        if "token_id" not in claims:
+            return None  # no token, nothing to revoke
+        found = self.denylist.match(claims["token_id"], claims.get("link_id"), claims["room"])
+        if found is None:
+            return None
+        what = "link" if found.kind is RevokeKind.LINK else "token"
+        return Denied(
+            ErrorCode.AUTH_REVOKED, f"this {what} was revoked by an admin", CloseCode.REVOKED
+        )
+
     def on_close(self, principal: Principal | None, address: str | None) -> None:
         """The connection ended: release what it held."""
         if address is not None and self._ip_counts[address] > 0:
@@ -310,9 +342,10 @@ class SecurityPolicy:
     def _state(self, principal: Principal) -> _ConnectionState:
         state = self._states.get(id(principal))
         if state is None:
-            # Authenticated users share their buckets across connections; without a
-            # secret the user name is only a claim, so each connection has its own.
-            owner = principal.user if "token_id" in principal.claims else f"#{id(principal)}"
+            # Authenticated users share their buckets across connections (a link
+            # holder's are their client id's: relay.links); without a secret the user
+            # name is only a claim, so each connection has its own.
+            owner = principal.claims.get("owner") or f"#{id(principal)}"
             rates = self._rates.get(owner)
             if rates is None:
                 limits = self.limits
@@ -373,12 +406,33 @@ def _bearer(request: Request | None) -> str | None:
     return value.strip() or None if scheme.lower() == "bearer" else None
 
 
-def _claims(claims: TokenClaims) -> dict[str, Any]:
-    return {
+def _principal(secret: bytes, claims: TokenClaims, hello: Hello) -> Principal:
+    """Who a verified token makes the connection: its user, or for a link, an identity
+    of the holder's own (relay.links)."""
+    common = {
         "room": claims.room,
         "role": claims.role.value,
         "expires_at": claims.expires_at,
         "token_id": claims.token_id,
-        # Namespace for this user's client ids (relay.session scopes client_ids by it).
-        "client_scope": hashlib.sha256(claims.user.encode()).hexdigest()[:12],
+        # Room rules' group:NAME (docs/rules.md).
+        "groups": claims.groups,
     }
+    if claims.link_id is not None:
+        identity = link_identity(secret, claims.link_id, hello.user, hello.client_id)
+        return Principal(
+            user=identity.user,
+            claims={**common, "link_id": claims.link_id, "owner": f"link:{identity.client_id}"},
+            client_id=identity.client_id,
+        )
+    assert claims.user is not None  # verify_token: exactly one of sub and lid
+    return Principal(
+        user=claims.user,
+        claims={
+            **common,
+            # Rate buckets' key: prefixed, so no user name can equal a link holder's.
+            "owner": f"user:{claims.user}",
+            # Namespace for this user's client ids (relay.session scopes client_ids by
+            # it); lowercase hex, never "L" as link holders' ids (relay.links).
+            "client_scope": hashlib.sha256(claims.user.encode()).hexdigest()[:12],
+        },
+    )

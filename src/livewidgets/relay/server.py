@@ -37,6 +37,8 @@ from .connection import Connection, ConnectionConfig
 from .http import HttpEndpoints
 from .metrics import RelayMetrics
 from .policy import AllowAll, Policy
+from .revocation import Revocation
+from .revoker import Revoker
 from .room import DEFAULT_MAX_STATE_BYTES
 from .room_rules import DefaultRules
 from .runner import RoomRunner, RoomSettings, room_runner
@@ -157,6 +159,8 @@ class Relay:
         # client_id -> its current connection (a newer one replaces an older one).
         self._clients: dict[str, Connection] = {}
         self._connections: set[Connection] = set()
+        # The denylist of revoked links and tokens, kept equal to the store's.
+        self._revoker = Revoker(self._policy, lambda: self._connections, self._logger)
         self._stopping = False
         self._stop_task: asyncio.Task[None] | None = None
         self._started_at = 0.0
@@ -243,8 +247,11 @@ class Relay:
         else:
             self._store = self._store_arg
         try:
+            # Revocations are in force before the first hello (relay.revoker).
+            await self._revoker.start(self._store)
             self._server = await self._listen()
         except BaseException:
+            await self._revoker.stop()
             if self._owns_store:  # e.g. the port is taken: do not leak the open store
                 await self._store.close()
             raise
@@ -326,6 +333,11 @@ class Relay:
         connection.close(CloseCode.KICKED, "removed by an admin", flush=False)
         return True
 
+    async def revoke(self, revocation: Revocation) -> int:
+        """Record ``revocation`` in the store and close this relay's connections it
+        denies (4006); other relays of a shared store close theirs as they hear of it."""
+        return await self._revoker.revoke(self.store, revocation)
+
     def unregister(self, connection: Connection) -> None:
         if self._clients.get(connection.client_id) is connection:
             del self._clients[connection.client_id]
@@ -381,6 +393,7 @@ class Relay:
         for connection in list(self._connections):
             connection.abort()
         await closed
+        await self._revoker.stop()
         if self._owns_store and self._store is not None:
             await self._store.close()
         self._logger.info("relay stopped")

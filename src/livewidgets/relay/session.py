@@ -50,6 +50,7 @@ from ..protocol.messages import (
 from ..state.ops import Op
 from .hub import Command, JoinRoom, LeaveRoom, Member, ResetRoom, SetPresence, Submit
 from .policy import Denied, Policy, Principal, Slow
+from .revocation import Revocation, RevokeKind
 from .room import Rejected
 
 __all__ = [
@@ -65,6 +66,7 @@ __all__ = [
     "Register",
     "RelayProtocol",
     "Reply",
+    "Revoke",
     "State",
 ]
 
@@ -164,6 +166,16 @@ class Kick:
 
 
 @dataclass(frozen=True, slots=True)
+class Revoke:
+    """Record ``revocation`` in the store, put it in force on this relay (closing the
+    connections it denies, 4006) and tell the other relays; then answer ``room`` with
+    ``revoked`` (an ``internal`` error if the store failed: nothing was recorded)."""
+
+    revocation: Revocation
+    room: str
+
+
+@dataclass(frozen=True, slots=True)
 class PauseReading:
     """Read no further frame before monotonic time ``until`` (backpressure: the
     sender is over its rate; docs/protocol.md "Pacing"). What came before is
@@ -172,7 +184,7 @@ class PauseReading:
     until: float
 
 
-Action: TypeAlias = Reply | Put[Any] | Close | Register | ExpireAt | Kick | PauseReading
+Action: TypeAlias = Reply | Put[Any] | Close | Register | ExpireAt | Kick | Revoke | PauseReading
 
 # What the handlers of one message type look like.
 _Handler: TypeAlias = "Callable[[RelayProtocol[Any], Any, float], list[Action]]"
@@ -274,6 +286,12 @@ class RelayProtocol(Generic[M]):
             Close(CloseCode.AUTH_EXPIRED, "token expired"),
         ]
 
+    def revoked(self, denied: Denied) -> list[Action]:
+        """The policy found this connection's token or link revoked (4006)."""
+        if self.state is not State.OPEN:
+            return []
+        return self._deny(denied, None)
+
     def close(self) -> None:
         """The shell is closing the connection for a reason of its own (slow consumer,
         replaced, kicked, shutdown): later frames are ignored."""
@@ -371,10 +389,11 @@ class RelayProtocol(Generic[M]):
             return self._refuse(granted.code, granted.message, close, "hello")
         self.principal, self.user = granted, granted.user
         # An authenticated user's client ids live in their own namespace, so nobody can
-        # take over another user's id (dedupe, presence, replacing its connection).
+        # take over another user's id (dedupe, presence, replacing its connection); a
+        # link holder's is the policy's (relay.links).
         scope = granted.claims.get("client_scope")
         chosen = hello.client_id or self._make_id()
-        self.client_id = f"{scope}.{chosen}" if scope else chosen
+        self.client_id = granted.client_id or (f"{scope}.{chosen}" if scope else chosen)
         self._fire(Event.WELCOMED)
         welcome = self._welcome(self.client_id, self.connection_id, hello.nonce)
         actions: list[Action] = [Register(self.client_id, self.user), Reply(welcome)]
@@ -431,6 +450,8 @@ class RelayProtocol(Generic[M]):
 
     def _on_admin(self, message: Admin, now: float) -> list[Action]:
         room = message.room
+        if message.action == "revoke":
+            return self._on_revoke(message)
         if room not in self.rooms:
             return self._not_joined(room, "admin", now)
         denied = self._policy.on_admin(self.principal or _NOBODY, room)
@@ -443,6 +464,22 @@ class RelayProtocol(Generic[M]):
         detail = f"no client {message.client_id!r} in room {room!r}"
         absent = Error(ErrorCode.INVALID_MESSAGE.value, detail, "admin", room)
         return [Kick(message.client_id, room, absent)]
+
+    def _on_revoke(self, message: Admin) -> list[Action]:
+        # Relay-wide, not a room operation: no join needed; the room only says in whose
+        # name the admin acts (its token must admit it; relay.security.on_revoke).
+        room = message.room
+        named = ((RevokeKind.LINK, message.link), (RevokeKind.TOKEN, message.token_id))
+        targets = [(kind, ident) for kind, ident in named if ident is not None]
+        if len(targets) != 1:
+            detail = "revoke needs exactly one of link and token_id"
+            return [_error(ErrorCode.INVALID_MESSAGE, detail, "admin", room)]
+        ((kind, ident),) = targets
+        principal = self.principal or _NOBODY
+        verdict = self._policy.on_revoke(principal, room, kind, ident)
+        if isinstance(verdict, Denied):
+            return self._deny(verdict, "admin", room)
+        return [Revoke(verdict, room)]
 
     def _ignore(self, message: ClientMessage, now: float) -> list[Action]:
         return []  # closing: unacked ops are resent after the client reconnects
