@@ -4,18 +4,25 @@ Random rule sets x random op sequences x several users. The model below is writt
 from docs/rules.md independently of livewidgets.rules.check, by brute force over every
 path of the state: an op is applied exactly when the model allows it, and each
 reader's copy, kept up to date with :func:`view_of_op`, always equals the model's
-projection of the whole state for that reader.
+projection of the whole state for that reader. The same ops also go through a real
+RoomHub (the relay's room): its acks and rejects agree, and each reader's copy built
+from the broadcasts it receives equals the projection too.
 """
 
 from __future__ import annotations
 
 import os
 import re
+from dataclasses import dataclass
 from typing import Any
 
 from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
 
+from livewidgets.protocol import AckMessage, Broadcast, Reject
+from livewidgets.relay.hub import JoinRoom, RoomHub, Submit
+from livewidgets.relay.room import RoomCore, RoomRecord
+from livewidgets.relay.room_rules import DefaultRules, RoomRules
 from livewidgets.rules import Actor, RulesError, check_ops, parse_rules, view_of_op
 from livewidgets.state.ops import (
     DeleteOp,
@@ -29,6 +36,17 @@ from livewidgets.state.ops import (
 )
 
 SEGMENTS = ["a", "b", "u1", "u2"]
+
+
+@dataclass(eq=False)
+class Peer:
+    """A room member as the hub sees it (relay.hub.Member, with an actor)."""
+
+    client_id: str
+    user: str
+    actor: Actor
+
+
 ACTORS = [
     Actor("u1", "write"),
     Actor("u2", "write", frozenset({"g"})),
@@ -261,7 +279,15 @@ def test_rules_agree_with_the_model(
         return
     state: dict[str, Any] = {}
     views: dict[str, dict[str, Any]] = {actor.user: {} for actor in ACTORS}
-    applied = 0
+    # The same through a relay's room: writers submit, readers (same users, other
+    # connections) keep the broadcasts they receive.
+    hub = RoomHub[Peer](RoomCore(RoomRecord("r"), rules=RoomRules(DefaultRules(rules))))
+    writers = {a.user: Peer(f"w-{a.user}", a.user, a) for a in ACTORS}
+    readers = {a.user: Peer(f"r-{a.user}", a.user, a) for a in ACTORS}
+    received: dict[str, dict[str, Any]] = {user: {} for user in readers}
+    for peer in [*writers.values(), *readers.values()]:
+        hub.handle(JoinRoom(peer, None))
+    seqs = dict.fromkeys(writers, 0)
     for actor, operation in steps:
         try:
             after = apply_ops(state, [operation])
@@ -273,13 +299,24 @@ def test_rules_agree_with_the_model(
             operation,
             state,
         )
+        seqs[actor.user] += 1
+        sends = hub.handle(
+            Submit(writers[actor.user], seqs[actor.user], hub.core.version, (operation,))
+        )
+        replies = [s.message for s in sends if writers[actor.user] in s.to]
+        assert isinstance(replies[0], AckMessage if allowed else Reject), replies
+        for user, peer in readers.items():
+            for send in sends:
+                if peer in send.to and isinstance(send.message, Broadcast):
+                    received[user] = apply_ops(received[user], send.message.ops)
         if not allowed:
             continue
-        applied += 1
         for reader in ACTORS:
             ops = view_of_op(rules, reader, operation, state, after)
             views[reader.user] = apply_ops(views[reader.user], ops)
         state = after
         event(f"{sum(1 for r in rules.rules)} rules")
         for reader in ACTORS:
-            assert views[reader.user] == m_project(rules_data, reader, state), (reader, ops)
+            projected = m_project(rules_data, reader, state)
+            assert views[reader.user] == projected, (reader, ops)
+            assert received[reader.user] == projected, (reader, "through the room")

@@ -38,6 +38,7 @@ Members are opaque handles (the relay's connections); the hub only reads their
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, Literal, Protocol, TypeVar
@@ -51,7 +52,7 @@ from ..protocol.messages import (
     ServerMessage,
     Snapshot,
 )
-from ..rules import Actor, RuleSet, project, view_of_op
+from ..rules import Actor, RuleSet, allows, project, read_guard, view_of_op
 from ..state.ops import DeleteOp, Op
 from ..state.paths import is_within
 from .room import Accepted, Duplicate, LogEntry, Outcome, Rejected, RoomCore
@@ -531,27 +532,33 @@ class RoomHub(Generic[M]):
             to = tuple(m for m in self.members if m is not author)
             return [Delivery(to, _broadcast(self.name, entry))] if to else []
         roots = self.core.last_roots
-        views: dict[Actor, list[M]] = {}
+        steps = list(zip(entry.ops, roots[:-1], roots[1:], strict=True))
+        guards = [read_guard(rules, op, before) for op, before, _ in steps]
+        # Readers grouped by what they see: one message per group.
+        groups: dict[Any, tuple[list[Op], list[M]]] = {}
         for member in self.members:
-            if member is not author:
-                views.setdefault(actor_of(member), []).append(member)
-        whole: list[M] = []
-        sends: list[Delivery[M]] = []
-        for actor, members in views.items():
-            ops = [
-                seen
-                for op, before, after in zip(entry.ops, roots[:-1], roots[1:], strict=True)
-                for seen in view_of_op(rules, actor, op, before, after)
-            ]
-            if len(ops) == len(entry.ops) and all(
-                a is b for a, b in zip(ops, entry.ops, strict=True)
-            ):
-                whole.extend(members)
+            if member is author:
                 continue
-            message = Broadcast(self.name, entry.version, entry.client_id, entry.client_seq, ops)
+            actor = actor_of(member)
+            key: Any
+            if all(guard is not None for guard in guards):
+                # The usual case: each op is all or nothing, the same for everyone; one
+                # allows() per op and reader, no tree walks. Key: the ops they see.
+                key = tuple(i for i, g in enumerate(guards) if g and allows(*g, actor=actor))
+                seen = [entry.ops[i] for i in key]
+            else:
+                key = id(member)
+                seen = [v for op, a, b in steps for v in view_of_op(rules, actor, op, a, b)]
+            groups.setdefault(key, (seen, []))[1].append(member)
+        sends: list[Delivery[M]] = []
+        for seen, members in groups.values():
+            whole = len(seen) == len(entry.ops) and all(map(operator.is_, seen, entry.ops))
+            message = (
+                _broadcast(self.name, entry)
+                if whole
+                else Broadcast(self.name, entry.version, entry.client_id, entry.client_seq, seen)
+            )
             sends.append(Delivery(tuple(members), message))
-        if whole:
-            sends.insert(0, Delivery(tuple(whole), _broadcast(self.name, entry)))
         return sends
 
     def _snapshots(self, members: tuple[M, ...]) -> list[Delivery[M]]:

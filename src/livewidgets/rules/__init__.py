@@ -5,7 +5,17 @@
 (:func:`project`, :func:`view_of_op`). docs/rules.md is the user's guide.
 """
 
-from .check import MISSING, Actor, Denial, check_ops, governing, project, view_of_op
+from .check import (
+    MISSING,
+    Actor,
+    Denial,
+    allows,
+    check_ops,
+    governing,
+    project,
+    read_guard,
+    view_of_op,
+)
 from .syntax import Rule, RulesError, RuleSet, load_rules, parse_rules
 
 __all__ = [
@@ -15,10 +25,12 @@ __all__ = [
     "Rule",
     "RuleSet",
     "RulesError",
+    "allows",
     "check_ops",
     "governing",
     "load_rules",
     "parse_rules",
     "project",
+    "read_guard",
     "view_of_op",
 ]

@@ -22,7 +22,6 @@ the mappings on the way to it (as containers, with only what they may see).
 
 from __future__ import annotations
 
-import functools
 import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
@@ -47,9 +46,11 @@ from .syntax import CAPTURE, LITERAL, REST, Pattern, Rule, RuleSet, Who
 __all__ = [
     "Actor",
     "Denial",
+    "allows",
     "check_ops",
     "governing",
     "project",
+    "read_guard",
     "view_of_op",
 ]
 
@@ -124,27 +125,47 @@ def _could_match_below(pattern: Pattern, segments: tuple[str, ...]) -> bool:
 
 def governing(rules: RuleSet, segments: tuple[str, ...]) -> tuple[Rule, dict[str, str]] | None:
     """The rule that governs a path, with its captures (None: no rule matches)."""
-    return _governing(rules, segments)
-
-
-@functools.lru_cache(maxsize=4096)
-def _governing(rules: RuleSet, segments: tuple[str, ...]) -> tuple[Rule, dict[str, str]] | None:
+    key = ("governing", segments)
+    cache = rules.cache
+    try:
+        return cache[key]  # type: ignore[no-any-return]
+    except KeyError:
+        pass
+    found = None
     for rule in rules.rules:  # most specific first
         captures = match(rule.pattern, segments)
         if captures is not None:
-            return rule, captures
-    return None
+            found = rule, captures
+            break
+    _remember(cache, key, found)
+    return found
 
 
-@functools.lru_cache(maxsize=4096)
 def _others_below(rules: RuleSet, segments: tuple[str, ...], rule: Rule | None) -> bool:
     """Whether a rule other than ``rule`` may govern some path below ``segments``."""
-    return any(
+    key = ("below", segments, id(rule))  # the rule set holds its rules: ids are stable
+    cache = rules.cache
+    try:
+        return cache[key]  # type: ignore[no-any-return]
+    except KeyError:
+        pass
+    below = any(
         other is not rule and _could_match_below(other.pattern, segments) for other in rules.rules
     )
+    _remember(cache, key, below)
+    return below
 
 
-def allows(who: Who, actor: Actor, captures: Mapping[str, str]) -> bool:
+_CACHE_LIMIT = 8192
+
+
+def _remember(cache: dict[Any, Any], key: Any, value: Any) -> None:
+    if len(cache) >= _CACHE_LIMIT:
+        cache.clear()  # bounded; rebuilt from the paths in use
+    cache[key] = value
+
+
+def allows(who: Who, captures: Mapping[str, str], actor: Actor) -> bool:
     if who.anyone:
         return True
     if who.min_role is not None and _ROLES.index(actor.role) >= _ROLES.index(who.min_role):
@@ -213,22 +234,24 @@ def _check_change(
     rule = covered
     if found is not None and found[0] is not covered:
         rule, captures = found
-        if not allows(rule.write, actor, captures):
+        if not allows(rule.write, captures, actor):
             return Denial(rule.name, path, f"{actor.user or 'anonymous'} may not write here")
         denial = _check_data(rule, actor, op if at_op else None, path, old, new)
         if denial is not None:
             return denial
     if rule is not None and not _others_below(rules, segments, rule):
         return None
-    # Only a mapping (before and after, or created or deleted) can hold changed paths
-    # that other rules govern; without a rule of its own it is just their container.
+    # A path without a rule may change only as the container of paths other rules
+    # govern: a mapping before and after (or created, or deleted), not empty.
+    if rule is None:
+        present = [value for value in (old, new) if value is not MISSING]
+        if not any(present) or not all(isinstance(value, dict) for value in present):
+            return Denial(None, path, "no rule covers this path")
+    # What changed below a mapping (on either side) must be allowed by the rules there.
     old_map = old if isinstance(old, dict) else None
     new_map = new if isinstance(new, dict) else None
-    is_container = (old_map is not None or old is MISSING) and (
-        new_map is not None or new is MISSING
-    )
-    if not is_container or (not old_map and not new_map):
-        return Denial(None, path, "no rule covers this path") if rule is None else None
+    if old_map is None and new_map is None:
+        return None
     before, after = old_map or {}, new_map or {}
     for key in before.keys() | after.keys():
         denial = _check_change(
@@ -372,7 +395,7 @@ def _seen_value(rules: RuleSet, actor: Actor, segments: tuple[str, ...], value: 
     """:func:`_project` of ``value`` at ``segments``, with what it inherits from above."""
     above = _nearest(rules, segments[:-1]) if len(segments) > 1 else None
     rule = above[0] if above else None
-    readable = above is not None and allows(above[0].read, actor, above[1])
+    readable = above is not None and allows(above[0].read, above[1], actor)
     return _project(rules, actor, segments, value, rule, readable)
 
 
@@ -387,7 +410,7 @@ def _project(
     found = governing(rules, segments) if segments else None
     rule: Rule | None
     if found is not None:
-        rule, readable = found[0], allows(found[0].read, actor, found[1])
+        rule, readable = found[0], allows(found[0].read, found[1], actor)
     else:  # no rule of its own: read as part of the nearest ruled ancestor
         rule, readable = parent_rule, parent_readable
     if not isinstance(value, dict) or not _others_below(rules, segments, rule):
@@ -398,6 +421,22 @@ def _project(
         if child_seen is not MISSING:
             seen[key] = child_seen
     return seen if (seen or readable) else MISSING
+
+
+def read_guard(rules: RuleSet, op: Op, before: dict[str, Any]) -> tuple[Who, dict[str, str]] | None:
+    """When every reader sees ``op`` whole or not at all: who may read it (the rule's
+    ``read`` and captures), the same for every reader, so a fan-out asks it once per
+    op and then only :func:`allows` per reader. None: ask :func:`view_of_op` per
+    reader (the op spans rules, deletes, or creates mappings above its path)."""
+    if isinstance(op, DeleteOp):
+        return None
+    segments = parse_path(op.path)
+    found = _nearest(rules, segments)
+    if found is None or _others_below(rules, segments, found[0]):
+        return None
+    if len(segments) > 1 and _get(before, segments[:-1]) is MISSING:
+        return None  # it creates mappings above it, which some readers may see
+    return found[0].read, found[1]
 
 
 def view_of_op(
@@ -423,7 +462,7 @@ def _view(
 ) -> list[Op]:
     found = _nearest(rules, segments)
     if found is not None and not _others_below(rules, segments, found[0]):
-        if not allows(found[0].read, actor, found[1]):
+        if not allows(found[0].read, found[1], actor):
             return []
         if isinstance(op, DeleteOp):
             return [DeleteOp(_vanishing(rules, actor, segments, after))]

@@ -218,6 +218,9 @@ class RuleSet:
     """Rules, most specific pattern first (the order :mod:`.check` matches in)."""
 
     rules: tuple[Rule, ...] = field(default_factory=tuple)
+    # Answers of :mod:`.check` for paths seen before (a room's paths repeat): kept on
+    # the rule set itself, so looking one up never hashes the rules.
+    cache: dict[Any, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def __bool__(self) -> bool:
         return bool(self.rules)
