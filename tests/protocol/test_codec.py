@@ -16,6 +16,8 @@ from livewidgets.protocol import (
     SUBPROTOCOLS,
     AckMessage,
     Admin,
+    Auth,
+    Authed,
     Batch,
     Broadcast,
     ClientMessage,
@@ -77,6 +79,7 @@ CLIENT_MESSAGES: list[Any] = [
     PresenceMessage(room="r", state={"cursor": {"anchor": 1, "head": 4}}),
     Admin(room="r", action="reset"),
     Admin(room="r", action="kick", client_id="c-2"),
+    Auth(token="t.k.n2"),
 ]
 
 SERVER_MESSAGES: list[Any] = [
@@ -103,6 +106,8 @@ SERVER_MESSAGES: list[Any] = [
     PresenceUpdate(room="r", states={"c-2": None, "c-3": {"user": "ada"}}),
     Error(code="bad_frame", message="nope"),
     Error(code="not_joined", message="join first", ref="presence", room="r"),
+    Authed(),
+    Authed(expires_in=299.25),
 ]
 
 
