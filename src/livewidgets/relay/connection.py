@@ -396,7 +396,13 @@ class Connection:
         self.relay.register(self)
 
     def _do_expire_at(self, action: ExpireAt) -> None:
-        """End the session when its credentials expire (docs/security.md, close 4004)."""
+        """End the session when its credentials expire (docs/security.md, close 4004);
+        a renewal replaces the deadline set before."""
+        if self._expiry is not None:
+            self._expiry.cancel()
+            self._expiry = None
+        if action.deadline is None:
+            return
         delay = max(0.0, action.deadline - time.time())
         self._expiry = asyncio.get_running_loop().call_later(delay, self._expire)
 
