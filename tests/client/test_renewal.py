@@ -138,6 +138,21 @@ def test_a_reconnect_after_a_renewal_says_hello_with_the_new_token() -> None:
     assert hello_token(p, 6.0) == "t2"
 
 
+def test_a_slow_provider_is_asked_earlier_next_time() -> None:
+    """A provider that took 0.5 s is asked twice that before the next expiry when 80 %
+    leaves less; one that took 1.5 s of a 4 s token: at half the lifetime, no sooner."""
+    p = client()
+    joined(p, 4.0)
+    assert p.tick(3.2) == [RenewToken()]
+    p.token_renewed("t2", 3.7)  # 0.5 s in the provider
+    p.receive(Authed(4.0), 3.7)
+    assert p.next_deadline() == pytest.approx(3.7 + 3.0)  # not 3.7 + 3.2
+    assert p.tick(6.7) == [RenewToken()]
+    p.token_renewed("t3", 8.2)  # 1.5 s
+    p.receive(Authed(4.0), 8.2)
+    assert p.next_deadline() == pytest.approx(8.2 + 2.0)
+
+
 def test_authed_without_expiry_stops_renewing() -> None:
     """A token that never expires needs no more renewals."""
     p = client()

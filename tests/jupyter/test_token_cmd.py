@@ -64,17 +64,18 @@ def test_token_cmd_gives_the_first_token_and_renews_it_in_place(
     token_cmd: Callable[..., tuple[str, Path]],
     wait_until: Callable[..., Any],
 ) -> None:
-    """--token-cmd: joined with the command's token; 2 s tokens renewed twice by running
-    it again, on the same connection; writes keep landing."""
-    command, runs = token_cmd(ttl=2)
+    """--token-cmd: joined with the command's token; a 10 s token renewed by running it
+    again, on the same connection; writes keep landing. (The first renewal, at 80 % of
+    the 9-10 s it has, leaves this Python command 1.8 s, enough on a loaded machine.)"""
+    command, runs = token_cmd(ttl=10)
     line = f"connect {relay.url} --room {room} --user alice --token-cmd {shlex.quote(command)}"
     extension.livewidgets_magic(line + " --heartbeat 0.5")
     session = livewidgets.session()
     assert runs.read_text() == "x"  # the first token
-    wait_until(lambda: session.metrics["token_renewals"] >= 2, message="two renewals")
+    wait_until(lambda: session.metrics["token_renewals"] >= 1, 20, message="a renewal")
     session.increment("n").result(5)
     assert session.get("n") == 1
-    assert len(runs.read_text()) >= 3
+    assert len(runs.read_text()) >= 2
     assert session.metrics["attempts"] == 1 and session.metrics["disconnections"] == 0
 
 

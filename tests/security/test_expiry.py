@@ -8,6 +8,8 @@ import threading
 import time
 from typing import Any
 
+import pytest
+
 from livewidgets.client import connect_async
 from livewidgets.errors import AuthExpired
 from livewidgets.protocol import Error, IncrementOp
@@ -85,6 +87,41 @@ async def test_client_reconnects_with_a_refreshed_token(secure_relay: Relay) -> 
         await session.close()
 
 
+async def test_a_failing_provider_is_reported_and_asked_again_in_time(
+    secure_relay: Relay,
+) -> None:
+    """The provider raises at the first renewal: an error event says so, the session asks
+    again before expiry, and the second answer renews the token in place."""
+    calls: list[float] = []
+
+    def provider() -> str:
+        calls.append(time.monotonic())
+        if len(calls) == 1:
+            raise RuntimeError("token service unavailable")
+        return token(user="ada", ttl=4)
+
+    session = await connect_async(
+        secure_relay.url,
+        "room",
+        token=token(user="ada", ttl=4),
+        token_refresh=provider,
+        **FAST,
+        timeout=TIMEOUT,
+    )
+    events = Recorder(session)
+    try:
+        await eventually(lambda: session.metrics["token_renewals"] >= 1, what="renewed")
+        [failure] = events.of("error")
+        assert failure["during"] == "token_refresh"
+        assert str(failure["error"]) == "token service unavailable"
+        assert len(calls) == 2 and calls[1] - calls[0] < 1.0  # asked again well in time
+        await session.increment("n")
+        assert session.metrics["attempts"] == 1 and events.count("disconnected") == 0
+    finally:
+        await session.close()
+
+
+@pytest.mark.slow
 async def test_a_5_s_token_is_renewed_across_a_minute_of_steady_writes(
     secure_relay: Relay,
 ) -> None:

@@ -9,7 +9,9 @@ application for a fresh token (docs/security.md "Renewal"):
 * **first ask** at ``max(fraction * lifetime, lifetime - margin)`` after the
   statement: 80 % of the lifetime, but no earlier than 30 s before expiry (defaults).
   A 5 s token is renewed after 4 s, a 60 s one after 48 s, a 2 h one 30 s before
-  it expires;
+  it expires. A provider slower than that leaves (a command that takes 0.5 s, for a
+  token of 2 s) is asked earlier from its second time on: twice its last duration
+  before expiry, but never before half the lifetime;
 * **asking again** when the application had no new token (None, the same one, an
   error) or the relay refused the one it gave: after ``retry`` seconds (5 s), or
   half the time left if that is sooner, while at least ``min_retry`` seconds (0.25 s)
@@ -60,6 +62,9 @@ class Renewal:
         self.asking = False
         # The token sent in ``auth``, awaiting ``authed`` or an error.
         self.offered: str | None = None
+        # When the ask that is out went out, and how long the last answer took.
+        self._asked_at: float | None = None
+        self.latency = 0.0
 
     def stated(self, expires_in: float | None, now: float) -> None:
         """The relay says the token holds ``expires_in`` more seconds (None: forever)."""
@@ -68,19 +73,25 @@ class Renewal:
             self.expires = self.due = None
             return
         self.expires = now + expires_in
-        self.due = now + first_renewal(expires_in, self.config)
+        after = first_renewal(expires_in, self.config)
+        # Leave a slow provider (and the relay's answer) the time it took last time,
+        # twice over; but renewing more often than every half lifetime buys nothing.
+        after = max(min(after, expires_in - 2 * self.latency), expires_in / 2)
+        self.due = now + after
 
     def ask(self, now: float) -> bool:
         """Whether to ask the application for a token now (then an ask is out)."""
         if self.due is None or now < self.due or self.asking or self.offered is not None:
             return False
-        self.due, self.asking = None, True
+        self.due, self.asking, self._asked_at = None, True, now
         return True
 
     def answered(self, token: str | None, current: str | None, now: float) -> str | None:
         """The application's answer: the token to offer the relay, or None (nothing
         new: ask again later, while there is time)."""
         self.asking = False
+        if self._asked_at is not None:
+            self.latency, self._asked_at = max(0.0, now - self._asked_at), None
         if self.expires is None:
             return None  # the connection ended meanwhile
         if not token or token == current:
