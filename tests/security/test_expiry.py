@@ -87,6 +87,49 @@ async def test_client_reconnects_with_a_refreshed_token(secure_relay: Relay) -> 
         await session.close()
 
 
+async def test_a_slow_refresh_after_4004_does_not_hold_up_other_sessions(
+    secure_relay: Relay,
+) -> None:
+    """The provider runs on a worker thread after a 4004 too: while it takes 1.5 s,
+    another session on the same event loop keeps getting its writes acknowledged."""
+    first, expires = short_token(user="ada")
+    slow = threading.Event()
+
+    def refresh() -> str | None:
+        if time.time() < expires:
+            return None  # nothing before expiry: the relay closes 4004
+        slow.set()
+        time.sleep(1.5)
+        return token(user="ada")
+
+    ada = await connect_async(
+        secure_relay.url, "room", token=first, token_refresh=refresh, **FAST, timeout=TIMEOUT
+    )
+    grace = await connect_async(
+        secure_relay.url, "room", token=token(user="grace"), **FAST, timeout=TIMEOUT
+    )
+    loop = asyncio.get_running_loop()
+
+    async def write() -> None:
+        await grace.increment("m")
+
+    def timed_write_during_the_refresh() -> float:
+        """From a thread: a write of grace's through the loop while ada's provider runs."""
+        assert slow.wait(TIMEOUT)
+        started = time.monotonic()
+        asyncio.run_coroutine_threadsafe(write(), loop).result(TIMEOUT)
+        return time.monotonic() - started
+
+    try:
+        assert await asyncio.to_thread(timed_write_during_the_refresh) < 0.5
+        await eventually(lambda: ada.metrics["attempts"] == 2, what="ada reconnected")
+        await ada.increment("n")
+        assert ada.get("n") == 1
+    finally:
+        await ada.close()
+        await grace.close()
+
+
 async def test_a_failing_provider_is_reported_and_asked_again_in_time(
     secure_relay: Relay,
 ) -> None:

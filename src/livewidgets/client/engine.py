@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import random
 import secrets
@@ -179,6 +180,8 @@ class Engine:
         # What the protocol asked for last: a URL to dial, a delay before connect().
         self._dial: str | None = None
         self._retry_delay: float | None = None
+        # The provider's answer after an auth close, from a worker thread (NeedToken).
+        self._token_answer: asyncio.Future[str | None] | None = None
         # The tick timer and the deadline it is armed for.
         self._timer: asyncio.TimerHandle | None = None
         self._armed_at: float | None = None
@@ -289,6 +292,10 @@ class Engine:
         while self._dial is not None:
             url, self._dial = self._dial, None
             await self._connect_once(url)
+            answer, self._token_answer = self._token_answer, None
+            if answer is not None:  # the relay ended the session on its token
+                token = await answer
+                self._feed(functools.partial(self.protocol.token_refreshed, token))
             delay, self._retry_delay = self._retry_delay, None
             if delay is None:
                 break
@@ -656,8 +663,10 @@ class Engine:
             self._spawn(self._ping(ws))
 
     def _on_need_token(self, action: lifecycle.NeedToken) -> None:
-        token = self._refresh_token()
-        self._feed(lambda now: self.protocol.token_refreshed(token, now))
+        """Ask the provider on a worker thread; _run waits for the answer (the loop,
+        shared by every sync session, is not held up by a slow token command)."""
+        assert self._loop is not None
+        self._token_answer = self._loop.run_in_executor(None, self._refresh_token)
 
     def _on_renew_token(self, action: lifecycle.RenewToken) -> None:
         """Ask the provider on a worker thread (a command may take seconds): the
