@@ -8,7 +8,8 @@
      ├── QueueFull           too many writes waiting for the relay
      ├── JoinRefused         the relay refused to let the session into the room
      ├── SessionClosed       the session was closed (or gave up reconnecting)
-     └── AuthExpired         the token expired; refresh it to continue
+     ├── AuthExpired         the token expired; refresh it to continue
+     └── TokenCommandError   a token command (--token-cmd) failed
 
 Invalid local input (a bad path, a value that cannot be shared, an op that does
 not fit the current value) raises ``ValueError`` subclasses at once:
@@ -27,6 +28,7 @@ __all__ = [
     "OpRejected",
     "QueueFull",
     "SessionClosed",
+    "TokenCommandError",
 ]
 
 
@@ -77,3 +79,8 @@ class SessionClosed(LivewidgetsError):
 
 class AuthExpired(LivewidgetsError):
     """The relay closed the connection because the token expired."""
+
+
+class TokenCommandError(LivewidgetsError, RuntimeError):
+    """A token command (``--token-cmd``, ``$LIVEWIDGETS_TOKEN_CMD``) failed: it did
+    not start, timed out, exited non-zero, or printed something that is not a token."""

@@ -16,6 +16,8 @@ from livewidgets.protocol import (
     SUBPROTOCOLS,
     AckMessage,
     Admin,
+    Auth,
+    Authed,
     Batch,
     Broadcast,
     ClientMessage,
@@ -80,6 +82,7 @@ CLIENT_MESSAGES: list[Any] = [
     Admin(room="r", action="kick", client_id="c-2"),
     Admin(room="r", action="revoke", link="Zm9yaw_-1"),
     Admin(room="r", action="revoke", token_id="aGVsbG8tdG9rZW4"),
+    Auth(token="t.k.n2"),
 ]
 
 SERVER_MESSAGES: list[Any] = [
@@ -108,6 +111,8 @@ SERVER_MESSAGES: list[Any] = [
     Error(code="not_joined", message="join first", ref="presence", room="r"),
     Revoked(room="r", link="Zm9yaw_-1", closed=3),
     Revoked(room="r", token_id="aGVsbG8tdG9rZW4"),
+    Authed(),
+    Authed(expires_in=299.25),
 ]
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import random
 import secrets
@@ -80,8 +81,11 @@ class EngineConfig:
     # against the relay's own limit from its welcome).
     max_frame_size: int = 64 << 20
     binary: bool = False
-    # Called when the relay ends the session because the token expired (close 4004) or
-    # was refused: return a fresh token to reconnect with it, or None to give up.
+    # The token provider: returns a fresh token, or None if there is none. Called
+    # shortly before the relay-stated expiry, off the event loop, to renew the token on
+    # the open connection (docs/security.md "Renewal"), and when the relay ends the
+    # session on its token (4004, 4003): then None gives up. A command's output works
+    # too: livewidgets.client.tokens.TokenCommand, or connect(..., token_cmd=...).
     token_refresh: Callable[[], str | None] | None = None
     # Check that the relay is the one we mean: called with our hello.nonce and its
     # welcome.proof; False ends the connection (retried with backoff). Set for the
@@ -176,6 +180,8 @@ class Engine:
         # What the protocol asked for last: a URL to dial, a delay before connect().
         self._dial: str | None = None
         self._retry_delay: float | None = None
+        # The provider's answer after an auth close, from a worker thread (NeedToken).
+        self._token_answer: asyncio.Future[str | None] | None = None
         # The tick timer and the deadline it is armed for.
         self._timer: asyncio.TimerHandle | None = None
         self._armed_at: float | None = None
@@ -286,6 +292,10 @@ class Engine:
         while self._dial is not None:
             url, self._dial = self._dial, None
             await self._connect_once(url)
+            answer, self._token_answer = self._token_answer, None
+            if answer is not None:  # the relay ended the session on its token
+                token = await answer
+                self._feed(functools.partial(self.protocol.token_refreshed, token))
             delay, self._retry_delay = self._retry_delay, None
             if delay is None:
                 break
@@ -653,8 +663,28 @@ class Engine:
             self._spawn(self._ping(ws))
 
     def _on_need_token(self, action: lifecycle.NeedToken) -> None:
-        token = self._refresh_token()
-        self._feed(lambda now: self.protocol.token_refreshed(token, now))
+        """Ask the provider on a worker thread; _run waits for the answer (the loop,
+        shared by every sync session, is not held up by a slow token command)."""
+        assert self._loop is not None
+        self._token_answer = self._loop.run_in_executor(None, self._refresh_token)
+
+    def _on_renew_token(self, action: lifecycle.RenewToken) -> None:
+        """Ask the provider on a worker thread (a command may take seconds): the
+        connection, its ops and heartbeats go on meanwhile."""
+
+        def ask() -> None:
+            token = self._refresh_token()
+            self._feed(lambda now: self.protocol.token_renewed(token, now))
+
+        def start() -> None:
+            assert self._loop is not None
+            self._loop.run_in_executor(None, ask)
+
+        self._call_in_loop(start)
+
+    def _on_token_renewed(self, action: lifecycle.TokenRenewed) -> None:
+        self.metrics.token_renewals += 1
+        self.events.emit("token_renewed", {"expires_in": action.expires_in})
 
     def _refresh_token(self) -> str | None:
         """Ask the application for a new token (None if it has none, or failed)."""
@@ -663,8 +693,9 @@ class Engine:
             return None
         try:
             return refresh()
-        except Exception:
-            log.exception("[livewidgets] token_refresh failed")
+        except Exception as exc:
+            log.error("[livewidgets] token_refresh failed: %s", exc, exc_info=exc)
+            self.events.emit("error", {"error": exc, "during": "token_refresh"})
             return None
 
     def _on_verify(self, action: lifecycle.VerifyProof) -> None:
@@ -801,6 +832,8 @@ _HANDLERS: dict[type, Callable[[Engine, Any], None]] = {
     lifecycle.Abort: Engine._on_abort,
     lifecycle.Ping: Engine._on_ping,
     lifecycle.NeedToken: Engine._on_need_token,
+    lifecycle.RenewToken: Engine._on_renew_token,
+    lifecycle.TokenRenewed: Engine._on_token_renewed,
     lifecycle.VerifyProof: Engine._on_verify,
     lifecycle.RelayError: Engine._on_relay_error,
     lifecycle.Refused: Engine._on_refused,

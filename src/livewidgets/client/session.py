@@ -35,6 +35,7 @@ from .ack import Ack
 from .core import Priority
 from .engine import Engine, EngineConfig
 from .text import TextHandle
+from .tokens import TokenCommand
 
 __all__ = ["AsyncSession", "Session", "SessionAPI", "connect", "connect_async"]
 
@@ -395,6 +396,14 @@ def _engine(
     client_id: str | None,
     options: dict[str, Any],
 ) -> Engine:
+    command = options.pop("token_cmd", None)
+    if command is not None:
+        if options.get("token_refresh") is not None:
+            raise ValueError("pass token_refresh= or token_cmd=, not both")
+        provider = command if isinstance(command, TokenCommand) else TokenCommand(command)
+        options["token_refresh"] = provider
+        if token is None:
+            token = provider()  # TokenCommandError says why it failed
     if token is None and options.get("token_refresh") is None and isinstance(url, str):
         local = _local_relay_credentials(url, room, user)
         if local is not None:
@@ -435,7 +444,12 @@ def connect(
     a failed or lost connection the next attempt goes to the next relay.
 
     ``options`` are :class:`EngineConfig` fields (backoff, max_attempts, heartbeat_interval,
-    heartbeat_timeout, ack_timeout, max_pending, binary, ssl, ...).
+    heartbeat_timeout, ack_timeout, max_pending, binary, ssl, ...). The token provider
+    ``token_refresh=`` (a callable returning a fresh token, or None) renews the token
+    before it expires, on the open connection, and after a 4004; ``token_cmd=`` (a
+    shell command printing a token, or a :class:`~.tokens.TokenCommand` for another
+    timeout) is the same from a command, and gives the first token if ``token`` is
+    None (docs/security.md "Renewal").
     """
     loop = _LoopThread.loop()
     engine = _engine(url, room, user, token, client_id, options)

@@ -3,7 +3,7 @@
 ::
 
     %livewidgets connect [URL] [--room R] [--user U] [--name N] [--token T]
-                         [--heartbeat SECONDS] [--timeout SECONDS]
+                         [--token-cmd COMMAND] [--heartbeat SECONDS] [--timeout SECONDS]
     %livewidgets status
     %livewidgets disconnect
     %livewidgets relay start|stop|status
@@ -15,8 +15,12 @@ user on this machine (started if none runs, see :mod:`livewidgets.local_relay`).
 defaults to ``$LIVEWIDGETS_ROOM`` or ``"default"``, the user to
 ``$JUPYTERHUB_USER`` or the OS user, the token to ``--token``, else (the local
 relay) one minted from the local relay's secret for this user and room and renewed
-at expiry, else ``$LIVEWIDGETS_TOKEN``; the heartbeat (ping interval and pong
-timeout, seconds) to ``$LIVEWIDGETS_HEARTBEAT``.
+at expiry, else ``$LIVEWIDGETS_TOKEN``, else the output of the token command. The
+token command (``--token-cmd``, else ``$LIVEWIDGETS_TOKEN_CMD`` unless the local relay
+mints the tokens) is a shell command that prints a token: the session runs it again
+shortly before the token expires and renews it without reconnecting
+(docs/security.md "Renewal"). The heartbeat (ping interval and pong timeout,
+seconds) defaults to ``$LIVEWIDGETS_HEARTBEAT``.
 The session becomes the kernel's current one (``livewidgets.session()``); widgets
 shared on a previous session move to the new one.
 
@@ -41,6 +45,7 @@ from typing import Any, NoReturn
 from .. import identity, local_relay
 from ..client.session import Session
 from ..client.session import connect as _connect_session
+from ..client.tokens import TokenCommand, command_from_env
 from ..errors import SessionClosed
 from .runtime import set_current_session
 from .share import bindings, rebind
@@ -87,6 +92,7 @@ def connect(
     user: str | None = None,
     name: str | None = None,
     token: str | None = None,
+    token_cmd: str | None = None,
     timeout: float = 10.0,
     **options: Any,
 ) -> Session:
@@ -99,7 +105,7 @@ def connect(
         url, source = local_relay.ensure_relay().url, "local relay"
     room = room or identity.default_room()
     user = user or identity.default_user()
-    if not token:
+    if not token and not token_cmd:
         # This user's local relay (whatever the URL came from): a token of our own.
         local = local_relay.credentials(url, room, user)
         if local is not None:
@@ -107,6 +113,12 @@ def connect(
             options.setdefault("token_refresh", local.token_refresh)
             options.setdefault("verify_relay", local.verify_relay)
     token = token or os.environ.get("LIVEWIDGETS_TOKEN") or None
+    command = TokenCommand(token_cmd) if token_cmd else None
+    if command is None and options.get("token_refresh") is None:
+        command = command_from_env()  # $LIVEWIDGETS_TOKEN_CMD
+    if command is not None:
+        # The first token too, unless one was given (a failure raises TokenCommandError).
+        options["token_cmd"] = command
     heartbeat = os.environ.get("LIVEWIDGETS_HEARTBEAT")
     if heartbeat:
         options.setdefault("heartbeat_interval", float(heartbeat))
@@ -312,6 +324,12 @@ def _build_parser() -> _Parser:
     c.add_argument("--name", help="display name (default: $LIVEWIDGETS_NAME or the user)")
     c.add_argument("--token", help="access token (default: $LIVEWIDGETS_TOKEN)")
     c.add_argument(
+        "--token-cmd",
+        metavar="COMMAND",
+        help="shell command that prints a token, run again to renew it before it expires "
+        "(default: $LIVEWIDGETS_TOKEN_CMD)",
+    )
+    c.add_argument(
         "--heartbeat",
         type=float,
         metavar="SECONDS",
@@ -369,6 +387,7 @@ def livewidgets_magic(line: str) -> None:
             user=args.user,
             name=args.name,
             token=args.token,
+            token_cmd=args.token_cmd,
             timeout=args.timeout,
             **options,
         )

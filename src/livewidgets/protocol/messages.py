@@ -19,6 +19,8 @@ __all__ = [
     "PROTOCOL_VERSION",
     "AckMessage",
     "Admin",
+    "Auth",
+    "Authed",
     "Batch",
     "Broadcast",
     "ClientMessage",
@@ -49,6 +51,8 @@ PROTOCOL_VERSION = 1
 MAX_BATCH_OPS = 1000
 # A presence state (JSON-encoded) may not exceed this (error too_large).
 MAX_PRESENCE_BYTES = 16 * 1024
+# Token lifetimes a relay states (welcome.limits.expires_in, authed.expires_in): 10 years.
+MAX_EXPIRES_IN = 10 * 365 * 86400.0
 
 Path = Annotated[str, Meta(min_length=1, max_length=MAX_PATH_LENGTH, pattern=PATH_PATTERN)]
 RoomName = Annotated[str, Meta(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:@/+-]+\Z")]
@@ -132,7 +136,14 @@ class Admin(_Message, tag="admin"):
     token_id: TokenRef | None = None
 
 
-ClientMessage: TypeAlias = Hello | Join | Leave | OpMessage | Batch | PresenceMessage | Admin
+class Auth(_Message, tag="auth"):
+    """Renew this connection's credentials with a fresh token, without reconnecting
+    (docs/security.md "Renewal"): the relay answers ``authed`` or an ``error``."""
+
+    token: Annotated[str, Meta(min_length=1, max_length=4096)]
+
+
+ClientMessage: TypeAlias = Hello | Join | Leave | OpMessage | Batch | PresenceMessage | Admin | Auth
 
 
 # --- relay -> client --------------------------------------------------------------
@@ -231,6 +242,22 @@ class Revoked(_Message, tag="revoked"):
     closed: int = 0
 
 
+class Authed(_Message, tag="authed"):
+    """The token of an ``auth`` now holds for this connection, which expires in
+    ``expires_in`` seconds (None: never); the old token's deadline is gone."""
+
+    expires_in: Annotated[float, Meta(ge=0, le=MAX_EXPIRES_IN)] | None = None
+
+
 ServerMessage: TypeAlias = (
-    Welcome | Snapshot | Broadcast | Joined | AckMessage | Reject | PresenceUpdate | Error | Revoked
+    Welcome
+    | Snapshot
+    | Broadcast
+    | Joined
+    | AckMessage
+    | Reject
+    | PresenceUpdate
+    | Error
+    | Revoked
+    | Authed
 )

@@ -154,6 +154,8 @@ class Connection:
     """
 
     __slots__ = (
+        "_actor",
+        "_actor_of",
         "_busy",
         "_bytes",
         "_capacity",
@@ -168,7 +170,6 @@ class Connection:
         "_queued_bytes",
         "_runners",
         "_writer",
-        "actor",
         "client_id",
         "codec",
         "config",
@@ -194,8 +195,10 @@ class Connection:
         # them per message): the stable client id and the user name; empty before hello.
         self.client_id = ""
         self.user = ""
-        # Who the room rules see: user, role and groups from the principal (hello).
-        self.actor = Actor("", "read")
+        # Who the room rules see (user, role, groups), and the principal it is of: a
+        # renewed token may change the role.
+        self._actor = Actor("", "read")
+        self._actor_of: object = None
         # Every decision about this connection's frames.
         self.protocol = RelayProtocol(
             self,
@@ -421,15 +424,28 @@ class Connection:
     def _do_close(self, action: Close) -> None:
         self.close(action.code, action.reason, flush=action.flush)
 
+    @property
+    def actor(self) -> Actor:
+        """Who this connection is to room rules (relay.hub.Member)."""
+        principal = self.protocol.principal
+        if principal is not self._actor_of:
+            claims = principal.claims if principal is not None else {}
+            self._actor = Actor.from_claims(self.user, claims)
+            self._actor_of = principal
+        return self._actor
+
     def _do_register(self, action: Register) -> None:
         self.client_id, self.user = action.client_id, action.user
-        principal = self.protocol.principal
-        claims = principal.claims if principal is not None else {}
-        self.actor = Actor.from_claims(action.user, claims)
         self.relay.register(self)
 
     def _do_expire_at(self, action: ExpireAt) -> None:
-        """End the session when its credentials expire (docs/security.md, close 4004)."""
+        """End the session when its credentials expire (docs/security.md, close 4004);
+        a renewal replaces the deadline set before."""
+        if self._expiry is not None:
+            self._expiry.cancel()
+            self._expiry = None
+        if action.deadline is None:
+            return
         delay = max(0.0, action.deadline - time.time())
         self._expiry = asyncio.get_running_loop().call_later(delay, self._expire)
 

@@ -8,6 +8,7 @@ hook            when                                             typical use
 check_request   HTTP upgrade request, before the handshake       Origin allowlist
 on_connect      WebSocket open, before hello                     connections per IP
 on_hello        the hello frame                                  verify a token, roles
+on_renew        an auth frame: a new token, same connection      token renewal
 on_join         each join                                        room scope, read role
 on_leave        each leave (not on close: see on_close)          room counts
 on_write        each op / batch, before it reaches the room      write role, pacing
@@ -16,7 +17,7 @@ on_admin        each admin message (reset, kick)                 admin role
 on_revoke       each admin revoke: may it, and with what scope   admin role, scope
 add_revoked     revocations learnt (store, other relays)         the denylist
 revoked         each open connection, after add_revoked          close 4006
-expires_at      after hello: when the credentials expire         token expiry (close 4004)
+expires_at      after hello and each renewal: credentials end    token expiry (close 4004)
 rates           each welcome                                     advertised rates
 on_close        the connection ended (if on_connect admitted it) release counts
 ==============  ===============================================  ======================
@@ -96,6 +97,14 @@ class Policy(Protocol):
         """Authenticate the connection (denials should set ``close``)."""
         ...
 
+    def on_renew(
+        self, principal: Principal, token: str, rooms: Sequence[str]
+    ) -> Principal | Denied:
+        """A fresh ``token`` for an open connection (``auth``) that joined ``rooms``:
+        the principal the connection is from now on, or a denial (the connection
+        stays open with its old principal and deadline; docs/security.md "Renewal")."""
+        ...
+
     def on_join(self, principal: Principal, room: str) -> Denied | None: ...
 
     def on_leave(self, principal: Principal, room: str) -> None: ...
@@ -157,6 +166,11 @@ class AllowAll:
 
     def on_hello(self, hello: Hello, request: Request | None) -> Principal | Denied:
         return Principal(user=hello.user)
+
+    def on_renew(
+        self, principal: Principal, token: str, rooms: Sequence[str]
+    ) -> Principal | Denied:
+        return principal  # no tokens are checked: nothing changes
 
     def on_join(self, principal: Principal, room: str) -> Denied | None:
         return None

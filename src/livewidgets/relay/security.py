@@ -210,6 +210,64 @@ class SecurityPolicy:
         value = principal.claims.get("expires_at")
         return float(value) if value is not None else None
 
+    def on_renew(
+        self, principal: Principal, token: str, rooms: Sequence[str]
+    ) -> Principal | Denied:
+        """A fresh token for an open connection (docs/security.md "Renewal").
+
+        It must be valid now, name the connection's user (the client id namespace,
+        presence stamps and rate buckets are that user's) and admit every room the
+        connection has joined. Its role and room scope then hold from the next frame
+        on, up or down: the token would grant no less on a fresh connection. A
+        refusal leaves the connection as it was, old deadline included.
+        """
+        if self.secret is None:
+            return principal  # no token is checked: nothing changes, nothing expires
+        try:
+            claims = verify_token(self.secret, token)
+        except TokenExpired:
+            return Denied(ErrorCode.AUTH_EXPIRED, "the new token has already expired")
+        except TokenError as exc:
+            return Denied(ErrorCode.AUTH_INVALID, f"the new token is invalid: {exc}")
+        link_id = principal.claims.get("link_id")
+        if claims.link_id != link_id or (link_id is None and claims.user != principal.user):
+            held = f"link {link_id!r}" if link_id else f"user {principal.user!r}"
+            got = f"link {claims.link_id!r}" if claims.link_id else f"user {claims.user!r}"
+            return Denied(
+                ErrorCode.FORBIDDEN,
+                f"the new token is for {got}, this connection is {held}: "
+                "another user needs a connection of their own",
+            )
+        for room in rooms:
+            if not claims.admits(room):
+                return Denied(
+                    ErrorCode.FORBIDDEN,
+                    f"the new token does not admit room {room!r}, joined on this connection",
+                )
+        # Who the connection is stays (user, client ids, buckets: for a link holder, the
+        # identity relay.links gave them); what the token grants is the new token's.
+        granted = {
+            "room": claims.room,
+            "role": claims.role.value,
+            "expires_at": claims.expires_at,
+            "token_id": claims.token_id,
+            "groups": claims.groups,
+        }
+        renewed = Principal(
+            user=principal.user,
+            claims={**principal.claims, **granted},
+            client_id=principal.client_id,
+        )
+        denied = self.revoked(renewed)
+        if denied is not None:
+            return Denied(denied.code, denied.message)  # refused; the old token holds
+        # The connection's counts, buckets and throttling carry over to the new principal.
+        state = self._states.pop(id(principal), None)
+        if state is not None:
+            state.may_write = self.role(renewed).allows(Role.WRITE)
+            self._states[id(renewed)] = state
+        return renewed
+
     def on_join(self, principal: Principal, room: str) -> Denied | None:
         pattern = principal.claims.get("room")
         if pattern is not None and not fnmatch.fnmatchcase(room, pattern):
