@@ -212,7 +212,7 @@ def test_another_users_token_is_forbidden() -> None:
     denied = policy.on_renew(ann, tok(user="bob"), ["class/a"])
     assert denied == Denied(
         ErrorCode.FORBIDDEN,
-        "the new token is for user 'bob', this connection is 'ann': "
+        "the new token is for user 'bob', this connection is user 'ann': "
         "another user needs a connection of their own",
     )
 
