@@ -4,10 +4,11 @@ Clients are :class:`ClientProtocol` objects (each with its RoomSync); relays are
 :class:`RelayProtocol` per connection, one :class:`RoomHub` per relay, and a tiny
 runner that does what the asyncio runners do with the hub's sends:
 
-* a relay on its own store (relay.runner_local + relay.pipeline): a round's sends go
-  out at once, but those marked ``after_commit`` (and whatever follows them for the
-  same member) wait for the round's group commit, which the scheduler performs later;
-  while one commit is in flight, later rounds gather for the next one. A crash loses
+* a relay on its own store (relay.runner_local + relay.pipeline): each round goes
+  through the real :class:`PipelineCore`: a round's sends go out at once, but those
+  marked ``after_commit`` (and whatever follows them for the same member) wait for
+  the round's group commit, which the scheduler ends later; while one commit is in
+  flight, later rounds gather for the next one. A crash loses
   what was not committed although members saw it; the restarted relay loads the
   committed log in a new epoch (relay.lineage).
 * two relays on one shared store (relay.runner_shared): a round first catches up
@@ -58,9 +59,16 @@ from livewidgets.client.protocol import Close as ClientClose
 from livewidgets.protocol import PROTOCOL_VERSION, CloseCode, ErrorCode, Hello, Welcome
 from livewidgets.protocol.codec import client_codec, server_codec
 from livewidgets.protocol.messages import Batch, OpMessage, Snapshot
-from livewidgets.relay.fanout import Framed, deliver, split
+from livewidgets.relay.fanout import Framed, commands_done, deliver
 from livewidgets.relay.hub import Command, Delivery, JoinRoom, RoomHub, Submit
 from livewidgets.relay.lineage import Lineage
+from livewidgets.relay.pipeline import (
+    CommandsDone,
+    Deliver,
+    PipelineAction,
+    PipelineCore,
+    StartCommit,
+)
 from livewidgets.relay.policy import AllowAll, Denied, Principal
 from livewidgets.relay.room import LogEntry, RoomCore, RoomRecord
 from livewidgets.relay.session import (
@@ -208,15 +216,6 @@ class SimStore:
         return True
 
 
-@dataclass(eq=False)
-class _Group:
-    """pipeline._Group: rounds committed together and what waits for that commit."""
-
-    entries: list[LogEntry] = field(default_factory=list)
-    rounds: list[list[Delivery[Any]]] = field(default_factory=list)
-    waiting: set[RelayConn] = field(default_factory=set)
-
-
 class SimRelay:
     """One relay process: its connections' protocols, its room hub and runner."""
 
@@ -233,9 +232,10 @@ class SimRelay:
         self.registry: dict[str, RelayConn] = {}
         self.links: list[Link] = []
         self.policy = SimPolicy(sim)
-        # Local store: the group being committed and the one being built.
-        self.committing: _Group | None = None
-        self.building = _Group()
+        # Local store: the real group-commit logic, and the entries of the commit in
+        # flight (the scheduler decides when it returns).
+        self.pipeline: PipelineCore[RelayConn] = PipelineCore()
+        self.writing: list[LogEntry] | None = None
         # Shared store: a newer head was reported (catch up before the next round).
         self.behind = False
         self._ids = itertools.count()
@@ -320,45 +320,35 @@ class SimRelay:
             self._local_round(batch)
 
     def _local_round(self, batch: list[Command[Any]]) -> None:
-        """runner_local._round + pipeline.add."""
+        """runner_local._round: the hub's sends and entries go to the pipeline core."""
         hub = self.hub
         sends = [send for command in batch for send in hub.handle(command)]
         if hub.presence_waiting:
             sends.extend(hub.flush_presence())
-        entries = hub.take_unsaved()
-        hold = set(self.building.waiting)
-        if self.committing is not None:
-            hold |= self.committing.waiting
-        if entries:
-            hold |= {peer for send in sends if send.after_commit for peer in send.to}
-        now, later = split(sends, hold)
-        deliver(now)
-        if not entries and not later:
-            return
-        self.building.entries += entries
-        if later:
-            self.building.rounds.append(later)
-            self.building.waiting.update(peer for send in later for peer in send.to)
-        self._start_commit()
+        self._pipeline_do(self.pipeline.add(sends, hub.take_unsaved(), batch))
 
-    def _start_commit(self) -> None:
-        if self.committing is not None or not (self.building.entries or self.building.rounds):
-            return
-        group, self.building = self.building, _Group()
-        if not group.entries:
-            for sends in group.rounds:
-                deliver(sends)
-            return
-        self.committing = group  # the scheduler decides when the commit returns
+    @property
+    def committing(self) -> bool:
+        return self.pipeline.committing
 
     def commit(self) -> None:
         """The group commit returns: the entries are durable, their waiting sends go out."""
-        group, self.committing = self.committing, None
-        assert group is not None
-        assert self.store.append(group.entries), "a local store's append cannot conflict"
-        for sends in group.rounds:
-            deliver(sends)
-        self._start_commit()
+        entries, self.writing = self.writing, None
+        assert entries is not None
+        assert self.store.append(entries), "a local store's append cannot conflict"
+        self._pipeline_do(self.pipeline.commit_done())
+
+    def _pipeline_do(self, actions: list[PipelineAction[RelayConn]]) -> None:
+        """pipeline.CommitPipeline._do, with the commit left to the scheduler."""
+        for action in actions:
+            if isinstance(action, Deliver):
+                deliver(action.sends, action.encoded)
+            elif isinstance(action, CommandsDone):
+                commands_done(action.commands)
+            elif isinstance(action, StartCommit):
+                self.writing = action.entries
+            else:
+                raise AssertionError(f"a sim commit never fails: {action}")
 
     def _shared_round(self, batch: list[Command[Any]]) -> None:
         """runner_shared._process: catch up, handle, commit (redo on conflict), deliver."""
@@ -401,7 +391,7 @@ class SimRelay:
         """The process dies: every connection drops, uncommitted entries are lost."""
         self.up = False
         self.life += 1
-        self.inbox, self.committing, self.building = [], None, _Group()
+        self.inbox, self.pipeline, self.writing = [], PipelineCore(), None
         self.registry.clear()
         for link in self.links:
             link.relay_done = True
@@ -415,7 +405,7 @@ class SimRelay:
 
     @property
     def busy(self) -> bool:
-        return bool(self.inbox or self.committing or self.building.rounds)
+        return bool(self.inbox or not self.pipeline.idle)
 
 
 def _ahead(command: Command[Any], version: int) -> bool:
@@ -803,7 +793,7 @@ class Simulation:
 
     def crash(self, relay: SimRelay) -> None:
         self.counts["crash"] += 1
-        if relay.committing is not None:
+        if relay.committing:
             self.counts["crash_mid_commit"] += 1
         relay.crash()
         self.later(self.rng.uniform(0.1, 1.5), lambda: self._restart(relay))
@@ -841,7 +831,7 @@ class Simulation:
             self.counts["slow"] += 1
             client.slow_until = self.now + rng.uniform(0.3, 1.5)
         elif roll < 0.03 and self.faults.crashes:
-            busy = [r for r in self.relays if r.up and r.committing is not None]
+            busy = [r for r in self.relays if r.up and r.committing]
             up = [r for r in self.relays if r.up]
             if busy or (up and rng.random() < 0.2):
                 self.crash(rng.choice(busy or up))
@@ -867,7 +857,7 @@ class Simulation:
                 continue
             if relay.inbox:
                 work.append(lambda r=relay: r.run_round(self.rng.randint(1, len(r.inbox))))
-            if relay.committing is not None:
+            if relay.committing:
                 work.append(relay.commit)
             if relay.behind and not relay.inbox:
                 work.append(relay.catch_up)
