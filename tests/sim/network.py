@@ -22,8 +22,10 @@ actions (dials, reconnect delays, pings, token refreshes, proof checks). Relay
 frames cross as encoded bytes (the real fan-out encodes them), client frames are
 encoded and decoded by the codecs too. Faults are seeded: cuts, dead peers found by
 the heartbeat, partitions, ack-timeout resends, slow consumers (4009), token expiry
-(4004, then a refresh), relay crashes mid-commit and restarts, failover. Same seed,
-same run.
+(4004, then a refresh), relay crashes mid-commit and restarts, failover, admin
+resets and kicks (4011, then a new session), hellos held past the hello timeout
+(4000), and reader credits (a connection stops reading while its commands wait).
+Same seed, same run.
 """
 
 from __future__ import annotations
@@ -80,6 +82,7 @@ from livewidgets.relay.session import (
     RelayProtocol,
     Reply,
 )
+from livewidgets.relay.session import State as RelayState
 from livewidgets.state import text as text_ot
 from livewidgets.state.ops import (
     DeleteOp,
@@ -112,6 +115,10 @@ CONFIG = ProtocolConfig(
     can_refresh=True,
 )
 BACKOFF = Backoff(initial=0.05, factor=2.0, cap=1.0)
+# The relay's hello_timeout (server.py), scaled like the clients' timers.
+HELLO_TIMEOUT = 0.5
+# Reader credits per connection with Faults(inflight=True) (server.py max_inflight).
+MAX_INFLIGHT = 2
 
 
 @dataclass(frozen=True)
@@ -130,6 +137,13 @@ class Faults:
     expiry: bool = False
     slow: bool = False
     verify: bool = False
+    # Admins reset the room and kick members (4011: the kicked user comes back with a
+    # new session, as a person reopening the notebook would).
+    admin: bool = False
+    # A client's first frames are held past the relay's hello timeout (4000).
+    hello_stall: bool = False
+    # Few reader credits: a connection stops reading while its commands wait for rounds.
+    inflight: bool = False
 
 
 # --- the relay side ------------------------------------------------------------------
@@ -146,6 +160,11 @@ class RelayConn:
     user: str = ""
     closing: bool = False
     codec: Any = RELAY_CODEC
+    # Reader credits (connection._put / command_done): commands put and not yet done,
+    # and the actions of the frame being read once a Put waits for a credit (no
+    # further frame is read meanwhile).
+    inflight: int = 0
+    stalled: list[Any] = field(default_factory=list)
 
     def enqueue_frames(self, frames: list[Framed]) -> None:
         """connection.enqueue_frames: a round's frames onto an idle connection go out in
@@ -164,7 +183,8 @@ class RelayConn:
         self.enqueue_frames([(RELAY_CODEC.encode(message), b"")])
 
     def command_done(self) -> None:
-        pass  # no credits in the sim: every Put is queued at once
+        self.inflight -= 1
+        assert self.inflight >= 0, "a reader credit was returned twice"
 
     def close(self, code: int, reason: str = "", *, flush: bool = True) -> None:
         if self.closing:
@@ -236,6 +256,9 @@ class SimRelay:
         # flight (the scheduler decides when it returns).
         self.pipeline: PipelineCore[RelayConn] = PipelineCore()
         self.writing: list[LogEntry] | None = None
+        # Connections whose reader waits for a credit (RelayConn.stalled); a dict, so
+        # the scheduler sees them in a fixed order (same seed, same run).
+        self.stalled: dict[RelayConn, None] = {}
         # Shared store: a newer head was reported (catch up before the next round).
         self.behind = False
         self._ids = itertools.count()
@@ -258,7 +281,16 @@ class SimRelay:
         )
         self.links.append(link)
         self.execute(conn, conn.protocol.connect(link.client.name))
+        self.sim.later(HELLO_TIMEOUT, lambda life=self.life: self._hello_due(conn, life))
         return conn
+
+    def _hello_due(self, conn: RelayConn, life: int) -> None:
+        """connection._handshake: no frame within hello_timeout closes with 4000."""
+        if life != self.life or conn.link.relay_done:
+            return
+        if conn.protocol.state is RelayState.AWAITING_HELLO:
+            self.sim.counts["hello_timeout"] += 1
+            self.execute(conn, conn.protocol.hello_timeout())
 
     # --- the connection shell (relay.connection) -------------------------------------
 
@@ -272,21 +304,46 @@ class SimRelay:
         self.execute(conn, actions)
 
     def execute(self, conn: RelayConn, actions: list[Any]) -> None:
-        for action in actions:
+        for index, action in enumerate(actions):
             if isinstance(action, Reply):
                 conn.reply(action.message)
             elif isinstance(action, Put):
-                # connection._put: a closing connection's commands are dropped.
-                if not action.wait or not conn.closing:
-                    self.inbox.append(action.command)
+                limit = self.sim.max_inflight
+                if action.wait and conn.closing:
+                    continue  # connection._put: a closing connection's commands are dropped
+                if action.wait and limit is not None and conn.inflight >= limit:
+                    # connection._put waits for a credit: the rest of this frame's
+                    # actions, and the next frames, wait with it (resume_reading).
+                    self.sim.counts["inflight_wait"] += 1
+                    conn.stalled = actions[index:]
+                    self.stalled[conn] = None
+                    return
+                conn.inflight += 1
+                self.inbox.append(action.command)
             elif isinstance(action, Close):
                 conn.close(action.code, action.reason, flush=action.flush)
             elif isinstance(action, Register):
                 self._register(conn, action)
             elif isinstance(action, ExpireAt):
                 self.sim.at(action.deadline, lambda life=self.life: self._expire(conn, life))
-            else:
-                assert not isinstance(action, Kick), "the sim sends no admin messages"
+            elif isinstance(action, Kick):
+                self._kick(conn, action)
+
+    def resume_reading(self, conn: RelayConn) -> None:
+        """A credit came back (or the connection closes): the stalled frame goes on."""
+        actions, conn.stalled = conn.stalled, []
+        self.stalled.pop(conn, None)
+        self.execute(conn, actions)
+
+    def _kick(self, conn: RelayConn, action: Kick) -> None:
+        """server.kick: close the member's connection with 4011, else answer absent."""
+        target = self.registry.get(action.client_id)
+        if target is None or action.room not in target.protocol.rooms:
+            self.sim.counts["kick_absent"] += 1
+            conn.reply(action.absent)
+            return
+        self.sim.counts["kick"] += 1
+        target.close(CloseCode.KICKED, "removed by an admin", flush=False)
 
     def _register(self, conn: RelayConn, action: Register) -> None:
         conn.client_id, conn.user = action.client_id, action.user
@@ -308,6 +365,8 @@ class SimRelay:
         if self.registry.get(conn.client_id) is conn:
             del self.registry[conn.client_id]
         conn.closing = True
+        conn.stalled = []  # the reader waiting for a credit ends with the socket
+        self.stalled.pop(conn, None)
         self.execute(conn, conn.protocol.connection_lost())
 
     # --- the runner -------------------------------------------------------------------
@@ -379,6 +438,7 @@ class SimRelay:
         if hub.presence_waiting:
             sends.extend(hub.flush_presence())
         deliver(sends)
+        commands_done(batch)
 
     def catch_up(self) -> None:
         """Apply and broadcast what other relays committed (runner_shared._catch_up)."""
@@ -392,6 +452,7 @@ class SimRelay:
         self.up = False
         self.life += 1
         self.inbox, self.pipeline, self.writing = [], PipelineCore(), None
+        self.stalled.clear()
         self.registry.clear()
         for link in self.links:
             link.relay_done = True
@@ -405,7 +466,7 @@ class SimRelay:
 
     @property
     def busy(self) -> bool:
-        return bool(self.inbox or not self.pipeline.idle)
+        return bool(self.inbox or not self.pipeline.idle or self.stalled)
 
 
 def _ahead(command: Command[Any], version: int) -> bool:
@@ -433,6 +494,8 @@ class Link:
     # Whether each side has learned that the connection ended.
     client_done: bool = False
     relay_done: bool = False
+    # The relay reads nothing from this connection until then (a stalled hello).
+    hold_until: float = 0.0
 
     @property
     def alive(self) -> bool:
@@ -477,6 +540,7 @@ class Simulation:
         # As the relay's config: a catch-up fits in the send queue (server.py).
         assert max_delta <= send_queue_limit // 2
         self.send_queue_limit = send_queue_limit
+        self.max_inflight = MAX_INFLIGHT if self.faults.inflight else None
         self.now = 0.0
         self.counts: Counter[str] = Counter()
         self.token_expiry: dict[str, float] = {}
@@ -492,6 +556,8 @@ class Simulation:
             self.relays = [SimRelay(self, "relay0", self.store)]
         self.by_url = {relay.url: relay for relay in self.relays}
         self.clients = [self._new_client(f"c{i}") for i in range(clients)]
+        # Clients that stopped for good (kicked); a new session took each one's place.
+        self.retired: list[SimClient] = []
         self._handle = 0
         # handle -> (client name, client_seq) of the write, for the log checks.
         self.handle_seq: dict[int, tuple[str, int]] = {}
@@ -589,6 +655,9 @@ class Simulation:
             self.counts["failover"] += 1
         client.last_relay = relay.name
         link = Link(client, relay)
+        if self.faults.hello_stall and not self.healing and self.rng.random() < 0.2:
+            self.counts["hello_stall"] += 1
+            link.hold_until = self.now + self.rng.uniform(0.3, 1.5)
         link.conn = relay.accept(link)
         client.link = link
         self._client_do(client, client.protocol.opened(self.now))
@@ -673,6 +742,20 @@ class Simulation:
         if client.link is link:
             client.link = None
         self._client_do(client, client.protocol.closed(code, self.now, by_peer=by_peer))
+        if code == CloseCode.KICKED and client.protocol.state is State.CLOSED:
+            self._rejoin(client)
+
+    def _rejoin(self, client: SimClient) -> None:
+        """A kicked client stopped for good (4011 is final): its unresolved writes fail
+        (the session closed, as Engine._finish does) and a new session of the same
+        person takes its place (a new client_id: the old one's seqs are used)."""
+        self.counts["kicked_rejoin"] += 1
+        for handle in client.issued:
+            client.outcomes.setdefault(handle, "failed")
+        self.retired.append(client)
+        fresh = self._new_client(f"{client.name}k{self.counts['kicked_rejoin']}")
+        self.clients[self.clients.index(client)] = fresh
+        self._client_do(fresh, fresh.protocol.connect(self.now))
 
     def _relay_lost(self, link: Link) -> None:
         if link.relay_done:
@@ -835,6 +918,14 @@ class Simulation:
             up = [r for r in self.relays if r.up]
             if busy or (up and rng.random() < 0.2):
                 self.crash(rng.choice(busy or up))
+        elif roll < 0.035 and self.faults.admin and client.protocol.state is State.CONNECTED:
+            if rng.random() < 0.5:
+                self.counts["admin_reset"] += 1
+                self._client_do(client, client.protocol.admin(ROOM, "reset"))
+            else:
+                self.counts["admin_kick"] += 1
+                target = rng.choice(self.clients).name
+                self._client_do(client, client.protocol.admin(ROOM, "kick", target))
         else:
             return False
         return True
@@ -848,7 +939,7 @@ class Simulation:
             link = client.link
             if link is None or link.silent:
                 continue
-            if link.to_relay:
+            if link.to_relay and not link.conn.stalled and link.hold_until <= self.now:
                 work.append(lambda link=link: self._to_relay(link))
             if link.to_client and client.slow_until <= self.now:
                 work.append(lambda link=link: self._to_client(link))
@@ -861,6 +952,10 @@ class Simulation:
                 work.append(relay.commit)
             if relay.behind and not relay.inbox:
                 work.append(relay.catch_up)
+            limit = self.max_inflight
+            for conn in relay.stalled:
+                if conn.closing or limit is None or conn.inflight < limit:
+                    work.append(lambda r=relay, c=conn: r.resume_reading(c))
         return work
 
     def step(self, faults: bool = True) -> bool:
@@ -896,6 +991,8 @@ class Simulation:
         self.healing = True
         for client in self.clients:
             client.offline_until = client.slow_until = 0.0
+            if client.link is not None:
+                client.link.hold_until = 0.0
             if client.link is not None and client.link.silent and not client.link.client_done:
                 self.cut(client.link)
         self.token_expiry.clear()
