@@ -1,7 +1,9 @@
-"""The engine's tunables, and the :class:`ClientProtocol` they configure."""
+"""The engine's tunables and application callbacks, and the :class:`ClientProtocol`
+they configure."""
 
 from __future__ import annotations
 
+import logging
 import random
 import secrets
 import ssl as ssl_module
@@ -17,6 +19,8 @@ from .presence import LocalPresence
 from .protocol import ClientProtocol, ProtocolConfig
 
 __all__ = ["EngineConfig"]
+
+log = logging.getLogger("livewidgets.client")
 
 
 @dataclass
@@ -64,6 +68,22 @@ class EngineConfig:
     ssl: Any = None
     cafile: str | None = None
     rng: random.Random | None = None
+
+    def fresh_token(self) -> str | None:
+        """Ask the application for a new token (None if it has none, or failed)."""
+        refresh = self.token_refresh
+        if refresh is None:
+            return None
+        try:
+            return refresh()
+        except Exception:
+            log.exception("[livewidgets] token_refresh failed")
+            return None
+
+    def relay_proven(self, nonce: str, proof: str | None) -> bool:
+        """Whether the relay's welcome.proof answers our hello.nonce (verify_relay)."""
+        verify = self.verify_relay
+        return verify is not None and verify(nonce, proof)
 
     def subprotocols(self) -> list[Subprotocol]:
         """What to offer the relay, in order of preference."""

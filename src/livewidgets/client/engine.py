@@ -439,23 +439,11 @@ class Engine:
             self._spawn(self._ping(ws))
 
     def _on_need_token(self, action: lifecycle.NeedToken) -> None:
-        token = self._refresh_token()
+        token = self.config.fresh_token()
         self._feed(lambda now: self.protocol.token_refreshed(token, now))
 
-    def _refresh_token(self) -> str | None:
-        """Ask the application for a new token (None if it has none, or failed)."""
-        refresh = self.config.token_refresh
-        if refresh is None:
-            return None
-        try:
-            return refresh()
-        except Exception:
-            log.exception("[livewidgets] token_refresh failed")
-            return None
-
     def _on_verify(self, action: lifecycle.VerifyProof) -> None:
-        verify = self.config.verify_relay
-        ok = verify is not None and verify(action.nonce, action.proof)
+        ok = self.config.relay_proven(action.nonce, action.proof)
         if not ok:
             log.error("[livewidgets] %s did not prove it is the relay we expect", self.url)
         self._feed(lambda now: self.protocol.proof_checked(ok, now))
