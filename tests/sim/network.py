@@ -328,6 +328,8 @@ class SimRelay:
                 self.sim.at(action.deadline, lambda life=self.life: self._expire(conn, life))
             elif isinstance(action, Kick):
                 self._kick(conn, action)
+            else:  # e.g. PauseReading: AllowAll never slows anyone down
+                raise AssertionError(f"the sim does not carry out {action!r}")
 
     def resume_reading(self, conn: RelayConn) -> None:
         """A credit came back (or the connection closes): the stalled frame goes on."""
