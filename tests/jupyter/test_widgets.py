@@ -605,7 +605,7 @@ def test_close_unsubscribes_everything(connect: Connect, wait_until: Wait) -> No
 
     def hooks() -> tuple[int, int, dict[str, int]]:
         events = {name: len(handlers) for name, handlers in engine.events._handlers.items()}
-        return len(engine._change_listeners), len(engine.subscriptions._subs), events
+        return len(engine.dispatch.change_listeners), len(engine.subscriptions._subs), events
 
     before, threads = hooks(), threading.active_count()
     made: list[LiveWidget] = [
