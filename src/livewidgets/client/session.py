@@ -112,7 +112,15 @@ class SessionAPI:
 
     @property
     def user(self) -> str:
-        return self._engine.user
+        """Who this session is in the room: the relay's name for it once welcomed (the
+        token's user; a share link's holder gets one of their own), else the one asked."""
+        return self._engine.protocol.relay_user or self._engine.user
+
+    @property
+    def role(self) -> str | None:
+        """``"read"``, ``"write"`` or ``"admin"``, as the relay said (None: not yet, or an
+        older relay that does not say)."""
+        return self._engine.protocol.role or None
 
     @property
     def connection_state(self) -> str:
