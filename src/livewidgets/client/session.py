@@ -460,6 +460,8 @@ def connect(
     None (docs/security.md "Renewal").
     """
     loop = _LoopThread.loop()
+    # The I/O loop is shared by every session of the process: callbacks go elsewhere.
+    options.setdefault("callback_thread", True)
     engine = _engine(url, room, user, token, client_id, options)
 
     async def start() -> None:
