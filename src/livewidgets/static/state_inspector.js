@@ -1,4 +1,4 @@
-/* livewidgets build: sources sha256:2c6ba39fa414f881c533627511f55338f074b60fb68579f24da62c7598257836 (esbuild 0.28.2) */
+/* livewidgets build: sources sha256:d9a357ea9536f9b42562960fcf153dbc07cb91348364be08decd52fd582f0799 (esbuild 0.28.2) */
 
 // src/util.js
 function h(tag, props = {}, children = []) {
