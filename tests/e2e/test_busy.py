@@ -40,9 +40,11 @@ from .helpers import (
     RelayProcess,
     notebook_cells,
     open_notebook,
+    open_notebook7,
     screenshot,
     wait_for,
 )
+from .test_collab import peer_caret
 
 if not Path(CHROMIUM).exists():
     pytest.skip(
@@ -56,9 +58,8 @@ TYPED = "Bob types while his cell runs."  # 30 characters
 assert len(TYPED) == 30
 
 POLL_CELL = """\
-from livewidgets.jupyter.widgets import Poll
-poll = Poll("e2e/poll", "Tea or coffee?", ["Tea", "Coffee"])
-poll
+from livewidgets.jupyter.widgets import Chat, Poll
+W.VBox([Poll("e2e/poll", "Tea or coffee?", ["Tea", "Coffee"]), Chat("e2e/chat")])
 """
 
 
@@ -171,6 +172,12 @@ def votes(notebook: Notebook, option: str) -> str:
     return str(button.locator(".lw-poll-count").inner_text())
 
 
+def chat_texts(notebook: Notebook) -> list[str]:
+    return [
+        str(t) for t in notebook.panel.locator(".jp-OutputArea .lw-chat-text").all_inner_texts()
+    ]
+
+
 def held_lines(notebook: Notebook) -> list[str]:
     """The texts of the visible 'changes held' lines in the notebook's widgets."""
     lines = notebook.panel.locator(".jp-OutputArea .lw-held:not([hidden])")
@@ -220,8 +227,8 @@ def test_bobs_changes_reach_alice_while_his_kernel_is_busy(
     lab: LabServer, alice_page: Any, bob_page: Any, room: str
 ) -> None:
     """Bob's kernel sleeps 20 s; meanwhile his typing (in three bursts of 10), his
-    slider drag and his vote each show on Alice's page within 2 s, and his page never
-    says 'held'. Afterwards both pages agree."""
+    slider drag, his vote, a chat message and his caret each show on Alice's page
+    within 2 s, and his page never says 'held'. Afterwards both pages agree."""
     alice, bob = open_pair(lab, alice_page, lab, bob_page, room, sleep=20)
     try:
         start_sleep(bob)
@@ -243,6 +250,14 @@ def test_bobs_changes_reach_alice_while_his_kernel_is_busy(
 
         bob.widget('.lw-poll button[data-option="Coffee"]').click()
         live(lambda: votes(alice, "Coffee") == "1", "Bob's vote")
+
+        bob.widget(".lw-chat-input").fill("Sent from a busy kernel")
+        bob.widget(".lw-chat-input").press("Enter")
+        live(lambda: chat_texts(alice) == ["Sent from a busy kernel"], "Bob's chat message")
+
+        bob.widget(".lw-text-input").click()
+        bob.page.keyboard.press("Control+Home")
+        live(lambda: (c := peer_caret(alice, "Bob")) and c["before"] == "", "Bob's caret moved")
         assert held_lines(bob) == [], "Bob's page says 'held' although his kernel has subshells"
         screenshot(alice.page, "busy-live-alice")
 
@@ -253,6 +268,7 @@ def test_bobs_changes_reach_alice_while_his_kernel_is_busy(
         wait_for(lambda: text_value(bob) == text_value(alice) == TYPED, message="same text")
         assert slider_readout(alice) == slider_readout(bob) == moved
         assert votes(alice, "Coffee") == votes(bob, "Coffee") == "1"
+        assert chat_texts(bob) == chat_texts(alice)
     finally:
         alice.shutdown()
         bob.shutdown()
@@ -342,3 +358,35 @@ def test_without_subshells_bobs_page_says_his_changes_are_held_and_sends_them_af
         alice.shutdown()
         bob.shutdown()
         page.close()
+
+
+# --- Notebook 7 -----------------------------------------------------------------------------
+
+
+def test_notebook7_bobs_changes_reach_alice_while_his_kernel_is_busy(
+    lab: LabServer, alice_page: Any, bob_context: Any, room: str
+) -> None:
+    """The same with Bob in Notebook 7 (its default commsOverSubshells): his kernel
+    sleeps 10 s; his typing and his vote show on Alice's page within 2 s each."""
+    cells = [*notebook_cells(room, "bob", "Bob", POLL_CELL), sleep_cell(10)]
+    bob_path = lab.write_notebook(f"{room}-bob.ipynb", cells)
+    alice_cells = [*notebook_cells(room, "alice", "Alice", POLL_CELL), sleep_cell(0)]
+    alice = open_notebook(alice_page, lab.write_notebook(f"{room}-alice.ipynb", alice_cells))
+    run_setup(alice)
+    bob = open_notebook7(bob_context, lab, bob_path)
+    try:
+        run_setup(bob)
+        wait_for(lambda: votes(bob, "Coffee") == "0", message="Bob's poll shown")
+        start_sleep(bob)
+        type_in(bob, TYPED[:10])
+        wait_for(lambda: text_value(alice) == TYPED[:10], LIVE, "Alice to see Bob's text")
+        assert_busy(bob, "Alice saw Bob's text")
+        bob.widget('.lw-poll button[data-option="Coffee"]').click()
+        wait_for(lambda: votes(alice, "Coffee") == "1", LIVE, "Alice to see Bob's vote")
+        assert_busy(bob, "Alice saw Bob's vote")
+        assert held_lines(bob) == []
+        screenshot(bob.page, "busy-live-notebook7-bob")
+    finally:
+        alice.shutdown()
+        bob.shutdown()
+        bob.page.close()
