@@ -94,6 +94,20 @@ describe("ConnectionStatus", () => {
     expect(el.textContent).toContain("12 ms");
   });
 
+  it("says how many changes wait behind a running cell", () => {
+    const model = new FakeModel({ ...base, held: 0 });
+    const { el } = mount(connection, model);
+    const badge = /** @type {HTMLElement} */ (el.querySelector(".lw-conn"));
+    expect(badge.getAttribute("role")).toBe("status");
+    expect(el.textContent).not.toContain("held");
+    model.update({ held: 2 });
+    expect(el.textContent).toContain("2 changes held until the cell finishes");
+    expect(badge.classList.contains("lw-conn-held")).toBe(true);
+    model.update({ held: 0 });
+    expect(el.textContent).not.toContain("held");
+    expect(badge.classList.contains("lw-conn-held")).toBe(false);
+  });
+
   it("counts down to the next reconnect attempt", () => {
     vi.useFakeTimers();
     const model = new FakeModel(base);

@@ -178,6 +178,11 @@ def chat_texts(notebook: Notebook) -> list[str]:
     ]
 
 
+def badge(notebook: Notebook) -> str:
+    """The ConnectionStatus badge's text."""
+    return str(notebook.widget(".lw-conn").inner_text())
+
+
 def held_lines(notebook: Notebook) -> list[str]:
     """The texts of the visible 'changes held' lines in the notebook's widgets."""
     lines = notebook.panel.locator(".jp-OutputArea .lw-held:not([hidden])")
@@ -259,6 +264,7 @@ def test_bobs_changes_reach_alice_while_his_kernel_is_busy(
         bob.page.keyboard.press("Control+Home")
         live(lambda: (c := peer_caret(alice, "Bob")) and c["before"] == "", "Bob's caret moved")
         assert held_lines(bob) == [], "Bob's page says 'held' although his kernel has subshells"
+        assert "held" not in badge(bob)
         screenshot(alice.page, "busy-live-alice")
 
         wait_idle(bob, 20 + TIMEOUT)
@@ -339,6 +345,8 @@ def test_without_subshells_bobs_page_says_his_changes_are_held_and_sends_them_af
         held = wait_for(lambda: len(lines := held_lines(bob)) >= 2 and lines, message="'held'")
         assert all("held" in line and "running cell" in line for line in held), held
         assert bob.widget(".lw-text").evaluate("e => e.classList.contains('lw-held-on')")
+        # The kernel saw them arrive behind the cell: the badge counts them.
+        wait_for(lambda: "held until the cell finishes" in badge(bob), message="badge: held")
         assert_busy(bob, "the held state showed")
         # ...and indeed nothing of them has reached Alice.
         assert text_value(alice) == "" and votes(alice, "Coffee") == "0"
@@ -353,6 +361,7 @@ def test_without_subshells_bobs_page_says_his_changes_are_held_and_sends_them_af
         wait_for(lambda: slider_readout(alice) == moved, message=f"Alice's slider at {moved}")
         wait_for(lambda: votes(alice, "Coffee") == "1", message="Alice to see Bob's vote")
         wait_for(lambda: held_lines(bob) == [], message="'held' gone from Bob's page")
+        wait_for(lambda: "held" not in badge(bob), message="'held' gone from Bob's badge")
         assert subshell_ids and all(s is None for s in subshell_ids), subshell_ids
     finally:
         alice.shutdown()

@@ -10,6 +10,7 @@ ipywidgets' front end does. The peer is a real session on the test relay.
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import random
 import time
@@ -152,6 +153,48 @@ def test_a_drag_on_a_subshell_reaches_peers_while_a_cell_runs(
     finally:
         assert "awake" in kernel.result(cell, timeout=15)
     assert seen[-1] < 4.0, f"the updates waited for the cell: {seen}"
+
+
+def test_without_a_subshell_a_change_waits_for_the_cell_and_the_badge_counts_it(
+    kernel: Kernel, connect: Callable[..., Session], room: str, wait_until: Wait
+) -> None:
+    """A front end that sends to the main shell (no subshell_id): the update waits
+    for the cell, and meanwhile ConnectionStatus (updated from its own thread) says
+    one change is held; after the cell the peer has it and the count is back to 0."""
+    peer = connect("alice")
+    kernel.run(
+        f"%livewidgets connect --room {room} --user bob\n"
+        "from livewidgets.jupyter.widgets import ConnectionStatus\n"
+        "status = ConnectionStatus(refresh=0.2)\n"
+        "slider = W.IntSlider(max=1000)\n"
+        "lw.share(slider, path='held/slider').flush()"
+    )
+    slider_id, status_id = kernel.eval("[slider.model_id, status.model_id]")
+    front = FrontEnd(kernel, slider_id, 0, None)
+    cell = kernel.submit("print('sleeping', flush=True); time.sleep(3)")
+    counts: list[int] = []
+
+    def watch(msg: dict[str, Any]) -> None:
+        if msg["msg_type"] == "comm_msg" and msg["content"]["comm_id"] == status_id:
+            held = msg["content"]["data"].get("state", {}).get("held")
+            if held is not None:
+                counts.append(held)
+
+    for msg in kernel.messages(cell):
+        watch(msg)
+        if msg["msg_type"] == "stream" and "sleeping" in msg["content"]["text"]:
+            break
+    front.send(42)
+    deadline = time.monotonic() + 2.5
+    while time.monotonic() < deadline and 1 not in counts:
+        with contextlib.suppress(queue.Empty):
+            watch(kernel.kc.get_iopub_msg(timeout=0.1))
+    assert 1 in counts, f"the badge never counted the held change: {counts}"
+    assert peer.get("held/slider") != 42, "the change went out during the cell"
+    for msg in kernel.messages(cell, timeout=10):
+        watch(msg)
+    wait_until(lambda: peer.get("held/slider") == 42, message="the peer to get the change")
+    wait_until(lambda: kernel.eval("status.held") == 0, message="the held count back to 0")
 
 
 def test_browser_and_remote_changes_on_two_threads_converge(

@@ -25,21 +25,64 @@ subshell, is routed to the main shell and waits there until the cell ends.
   :func:`widget_lock`, and every shared-state change applied to the widget takes the
   same lock: a browser change and a remote change are applied one after the other,
   never interleaved (the echo of one can never overtake the update of the other).
+
+Where the front end does not use subshells, the messages wait for the main shell;
+:func:`held` counts those waiting behind a running cell (the ConnectionStatus badge
+shows it), as far as the kernel can tell: ipykernel 7.4's shell channel thread calls
+the routing function as a message arrives, older kernels tell nothing.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 import weakref
+from collections import deque
 from typing import Any
 
-__all__ = ["install", "widget_lock"]
+__all__ = ["HELD_AFTER", "held", "install", "widget_lock"]
+
+# A front-end message waiting this long for the main shell counts as held (seconds).
+HELD_AFTER = 0.4
 
 _registry_lock = threading.Lock()
 _locks: weakref.WeakKeyDictionary[Any, threading.RLock] = weakref.WeakKeyDictionary()
 
 # Marks a routing function installed here (so install() is idempotent).
 _MARK = "_livewidgets_route"
+
+# Per widget: when each of its front-end messages routed to the main shell arrived
+# (time.monotonic(), oldest first); the main shell handles them in that order.
+_waiting_lock = threading.Lock()
+_waiting: weakref.WeakKeyDictionary[Any, deque[float]] = weakref.WeakKeyDictionary()
+
+
+def held(older_than: float = HELD_AFTER) -> int:
+    """How many front-end messages of shared widgets have waited more than
+    ``older_than`` s for the main shell (a running cell); 0 where the kernel cannot
+    tell (no shell channel thread)."""
+    now = time.monotonic()
+    with _waiting_lock:
+        return sum(
+            sum(1 for t in times if now - t > older_than)
+            for widget, times in list(_waiting.items())
+            if getattr(widget, "comm", None) is not None
+        )
+
+
+def _arrived_for_main(widget: Any) -> None:
+    with _waiting_lock:
+        times = _waiting.get(widget)
+        if times is None:
+            times = _waiting[widget] = deque()
+        times.append(time.monotonic())
+
+
+def _handled_on_main(widget: Any) -> None:
+    with _waiting_lock:
+        times = _waiting.get(widget)
+        if times:
+            times.popleft()
 
 
 def widget_lock(widget: Any, lock: threading.RLock | None = None) -> threading.RLock:
@@ -69,6 +112,7 @@ def install(widget: Any, lock: threading.RLock | None = None) -> threading.RLock
     handle them under the widget's lock; returns that lock. Idempotent; a widget
     without a comm (closed, or no kernel) is left alone."""
     lock = widget_lock(widget, lock)
+    widget_ref = weakref.ref(widget)
     comm = getattr(widget, "comm", None)
     if comm is None:
         return lock
@@ -76,9 +120,12 @@ def install(widget: Any, lock: threading.RLock | None = None) -> threading.RLock
     if route is not None and not getattr(route, _MARK, False):
 
         def reply_subshell_for(data: Any, default: Any, _route: Any = route) -> Any:
-            if _request_id(data) is not None:
-                return _route(data, default)  # a reply: back to the loop that asked
-            return default  # where the front end sent it
+            # A reply goes back to the loop that asked; anything else where the
+            # front end sent it.
+            target = _route(data, default) if _request_id(data) is not None else default
+            if target is None and (w := widget_ref()) is not None:
+                _arrived_for_main(w)
+            return target
 
         setattr(reply_subshell_for, _MARK, True)
         comm._reply_subshell_for = reply_subshell_for
@@ -87,6 +134,8 @@ def install(widget: Any, lock: threading.RLock | None = None) -> threading.RLock
     if handle is not None and on_msg is not None:
 
         def handle_locked(msg: Any) -> None:
+            if threading.current_thread() is threading.main_thread():
+                _handled_on_main(widget)
             with lock:
                 handle(msg)
 

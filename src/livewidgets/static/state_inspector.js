@@ -1,4 +1,4 @@
-/* livewidgets build: sources sha256:d9a357ea9536f9b42562960fcf153dbc07cb91348364be08decd52fd582f0799 (esbuild 0.28.2) */
+/* livewidgets build: sources sha256:74492fc2403003598b97129dc2c54bf68ccef8abd7a6f76c71f4eeb29898dc13 (esbuild 0.28.2) */
 
 // src/util.js
 function h(tag, props = {}, children = []) {
