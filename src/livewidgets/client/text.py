@@ -34,6 +34,11 @@ TextCallback = Callable[[str, "list[int | str] | None"], Any]
 CursorCallback = Callable[[dict[str, dict[str, Any]]], Any]
 
 
+# Attempts of replace() against a text peers keep editing (each loses a race only
+# when a remote edit lands between reading the text and submitting the edit).
+_REPLACE_ATTEMPTS = 32
+
+
 class TextHandle:
     """A string at ``path`` that several clients edit at once (OT, see state.text)."""
 
@@ -76,14 +81,24 @@ class TextHandle:
         return self.replace(index, index + length, "")
 
     def replace(self, start: int, end: int, text: str) -> Ack:
-        """Replace ``value[start:end]`` by ``text`` (Python indices, clamped like slicing)."""
-        value = self.value
-        start, end, _ = slice(start, end).indices(len(value))
-        end = max(start, end)
-        first = text_ot.to_utf16(value, start)
-        last = text_ot.to_utf16(value, end)
-        delta = text_ot.edit(text_ot.utf16_len(value), first, last - first, text)
-        return self.apply_delta(delta)
+        """Replace ``value[start:end]`` by ``text`` (Python indices, clamped like slicing).
+
+        The indices are read against the text as it is at the call; a remote edit that
+        lands between reading it and submitting the edit would make the delta stale,
+        so the edit is submitted only if the text is unchanged, else made again.
+        """
+        for _ in range(_REPLACE_ATTEMPTS):  # bounded: each retry lost a race to a peer
+            value = self.value
+            lo, hi, _step = slice(start, end).indices(len(value))
+            hi = max(lo, hi)
+            first = text_ot.to_utf16(value, lo)
+            last = text_ot.to_utf16(value, hi)
+            delta = text_ot.edit(text_ot.utf16_len(value), first, last - first, text)
+            try:
+                return self.apply_delta(delta, base=value)
+            except TextChanged:
+                continue
+        raise TextChanged(f"the text at `{self.path}` kept changing; edit not applied")
 
     def apply_delta(self, delta: Sequence[int | str], *, base: str | None = None) -> Ack:
         """Apply a UTF-16 delta made against the current ``value``.
