@@ -24,6 +24,7 @@ export const WIDGETS = [
   "chat",
   "state_inspector",
   "conflict_resolver",
+  "answer_box",
 ];
 
 /** sha256 over js/src (sorted names, each "name\0content\0"); same as the Python test. */

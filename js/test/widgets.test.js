@@ -1,4 +1,5 @@
 import { afterEach, describe, expect, it, vi } from "vitest";
+import answerBox from "../src/answer_box.js";
 import chat from "../src/chat.js";
 import conflict from "../src/conflict_resolver.js";
 import connection from "../src/connection_status.js";
@@ -402,5 +403,39 @@ describe("held changes (a busy kernel without subshells)", () => {
     vi.advanceTimersByTime(5 * HELD_MS);
     expect(model.take()).toEqual([0, 1, 2].map((i) => ({ type: "send", text: `hi ${i}` })));
     expect(/** @type {HTMLElement} */ (el.querySelector(".lw-held")).hidden).toBe(true);
+  });
+});
+
+describe("AnswerBox", () => {
+  it("submits the answer and shows everyone's only to those who may see them", () => {
+    const model = new FakeModel({
+      prompt: EVIL,
+      my_answer: "",
+      answers: { ada: `<b>${EVIL}</b>`, bob: "42" },
+      sees_all: false,
+      max_length: 50,
+      error: "",
+    });
+    const { el, cleanup } = mount(answerBox, model);
+    expect(el.querySelector(".lw-answer-prompt")?.textContent).toBe(EVIL);
+    const list = /** @type {HTMLElement} */ (el.querySelector(".lw-answer-list"));
+    expect(list.hidden).toBe(true);
+    const input = /** @type {HTMLTextAreaElement} */ (el.querySelector("textarea"));
+    expect(input.maxLength).toBe(50);
+    input.value = "forty-two";
+    /** @type {HTMLFormElement} */ (el.querySelector("form")).dispatchEvent(
+      new Event("submit", { cancelable: true }),
+    );
+    expect(model.take()).toEqual([{ type: "submit", text: "forty-two" }]);
+    model.set("my_answer", "forty-two");
+    expect(el.querySelector(".lw-answer-state")?.textContent).toContain("Submitted");
+    model.set("sees_all", true);
+    expect(list.hidden).toBe(false);
+    expect([...el.querySelectorAll(".lw-answer-text")].map((n) => n.textContent)).toEqual([
+      `<b>${EVIL}</b>`,
+      "42",
+    ]);
+    expect(el.querySelector("img, b")).toBeNull();
+    expectCleanup(model, el, cleanup);
   });
 });

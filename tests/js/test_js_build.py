@@ -28,6 +28,7 @@ WIDGETS = [
     "chat",
     "state_inspector",
     "conflict_resolver",
+    "answer_box",
 ]
 BANNER = re.compile(r"^/\* livewidgets build: sources sha256:([0-9a-f]{64}) ")
 

@@ -24,6 +24,7 @@ from livewidgets.client import Session
 from livewidgets.client.backoff import Backoff
 from livewidgets.errors import OpRejected, SessionClosed
 from livewidgets.jupyter.widgets import (
+    AnswerBox,
     Chat,
     ConflictResolver,
     ConnectionStatus,
@@ -741,6 +742,28 @@ def test_a_chat_keeps_each_message_its_authors(
     bob_chat.delete(message_id).result(TIMEOUT)
     settle(wait_until, teacher, bob, mallory)
     assert [m["text"] for m in teacher.get("chat")] == ["hi"]
+
+
+def test_an_answer_box_keeps_each_answer_private(
+    member: Callable[..., Session], wait_until: Wait, widgets: list[LiveWidget]
+) -> None:
+    """Each student writes and reads only their own answer; the teacher reads all."""
+    teacher, alice, bob = member("tess", "admin"), member("alice"), member("bob")
+    board = AnswerBox("quiz/q1", "6 x 7?", session=teacher)
+    widgets.append(board)
+    settle(wait_until, teacher, alice, bob)
+    boxes = {}
+    for student, answer in ((alice, "42"), (bob, "41")):
+        boxes[student.user] = box = AnswerBox("quiz/q1", "6 x 7?", session=student)
+        widgets.append(box)
+        box.submit(answer).result(TIMEOUT)
+    settle(wait_until, teacher, alice, bob)
+    wait_until(lambda: board.answers == {"alice": "42", "bob": "41"}, message="teacher sees all")
+    assert board.sees_all and not boxes["bob"].sees_all
+    assert (boxes["bob"].my_answer, boxes["bob"].answers) == ("41", {})
+    assert bob.get("quiz/q1") == {"bob": "41"}  # alice's never reached bob's session
+    with pytest.raises(OpRejected, match="forbidden"):
+        bob.set("quiz/q1/alice", "0").result(TIMEOUT)
 
 
 class _Closer:

@@ -1,4 +1,4 @@
-/* livewidgets build: sources sha256:74492fc2403003598b97129dc2c54bf68ccef8abd7a6f76c71f4eeb29898dc13 (esbuild 0.28.2) */
+/* livewidgets build: sources sha256:addefcef84cdba7cdcde5ede7367b45527d6f7b3e491d81bb8fb8b369914123d (esbuild 0.28.2) */
 
 // src/util.js
 function h(tag, props = {}, children = []) {

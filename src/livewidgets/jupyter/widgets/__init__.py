@@ -8,6 +8,7 @@ go of the session on ``close()``. Front ends live in ``js/src`` and ship built i
 """
 
 from ._base import LiveWidget, color_for
+from .answer_box import AnswerBox
 from .chat import Chat
 from .conflict import ConflictResolver
 from .inspector import StateInspector
@@ -16,6 +17,7 @@ from .presence import ConnectionStatus, Presence
 from .shared_text import SharedText
 
 __all__ = [
+    "AnswerBox",
     "Chat",
     "ConflictResolver",
     "ConnectionStatus",
