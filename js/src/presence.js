@@ -12,7 +12,8 @@ function avatar(peer) {
   const status = String(peer.status || "active");
   const label = String(peer.label || "");
   const you = peer.is_self ? " (you)" : "";
-  const kernel = peer.kernel ? `, kernel ${peer.kernel}` : "";
+  const activity = String(peer.activity || "");
+  const kernel = activity ? `, ${activity}` : peer.kernel ? `, kernel ${peer.kernel}` : "";
   return h(
     "div",
     {
@@ -28,7 +29,10 @@ function avatar(peer) {
       }),
       label ? h("span", { className: "lw-avatar-label", text: label }) : null,
       peer.kernel === "busy"
-        ? h("span", { className: "lw-avatar-busy", title: "kernel busy" })
+        ? h("span", { className: "lw-avatar-busy", title: activity || "kernel busy" })
+        : null,
+      peer.kernel === "busy" && activity
+        ? h("span", { className: "lw-avatar-activity lw-muted", text: activity })
         : null,
     ],
   );

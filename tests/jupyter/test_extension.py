@@ -23,6 +23,8 @@ from livewidgets import local_relay
 from livewidgets.auth import verify_token
 from livewidgets.client import Session
 from livewidgets.jupyter import extension, share
+from livewidgets.jupyter.widgets import Presence
+from livewidgets.jupyter.widgets.presence import activity
 
 Connect = Callable[..., Session]
 Wait = Callable[..., Any]
@@ -43,8 +45,8 @@ class FakeShell:
     def magic(self, line: str) -> None:
         self.magics["livewidgets"](line)
 
-    def start_cell(self) -> None:
-        self.events.trigger("pre_run_cell", SimpleNamespace(raw_cell=""))
+    def start_cell(self, cell_id: str | None = None) -> None:
+        self.events.trigger("pre_run_cell", SimpleNamespace(raw_cell="", cell_id=cell_id))
 
     def end_cell(self) -> None:
         self.events.trigger("post_run_cell", SimpleNamespace(execution_count=self.execution_count))
@@ -119,6 +121,42 @@ def test_cells_publish_busy_and_idle_in_presence(
     wait_until(lambda: mine().get("kernel") == "busy" and mine().get("cell") == 5, message="busy")
     shell.end_cell()
     wait_until(lambda: mine().get("kernel") == "idle" and mine().get("cell") == 5, message="idle")
+
+
+def test_presence_says_which_notebook_and_cell_run_and_since_when(
+    shell: FakeShell,
+    relay_url: str,
+    room: str,
+    connect: Connect,
+    wait_until: Wait,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The notebook (as jupyter_server names the kernel's session), the cell's id and
+    since when it runs; a Presence widget of a peer says it in words."""
+    monkeypatch.setenv("JPY_SESSION_NAME", "work/analysis.ipynb")
+    shell.magic(f"connect {relay_url} --room {room} --user alice")
+    shell.end_cell()
+    me = livewidgets.session().client_id
+    peer = connect("bob")
+
+    def mine() -> dict[str, Any]:
+        return peer.presence.get(me, {})
+
+    started = time.time()
+    shell.start_cell(cell_id="c0ffee-12")
+    wait_until(lambda: mine().get("cell_id") == "c0ffee-12", message="the running cell's id")
+    state = mine()
+    assert (state["kernel"], state["notebook"]) == ("busy", "work/analysis.ipynb")
+    assert started - 1 <= state["busy_since"] <= time.time()
+    words = activity(state, now=state["busy_since"] + 40)
+    assert words == "running a cell in analysis.ipynb, busy 40 s"
+    bar = Presence(session=peer, refresh=0)
+    entry = next(p for p in bar.peers if p["client_id"] == me)
+    bar.close()
+    assert entry["activity"].startswith("running a cell in analysis.ipynb, busy ")
+    shell.end_cell()
+    wait_until(lambda: mine().get("kernel") == "idle", message="idle again")
+    assert mine().get("busy_since") is None and activity(mine()) == "idle"
 
 
 def test_status_and_disconnect(

@@ -24,7 +24,9 @@ seconds) defaults to ``$LIVEWIDGETS_HEARTBEAT``.
 The session becomes the kernel's current one (``livewidgets.session()``); widgets
 shared on a previous session move to the new one.
 
-While connected, the kernel publishes ``kernel="busy"|"idle"`` and ``cell=<execution
+While connected, the kernel publishes ``kernel="busy"|"idle"``, ``notebook`` (the
+path jupyter_server gives the kernel's session), ``cell_id`` and ``busy_since`` (Unix
+time) of the running cell, and ``cell=<execution
 count>`` in its presence around every cell (IPython's ``pre_run_cell`` and
 ``post_run_cell`` events; one small presence frame each).
 
@@ -39,6 +41,7 @@ import argparse
 import contextlib
 import os
 import shlex
+import time
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
@@ -135,7 +138,10 @@ def connect(
         ) from exc
     # Inside IPython, connect runs in a cell: busy now, idle from post_run_cell.
     running = "busy" if _state.shell is not None else "idle"
-    session.update_presence(kernel=running, cell=_execution_count())
+    since = time.time() if running == "busy" else None
+    session.update_presence(
+        kernel=running, cell=_execution_count(), notebook=_notebook(), busy_since=since
+    )
     old = _state.connection
     _state.connection = _Connection(session, url, source)
     set_current_session(session)
@@ -466,13 +472,27 @@ def _publish(**fields: Any) -> None:
     connection.session.update_presence(**fields)
 
 
+def _notebook() -> str | None:
+    """The notebook this kernel runs for, as the server names it (``JPY_SESSION_NAME``,
+    set by jupyter_server for the kernels it starts), else None."""
+    return os.environ.get("JPY_SESSION_NAME") or None
+
+
 def _pre_run_cell(info: Any = None) -> None:
-    # During pre_run_cell the shell's counter is the number of the cell about to run.
-    _publish(kernel="busy", cell=_execution_count())
+    # During pre_run_cell the shell's counter is the number of the cell about to run;
+    # the front end's cell id (JupyterLab, Notebook 7) names the cell itself.
+    cell_id = getattr(info, "cell_id", None)
+    _publish(
+        kernel="busy",
+        cell=_execution_count(),
+        cell_id=cell_id if isinstance(cell_id, str) else None,
+        notebook=_notebook(),
+        busy_since=time.time(),
+    )
 
 
 def _post_run_cell(result: Any = None) -> None:
-    _publish(kernel="idle", cell=getattr(result, "execution_count", None))
+    _publish(kernel="idle", cell=getattr(result, "execution_count", None), busy_since=None)
 
 
 # --- IPython entry points -----------------------------------------------------------------

@@ -1,4 +1,4 @@
-/* livewidgets build: sources sha256:addefcef84cdba7cdcde5ede7367b45527d6f7b3e491d81bb8fb8b369914123d (esbuild 0.28.2) */
+/* livewidgets build: sources sha256:3b18bf289f5941be928d717a6f30f5ac571175226f0f70dc93ecfd5c97d99610 (esbuild 0.28.2) */
 
 // src/util.js
 function h(tag, props = {}, children = []) {
@@ -107,7 +107,8 @@ function avatar(peer) {
   const status = String(peer.status || "active");
   const label = String(peer.label || "");
   const you = peer.is_self ? " (you)" : "";
-  const kernel = peer.kernel ? `, kernel ${peer.kernel}` : "";
+  const activity = String(peer.activity || "");
+  const kernel = activity ? `, ${activity}` : peer.kernel ? `, kernel ${peer.kernel}` : "";
   return h(
     "div",
     {
@@ -122,7 +123,8 @@ function avatar(peer) {
         style: { "background-color": color, color: readableOn(color) }
       }),
       label ? h("span", { className: "lw-avatar-label", text: label }) : null,
-      peer.kernel === "busy" ? h("span", { className: "lw-avatar-busy", title: "kernel busy" }) : null
+      peer.kernel === "busy" ? h("span", { className: "lw-avatar-busy", title: activity || "kernel busy" }) : null,
+      peer.kernel === "busy" && activity ? h("span", { className: "lw-avatar-activity lw-muted", text: activity }) : null
     ]
   );
 }

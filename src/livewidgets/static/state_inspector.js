@@ -1,4 +1,4 @@
-/* livewidgets build: sources sha256:addefcef84cdba7cdcde5ede7367b45527d6f7b3e491d81bb8fb8b369914123d (esbuild 0.28.2) */
+/* livewidgets build: sources sha256:3b18bf289f5941be928d717a6f30f5ac571175226f0f70dc93ecfd5c97d99610 (esbuild 0.28.2) */
 
 // src/util.js
 function h(tag, props = {}, children = []) {

@@ -32,6 +32,22 @@ def _label(state: dict[str, Any]) -> str:
     return ""
 
 
+def activity(state: dict[str, Any], now: float | None = None) -> str:
+    """What a peer's kernel does: "running a cell in analysis.ipynb, busy 40 s", "idle"."""
+    kernel = state.get("kernel")
+    if kernel != "busy":
+        return "idle" if kernel == "idle" else ""
+    notebook = state.get("notebook")
+    where = f" in {str(notebook).rsplit('/', 1)[-1]}" if notebook else ""
+    since = state.get("busy_since")
+    if not isinstance(since, int | float) or isinstance(since, bool):
+        return f"running a cell{where}"
+    # Their clock, not ours: a peer on another machine may be off by a little.
+    seconds = max(0, int((time.time() if now is None else now) - since))
+    busy = f"{seconds} s" if seconds < 120 else f"{seconds // 60} min"
+    return f"running a cell{where}, busy {busy}"
+
+
 def peer_entry(client_id: str, state: dict[str, Any], *, is_self: bool = False) -> dict[str, Any]:
     """One avatar of the presence bar (plain data for the front end)."""
     name = presence_name(state)
@@ -45,6 +61,9 @@ def peer_entry(client_id: str, state: dict[str, Any], *, is_self: bool = False) 
         "status": status if status in ("active", "idle", "offline") else "active",
         "label": _label(state),
         "kernel": str(state.get("kernel") or ""),
+        "activity": activity(state),
+        "notebook": str(state.get("notebook") or ""),
+        "cell_id": str(state.get("cell_id") or ""),
         "joined_at": state.get("joined_at")
         if isinstance(state.get("joined_at"), int | float)
         else 0,
@@ -58,7 +77,7 @@ class Presence(LiveWidget):
     _esm = STATIC / "presence.js"
 
     # Avatars, in order: {client_id, user, name, initials, color, status, label,
-    # kernel, joined_at, is_self}.
+    # kernel, activity, notebook, cell_id, joined_at, is_self}.
     peers = traitlets.List(traitlets.Dict()).tag(sync=True)
     include_self = traitlets.Bool(True).tag(sync=True)
 
