@@ -16,7 +16,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["OPEN_RULE", "ensure_rules", "pattern_path"]
+__all__ = ["OPEN_RULE", "ensure_rules", "pattern_path", "protect"]
 
 OPEN_RULE: dict[str, Any] = {
     "name": "everything else",
@@ -82,3 +82,11 @@ def _notice(what: str, *, unguarded: bool) -> str:
         f"the room's rules do not cover this widget ({what}): its writes are "
         "refused until an admin opens it once"
     )
+
+
+def protect(widget: Any) -> None:
+    """Give ``widget``'s paths the rules its ``rules()`` names (see :func:`ensure_rules`);
+    a refusal shows on its error line."""
+    rules = widget.rules()
+    if rules:
+        ensure_rules(widget.session, rules, lambda msg: widget._set_from_session(error=msg))

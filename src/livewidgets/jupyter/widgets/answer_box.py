@@ -14,7 +14,7 @@ import traitlets
 
 from ...client.ack import Ack
 from ._base import STATIC, LiveWidget, path_segment
-from ._rules import ensure_rules, pattern_path
+from ._rules import pattern_path, protect
 
 __all__ = ["AnswerBox"]
 
@@ -39,7 +39,7 @@ class AnswerBox(LiveWidget):
         super().__init__(session=session, path=path, prompt=prompt, **kwargs)
         self._own(self._session.subscribe(path, lambda _value, _path: self._refresh()))
         self._refresh()
-        ensure_rules(self._session, self.rules(), lambda msg: self._set_from_session(error=msg))
+        protect(self)
 
     def rules(self) -> list[dict[str, Any]]:
         """The room rules this box needs: one private answer per user."""

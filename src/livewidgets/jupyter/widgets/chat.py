@@ -16,7 +16,7 @@ import traitlets
 
 from ...client.ack import Ack
 from ._base import STATIC, LiveWidget, color_for
-from ._rules import ensure_rules, pattern_path
+from ._rules import pattern_path, protect
 
 __all__ = ["Chat"]
 
@@ -43,7 +43,7 @@ class Chat(LiveWidget):
         self.me = str(self._session.user)
         self._own(self._session.subscribe(path, lambda _value, _path: self._refresh()))
         self._refresh()
-        ensure_rules(self._session, self.rules(), lambda msg: self._set_from_session(error=msg))
+        protect(self)
 
     def rules(self) -> list[dict[str, Any]]:
         """The room rules this chat needs: append-only, authors write and remove their own."""

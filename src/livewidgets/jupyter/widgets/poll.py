@@ -17,7 +17,7 @@ import traitlets
 
 from ...client.ack import Ack
 from ._base import STATIC, LiveWidget, path_segment
-from ._rules import ensure_rules, pattern_path
+from ._rules import pattern_path, protect
 
 __all__ = ["Poll"]
 
@@ -45,7 +45,7 @@ class Poll(LiveWidget):
         super().__init__(session=session, path=path, question=question, options=options, **kwargs)
         self._own(self._session.subscribe(path, lambda _value, _path: self._refresh()))
         self._refresh()
-        self._protect()
+        protect(self)
 
     def rules(self) -> list[dict[str, Any]]:
         """The room rules this poll needs: each user writes only their own vote."""
@@ -62,9 +62,6 @@ class Poll(LiveWidget):
                 "max_bytes": 1024,
             }
         ]
-
-    def _protect(self) -> None:
-        ensure_rules(self._session, self.rules(), lambda msg: self._set_from_session(error=msg))
 
     @property
     def voter(self) -> str:
