@@ -26,6 +26,7 @@ from livewidgets.protocol import (
     PresenceUpdate,
     Reject,
     SetOp,
+    Welcome,
 )
 from livewidgets.protocol.codes import CloseCode, ErrorCode
 from livewidgets.relay import Relay
@@ -118,28 +119,65 @@ async def test_rooms_per_connection_limit(secure_relay_factory: object) -> None:
     await assert_serves(relay.url, token())
 
 
-async def test_connections_per_ip_limit(secure_relay_factory: object) -> None:
-    """Connections beyond the per-address limit: limit_exceeded, close 1008, then a free slot."""
-    relay: Relay = await secure_relay_factory(  # type: ignore[operator]
-        limits=Limits(max_connections_per_ip=3)
+async def test_connections_per_ip_limit(relay_factory: RelayFactory) -> None:
+    """Anonymous connections beyond the per-address limit: HTTP 429 before any
+    WebSocket, its body naming the reason and the limit; a closed one frees a slot."""
+    relay = await relay_factory(
+        policy=SecurityPolicy(None, limits=Limits(max_connections_per_ip=3))
     )
-    clients = [await admitted(relay.url, token()) for _ in range(3)]
-    extra = await RawClient.connect(relay.url, hello=False)
-    error = await extra.expect(Error)
-    assert error.code == "limit_exceeded"
-    assert await extra.closed() == 1008
+    clients = [await admitted(relay.url) for _ in range(3)]
+    with pytest.raises(InvalidStatus) as refused:
+        await connect(relay.url)
+    response = refused.value.response
+    assert response.status_code == 429 and response.headers["Retry-After"] == "1"
+    assert response.body == (
+        b"limit_exceeded: too many anonymous connections from 127.0.0.1 (limit 3)\n"
+    )
     await clients.pop().close()
     # The slot is released when the relay sees the close: a new connection may race it.
     for _ in range(50):
-        client, answer = await hello(relay.url, token())
-        if not isinstance(answer, Error):
+        try:
+            client = await admitted(relay.url)
             break
-        assert answer.code == "limit_exceeded"
-        await client.closed()
+        except InvalidStatus as exc:
+            assert exc.response.status_code == 429
+            await asyncio.sleep(0.01)  # the relay's side of the close, not a result
     else:
         pytest.fail("the per-address slot was never released")
     await client.close()
     for c in clients:
+        await c.close()
+
+
+async def test_authenticated_connections_count_per_user_not_per_address(
+    secure_relay_factory: object,
+) -> None:
+    """With tokens, a connection counts for its user once its hello is accepted: five
+    users behind one address pass a per-address limit of 2; a user's third connection
+    is refused at hello with limit_exceeded and close 1008, naming the limit."""
+    relay: Relay = await secure_relay_factory(  # type: ignore[operator]
+        limits=Limits(max_connections_per_ip=2, max_connections_per_user=2)
+    )
+    crowd = [await admitted(relay.url, token(user=f"s{i}")) for i in range(5)]
+    crowd.append(await admitted(relay.url, token(user="s0")))
+    extra, answer = await hello(relay.url, token(user="s0"))
+    assert isinstance(answer, Error)
+    assert (answer.code, answer.message) == (
+        "limit_exceeded",
+        "too many connections for user 's0' (limit 2)",
+    )
+    assert await extra.closed() == 1008
+    assert extra.ws.close_reason == "limit_exceeded: too many connections for user 's0' (limit 2)"
+    await crowd.pop().close()
+    for _ in range(50):  # the relay sees the close a moment later
+        client, answer = await hello(relay.url, token(user="s0"))
+        if isinstance(answer, Welcome):
+            break
+        await client.closed()
+    else:
+        pytest.fail("the user's slot was never released")
+    await client.close()
+    for c in crowd:
         await c.close()
 
 
@@ -316,10 +354,10 @@ async def test_relay_without_policy_limits(relay_factory: RelayFactory) -> None:
 
 async def test_many_presences_keep_the_room_joinable(secure_relay: Relay) -> None:
     """70 members with the largest allowed presence: a newcomer's session still joins."""
-    reader = token(role="read", user="mallory")
     big = {"x": "A" * (16 * 1024 - 16)}
     crowd = []
-    for _ in range(70):  # one user, 70 connections: well under every limit
+    for i in range(70):  # 70 readers: well under every limit
+        reader = token(role="read", user=f"reader{i}")
         client = await admitted(secure_relay.url, reader, max_size=None)  # joined grows
         await client.join("room", presence=big)
         crowd.append(client)
