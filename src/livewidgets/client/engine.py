@@ -28,15 +28,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 from websockets.typing import Subprotocol
 
 from .. import wsio
-from ..errors import AuthExpired, JoinRefused, QueueFull, SessionClosed
+from ..errors import AuthExpired, ConnectionRefused, JoinRefused, QueueFull, SessionClosed
 from ..protocol import JSON_SUBPROTOCOL, MSGPACK_SUBPROTOCOL, CloseCode, FrameError, client_codec
 from ..protocol.codec import Codec
 from ..protocol.messages import ServerMessage
 from . import protocol as lifecycle
+from . import refusals
 from .ack import Ack, rejection
 from .backoff import Backoff
 from .core import Acked, Changed, Failed, JoinedRoom, PresenceChanged, Priority, Resync, RoomSync
@@ -184,6 +185,10 @@ class Engine:
         self._finished = False
         # The last error the relay sent outside any room (e.g. why it refused us).
         self.last_error: dict[str, Any] | None = None
+        # Why the last refused attempt was refused (for connect()'s timeout message).
+        self.last_refusal: ConnectionRefused | None = None
+        # Set when this engine can no longer be used (e.g. in a forked child): why.
+        self.unusable: str | None = None
 
     # --- the protocol's state, read through ---------------------------------------
 
@@ -257,6 +262,19 @@ class Engine:
                 await self._task
         self._finish()
 
+    def abandon(self, reason: str) -> None:
+        """This process is a fork's child (client.forks): the loop, thread and socket
+        are the parent's. Touch none of them; fail what waits here, refuse all use."""
+        # The parent's I/O thread may have held these at the fork: fresh ones.
+        self._lock = threading.RLock()
+        self._idle = threading.Condition(self._lock)
+        self._handoff_lock = threading.Lock()
+        self.unusable, self.state = reason, "closed"
+        # Nothing is ever handed to the parent's loop (its wake-up pipe is shared).
+        self._loop, self._finished = None, True
+        for ack, _ in [h for p in self.core.pending for h in p.handles]:
+            ack.fail(SessionClosed(reason))
+
     def _finish(self) -> None:
         if self._finished:
             return
@@ -311,11 +329,11 @@ class Engine:
                 ssl=self._ssl_context(url),
                 user_agent_header=f"livewidgets/{_version()}",
             )
-        except (OSError, InvalidHandshake, TimeoutError) as exc:
+        except (OSError, InvalidHandshake, InvalidURI, TimeoutError) as exc:
             self.metrics.failures += 1
-            self.events.emit("error", {"error": exc, "during": "connect"})
-            status = exc.response.status_code if isinstance(exc, InvalidStatus) else None
-            self._feed(lambda now: self.protocol.connect_failed(now, status))
+            # Why, and whether waiting helps, is the protocol's call (client.refusals).
+            refusal = refusals.from_exception(exc, url)
+            self._feed(lambda now: self.protocol.connect_failed(now, refusal=refusal))
             return
         await self._serve(ws)
 
@@ -481,7 +499,7 @@ class Engine:
         with self._lock:
             while True:
                 if self.state == "closed":
-                    raise SessionClosed("the session is closed")
+                    raise SessionClosed(self.unusable or "the session is closed")
                 if precondition is not None:
                     precondition(self.core.visible)
                 now = time.monotonic()
@@ -515,6 +533,8 @@ class Engine:
 
     def update_presence(self, fields: dict[str, Any]) -> None:
         """Merge fields into our presence and publish (throttled, latest wins)."""
+        if self.unusable:
+            raise SessionClosed(self.unusable)
         self._feed(lambda now: self.protocol.update_presence(fields, now))
 
     def rewrite_presence(self, change: Callable[[dict[str, Any]], None]) -> None:
@@ -525,6 +545,8 @@ class Engine:
 
     def send_admin(self, action: str, client_id: str | None = None) -> None:
         """Queue an admin message (reset/kick); it goes out once connected."""
+        if self.unusable:
+            raise SessionClosed(self.unusable)
         self._feed(lambda now: self.protocol.admin(self.core.room, action, client_id))
 
     def add_change_listener(self, listener: Callable[..., Any]) -> Callable[[], None]:
@@ -688,6 +710,15 @@ class Engine:
             self._joined_once.set_exception(JoinRefused(action.code.value, action.message))
             self._joined_once.exception()  # mark retrieved: nobody may be waiting
 
+    def _on_refused_connection(self, action: lifecycle.RefusedConnection) -> None:
+        """Say why an attempt was refused; a final refusal also fails connect()."""
+        error = self.last_refusal = action.refusal.error(self.url)
+        details = {"reason": error.reason, "transient": not action.final}
+        self.events.emit("error", {"error": error, "during": "connect", **details})
+        if action.final and self._joined_once is not None and not self._joined_once.done():
+            self._joined_once.set_exception(error)
+            self._joined_once.exception()  # mark retrieved: nobody may be waiting
+
     def _on_failed_connection(self, action: lifecycle.ConnectionFailed) -> None:
         self.events.emit("error", {"error": action.error, "during": action.during})
 
@@ -804,6 +835,7 @@ _HANDLERS: dict[type, Callable[[Engine, Any], None]] = {
     lifecycle.VerifyProof: Engine._on_verify,
     lifecycle.RelayError: Engine._on_relay_error,
     lifecycle.Refused: Engine._on_refused,
+    lifecycle.RefusedConnection: Engine._on_refused_connection,
     lifecycle.ConnectionFailed: Engine._on_failed_connection,
     lifecycle.GaveUp: Engine._on_gave_up,
     lifecycle.AuthExpiredEvent: Engine._on_auth_expired,
