@@ -12,7 +12,17 @@ from typing import Any
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-SCENARIOS = ("fanout", "throughput", "idle", "join", "e2e", "text", "durability", "flood")
+SCENARIOS = (
+    "fanout",
+    "throughput",
+    "idle",
+    "join",
+    "e2e",
+    "text",
+    "durability",
+    "flood",
+    "lesson",
+)
 # One livewidgets variant per codec and store, the floor, and pycrdt-websocket without
 # and with its SQLite store when it is installed (the bench skips it otherwise).
 SYSTEMS = ("lw-json-mem", "lw-msgpack-sqlite", "floor", "pycrdt", "pycrdt-sqlite")
@@ -40,7 +50,7 @@ def _run_smoke(tmp_path: Path, *args: str, timeout: float) -> tuple[dict[str, An
 
 @pytest.mark.timeout(150)
 def test_bench_smoke_runs_every_scenario(tmp_path: Path) -> None:
-    """`python -m bench --smoke` runs all eight scenarios and writes JSON and Markdown."""
+    """`python -m bench --smoke` runs all nine scenarios and writes JSON and Markdown."""
     data, output = _run_smoke(tmp_path, "--systems", *SYSTEMS, timeout=140)
     reported = {m["scenario"] for m in data["metrics"]}
     assert reported == set(SCENARIOS)
