@@ -30,13 +30,13 @@ from livewidgets.protocol import (
 )
 from livewidgets.protocol.codes import CloseCode, ErrorCode
 from livewidgets.relay import Relay
-from livewidgets.relay.policy import Denied, Slow
+from livewidgets.relay.policy import Denied, Principal, Slow
 from livewidgets.relay.security import Limits, SecurityPolicy
 
 from ..client.helpers import FAST
 from ..conftest import RelayFactory
 from ..relay.helpers import TIMEOUT, RawClient
-from .helpers import ack_for, admitted, assert_serves, hello, token
+from .helpers import SECRET, ack_for, admitted, assert_serves, hello, token
 
 
 async def test_origin_allowlist(secure_relay_factory: object) -> None:
@@ -492,3 +492,40 @@ def test_the_policy_slows_before_it_refuses() -> None:
     refused = policy.on_write(ann, "r", ten, 1.7)
     assert isinstance(refused, Denied)
     assert (refused.code, refused.close) == (ErrorCode.RATE_LIMITED, CloseCode.RATE_LIMITED)
+
+
+def test_connection_counts_move_from_the_address_to_the_user() -> None:
+    """The policy's accounting, step by step: a connection counts for its address
+    until its hello is accepted with a token, then for its user; a refused one, and
+    one that closes, release exactly what they held. Without a secret the address
+    keeps counting (the user is only a claim)."""
+    policy = SecurityPolicy(
+        SECRET, limits=Limits(max_connections_per_ip=2, max_connections_per_user=1)
+    )
+
+    def hello_as(user: str) -> Any:
+        return policy.on_hello(Hello(1, token=token(user=user)), None)
+
+    assert policy.on_connect("10.0.0.1") is None  # connection 1
+    assert policy.on_connect("10.0.0.1") is None  # connection 2 (stays anonymous)
+    full = policy.check_connect("10.0.0.1")
+    assert full is not None and (full.status, full.code) == (429, ErrorCode.LIMIT_EXCEEDED)
+    assert full.message == "too many anonymous connections from 10.0.0.1 (limit 2)"
+    ada = hello_as("ada")
+    assert policy.on_admit(ada, "10.0.0.1") is None  # 1 now counts for ada, not the address
+    assert policy.check_connect("10.0.0.1") is None
+    assert policy.on_connect("10.0.0.1") is None  # connection 3, ada again
+    second = policy.on_admit(hello_as("ada"), "10.0.0.1")
+    assert second is not None and second.close == CloseCode.POLICY_VIOLATION
+    assert second.message == "too many connections for user 'ada' (limit 1)"
+    assert policy.check_connect("10.0.0.1") is not None  # 2 and 3 hold the address
+    policy.on_close(None, "10.0.0.1")  # 3, refused: its address slot
+    policy.on_close(ada, "10.0.0.1")  # 1: ada's slot, not the address's
+    assert policy.on_connect("10.0.0.1") is None  # connection 4, ada: room for her again
+    assert policy.on_admit(hello_as("ada"), "10.0.0.1") is None
+    assert policy.check_connect("10.0.0.1") is None  # only 2 counts for the address
+    anonymous = SecurityPolicy(None, limits=Limits(max_connections_per_ip=1))
+    assert anonymous.on_connect("10.0.0.2") is None
+    claimed = anonymous.on_hello(Hello(1, user="ada"), None)
+    assert isinstance(claimed, Principal) and anonymous.on_admit(claimed, "10.0.0.2") is None
+    assert anonymous.check_connect("10.0.0.2") is not None  # still counted per address
