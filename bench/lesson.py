@@ -79,8 +79,9 @@ async def students(p: dict[str, Any], ctl: Control) -> dict[str, Any]:
     latencies: list[int] = []
     slides_seen = [0] * len(clients)
     refused = [0]
+    sent_at: list[int] = []  # per latency sample: when its slide was sent
     for i, client in enumerate(clients):
-        client.conn.on_frame = _student_frames(client, i, slides_seen, latencies, refused)
+        client.conn.on_frame = _student_frames(client, i, slides_seen, latencies, refused, sent_at)
     go = await ctl.aready({"connect_s": connect_s})
     cpu0 = time.process_time()
     loop = asyncio.get_running_loop()
@@ -100,6 +101,7 @@ async def students(p: dict[str, Any], ctl: Control) -> dict[str, Any]:
         "clients": len(clients),
         "connect_s": connect_s,
         "latencies_ns": latencies,
+        "slide_p50_ms": _per_slide(sent_at, latencies),
         "missed_slides": sum(p["slides"] - seen for seen in slides_seen),
         "answers": sum(c.seq for c in clients),
         "refused": refused_joins + refused[0],
@@ -117,6 +119,7 @@ def _student_frames(
     slides_seen: list[int],
     latencies: list[int],
     refused: list[int],
+    sent_at: list[int],
 ) -> Any:
     """A light student's frame handler: a slide (the only frames with a timestamp
     marker) is timed; a refusal is counted; everything else (the other students'
@@ -130,6 +133,7 @@ def _student_frames(
             if sent > 0:
                 slides_seen[index] += 1
                 latencies.append(time.monotonic_ns() - sent)
+                sent_at.append(sent)
         elif (b"reject" in payload or b"error" in payload) and decode(payload).get("type") in (
             "reject",
             "error",
@@ -201,6 +205,15 @@ async def sampled(p: dict[str, Any], ctl: Control) -> dict[str, Any]:
     return {"latencies_ns": latencies, "sessions": len(sessions), "refused": refused}
 
 
+def _per_slide(sent_at: list[int], latencies: list[int]) -> dict[int, float]:
+    """Median latency (ms) per slide, keyed by its send time (ns): a slide late for
+    everyone (a pause of the relay or of the machine) shows as one high entry."""
+    by_slide: dict[int, list[int]] = {}
+    for sent, latency in zip(sent_at, latencies, strict=True):
+        by_slide.setdefault(sent, []).append(latency)
+    return {sent: (percentile(v, 50) or 0) / 1e6 for sent, v in sorted(by_slide.items())}
+
+
 def _split(n: int, parts: int) -> list[int]:
     return [n // parts + (1 if i < n % parts else 0) for i in range(parts)]
 
@@ -249,6 +262,8 @@ def _run_class(ctx: Any, sys_: System, server: ServerProcess, size: int) -> dict
         "join_s": max(joins) if joins else None,
         "refused": results[0]["refused"] + sum(r["refused"] for r in results[1:]),
         "missed_slides": sum(r["missed_slides"] for r in light_results),
+        # Median per slide in the first light process: which slides were late.
+        "slide_p50_ms": list(light_results[0]["slide_p50_ms"].values()) if light_results else [],
         "answers": sum(r["answers"] for r in light_results),
         "sessions": full["sessions"],
     }
