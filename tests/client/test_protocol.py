@@ -585,3 +585,21 @@ def test_the_pacer_outlives_a_reconnect() -> None:
     assert p.next_deadline() == 0.5
     assert p.tick(0.5) == [SendMessages([op(1)])]
     assert p.tick(1.0) == [SendMessages([op(2)])]
+
+
+def test_a_hello_refusal_whose_close_frame_was_lost_is_decided_by_the_error() -> None:
+    """The relay's error arrived but its close did not (1006): the error's documented
+    close decides, so an expired token still asks for a new one instead of stopping
+    (found by the fault simulation, tests/sim)."""
+    p = client(can_refresh=True)
+    p.connect(0.0)
+    p.opened(0.0)
+    p.receive(Error("auth_expired", "the token has expired", ref="hello"), 0.0)
+    assert p.closed(None, 0.1)[-1] == NeedToken(CloseCode.AUTH_EXPIRED)
+    q = client()
+    q.connect(0.0)
+    q.opened(0.0)
+    q.receive(Error("limit_exceeded", "too many connections for user 'a' (limit 2)"), 0.0)
+    [refused, reconnecting, _] = q.closed(1006, 0.1)
+    assert refused.refusal.transient and refused.refusal.close_code == 1008  # type: ignore[union-attr]
+    assert reconnecting.status is Status.RECONNECTING  # type: ignore[union-attr]

@@ -486,9 +486,8 @@ class ClientProtocol:
         self._stop_timers()
         error, self._handshake_error = self._handshake_error, None
         if error is not None:  # the relay refused our hello, then closed
-            return actions + self._after_refusal(
-                from_relay(error.code, error.message, code), code, now
-            )
+            refusal = from_relay(error.code, error.message, code)
+            return actions + self._after_refusal(refusal, refusal.close_code, now)
         return actions + self._after_connection(code, now)
 
     def token_refreshed(self, token: str | None, now: float) -> list[Action]:

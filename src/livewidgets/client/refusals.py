@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from websockets.exceptions import InvalidHandshake, InvalidMessage, InvalidStatus, InvalidURI
 
 from ..errors import ConnectionRefused, limit_named_in
-from ..protocol.codes import FINAL_CLOSE_CODES
+from ..protocol.codes import FINAL_CLOSE_CODES, CloseCode
 
 __all__ = ["Refusal", "from_exception", "from_http", "from_relay"]
 
@@ -37,9 +37,17 @@ _STATUS_REASONS = {
 }
 # "limit_exceeded: too many anonymous connections ..." (relay.http's bodies).
 _CODED = re.compile(r"^([a-z][a-z_]{2,40}): (.+)$", re.DOTALL)
-# Relay error codes that waiting can fix (a connection cap frees up; a hello that
-# came too late can come in time).
-_TRANSIENT_CODES = frozenset({"limit_exceeded", "hello_required", "internal"})
+# The close that follows each hello refusal (docs/protocol.md "Errors"), for when the
+# connection dropped before its close frame arrived (1006): the error alone decides.
+_CLOSE_AFTER = {
+    "auth_required": CloseCode.AUTH_INVALID,
+    "auth_invalid": CloseCode.AUTH_INVALID,
+    "auth_expired": CloseCode.AUTH_EXPIRED,
+    "protocol_version": CloseCode.PROTOCOL_VERSION,
+    "hello_required": CloseCode.HELLO_REQUIRED,
+    "limit_exceeded": CloseCode.POLICY_VIOLATION,
+}
+_ABNORMAL = 1006
 
 
 @dataclass(frozen=True)
@@ -85,9 +93,12 @@ def from_http(status: int, body: bytes | bytearray | None) -> Refusal:
 
 
 def from_relay(code: str, message: str, close_code: int | None) -> Refusal:
-    """The relay answered hello with an error, then closed with ``close_code``."""
-    final = close_code in FINAL_CLOSE_CODES
-    transient = not final and (code in _TRANSIENT_CODES or close_code is None)
+    """The relay answered hello with an error, then closed with ``close_code``: the
+    close code decides, as docs/protocol.md "Close codes" says (a final one is
+    permanent; the others, a 1008 for a connection cap among them, are retried)."""
+    if close_code is None or close_code == _ABNORMAL:
+        close_code = _CLOSE_AFTER.get(code, close_code)
+    transient = close_code not in FINAL_CLOSE_CODES
     return Refusal(code, message, transient, close_code=close_code)
 
 
