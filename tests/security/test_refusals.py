@@ -207,6 +207,25 @@ def test_threaded_connect_and_the_magic_raise_the_same(threaded_relay: str) -> N
     assert refused.value.close_code == 4003
 
 
+def test_threaded_connect_and_the_magic_end_on_time_naming_a_transient_refusal() -> None:
+    """Nothing listens: lw.connect(timeout=0.6) raises ConnectTimeout by its deadline
+    (it used to wait timeout + 1 s, and 10 s more to close); %livewidgets connect's
+    ConnectionError carries the same reason."""
+    with socket_port() as port:
+        url = f"ws://127.0.0.1:{port}"
+    started = time.monotonic()
+    with pytest.raises(ConnectTimeout) as timeout:
+        livewidgets.connect(url, "room", timeout=SHORT, **FAST)
+    assert time.monotonic() - started < SHORT + 0.2
+    assert "nothing listens at" in str(timeout.value)
+    started = time.monotonic()
+    with pytest.raises(ConnectionError) as wrapped:
+        extension.connect(url, room="room", user="ada", timeout=SHORT, **FAST)
+    assert time.monotonic() - started < SHORT + 0.2
+    assert "connection refused" in str(wrapped.value)
+    assert isinstance(wrapped.value.__cause__, ConnectTimeout)
+
+
 @pytest.fixture
 def threaded_relay() -> Any:
     """A relay with a secret on its own loop thread (the threaded facade blocks)."""
