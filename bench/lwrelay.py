@@ -52,6 +52,7 @@ async def run(
     store: str,
     experiments: list[str] | None = None,
     limits: str = "bench",
+    rules: str | None = None,
 ) -> None:
     from livewidgets.relay import Relay
     from livewidgets.relay.process import tune_garbage_collector
@@ -60,7 +61,12 @@ async def run(
 
     logging.basicConfig(level=logging.WARNING)
     apply(experiments or [])
-    relay = Relay(host, port, store=store, policy=policy(limits))
+    options: dict[str, Any] = {}
+    if rules:  # a rules file (bench.rules_cost); older relays have no rules
+        from livewidgets.rules import load_rules
+
+        options["rules"] = load_rules(rules)
+    relay = Relay(host, port, store=store, policy=policy(limits), **options)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -91,8 +97,9 @@ def main() -> None:
         default="bench",
         help="bench: throttles lifted (default); default: the CLI's limits",
     )
+    parser.add_argument("--rules", help="a rules file for rooms without their own")
     args = parser.parse_args()
-    asyncio.run(run(args.host, args.port, args.store, args.experiment, args.limits))
+    asyncio.run(run(args.host, args.port, args.store, args.experiment, args.limits, args.rules))
 
 
 if __name__ == "__main__":

@@ -28,6 +28,7 @@ from . import roles
 from .flood import flood
 from .lesson import lesson
 from .results import Results, percentile
+from .rules_cost import rules_cost
 from .servers import ServerProcess
 from .systems import SYSTEMS, System
 from .team import Team
@@ -95,6 +96,8 @@ class Config:
     lesson_procs: int = 4
     lesson_sampled: int = 10
     lesson_systems: tuple[str, ...] = ("lw-json-sqlite",)
+    # The fan-out at 10 without and with 20 room rules (bench.rules_cost).
+    rules_systems: tuple[str, ...] = ("lw-msgpack-mem", "lw-msgpack-sqlite")
     profile_dir: str | None = None
     # What-if patches applied to every livewidgets relay (bench.experiments).
     lw_experiments: tuple[str, ...] = ()
@@ -172,6 +175,7 @@ class Config:
             lesson_procs=2,
             lesson_sampled=2,
             lesson_systems=("lw-json-mem", "lw-msgpack-sqlite"),
+            rules_systems=tuple(s.name for s in SYSTEMS if s.is_livewidgets),
         )
 
     def as_dict(self) -> dict[str, Any]:
@@ -254,6 +258,43 @@ def _split(n: int, parts: int) -> list[int]:
 # --- 1. fan-out latency ------------------------------------------------------------------
 
 
+def fanout_once(
+    cfg: Config, sys_: System, server: ServerProcess, room: str, subs: int, count: int
+) -> tuple[list[dict[str, Any]], float, int]:
+    """One fan-out run in ``room``: ``count`` writes at cfg.fanout_rate to ``subs``
+    subscribers. The readers' results then the writer's, the server's CPU seconds
+    and preemptions during the run."""
+    with Team() as team:
+        for n in _split(subs, 1 if subs <= 10 else 2):
+            team.spawn(
+                roles.readers,
+                {
+                    "system": sys_.name,
+                    "url": server.url,
+                    "room": room,
+                    "n": n,
+                    "expect": count,
+                    "until": cfg.fanout_seconds + 5,
+                },
+            )
+        team.wait_ready(120)
+        team.spawn(
+            roles.fanout_writer,
+            {
+                "system": sys_.name,
+                "url": server.url,
+                "room": room,
+                "rate": cfg.fanout_rate,
+                "count": count,
+                "key": "fan/x",
+            },
+        )
+        cpu, preempted = server.cpu_seconds(), server.preemptions()
+        team.start(delay=0.1)
+        results = team.results(cfg.fanout_seconds + 60)
+        return results, server.cpu_seconds() - cpu, server.preemptions() - preempted
+
+
 def fanout(ctx: Context, systems: Sequence[System]) -> None:
     """One writer at a fixed rate; 1/10/100 subscribers; delivery latency p50/p99."""
     cfg = ctx.config
@@ -263,37 +304,9 @@ def fanout(ctx: Context, systems: Sequence[System]) -> None:
         def run(sys_: System = sys_) -> None:
             with ctx.server(sys_, "fanout") as server:
                 for subs in cfg.fanout_subscribers:
-                    room = f"fanout{subs}"
-                    with Team() as team:
-                        for n in _split(subs, 1 if subs <= 10 else 2):
-                            team.spawn(
-                                roles.readers,
-                                {
-                                    "system": sys_.name,
-                                    "url": server.url,
-                                    "room": room,
-                                    "n": n,
-                                    "expect": count,
-                                    "until": cfg.fanout_seconds + 5,
-                                },
-                            )
-                        team.wait_ready(120)
-                        team.spawn(
-                            roles.fanout_writer,
-                            {
-                                "system": sys_.name,
-                                "url": server.url,
-                                "room": room,
-                                "rate": cfg.fanout_rate,
-                                "count": count,
-                                "key": "fan/x",
-                            },
-                        )
-                        cpu, preempted = server.cpu_seconds(), server.preemptions()
-                        team.start(delay=0.1)
-                        results = team.results(cfg.fanout_seconds + 60)
-                        cpu = server.cpu_seconds() - cpu
-                        preempted = server.preemptions() - preempted
+                    results, cpu, preempted = fanout_once(
+                        cfg, sys_, server, f"fanout{subs}", subs, count
+                    )
                     lat = [x for r in results[:-1] for x in r["latencies_ns"]]
                     received = sum(r["received"] for r in results[:-1])
                     note = None
@@ -998,4 +1011,5 @@ SCENARIOS: dict[str, Callable[[Context, Sequence[System]], None]] = {
     "durability": durability,
     "flood": flood,
     "lesson": lesson,
+    "rules": rules_cost,
 }

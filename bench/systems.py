@@ -207,10 +207,10 @@ class LeanClient:
 
     async def _lw_join(self, timeout: float, presence: dict[str, Any] | None) -> None:
         conn = self.conn
-        conn.send(
-            self._encode({"type": "hello", "protocol": 1, "client_id": self.client_id}),
-            text=self._text,
-        )
+        # Its own user name: to room rules (bench.rules_cost) each client is a
+        # different reader, as in a class.
+        hello = {"type": "hello", "protocol": 1, "client_id": self.client_id}
+        conn.send(self._encode({**hello, "user": self.client_id}), text=self._text)
         # The join follows the hello at once, as the reference client does when it
         # checks no relay proof (docs/protocol.md "Connection lifecycle").
         join: dict[str, Any] = {"type": "join", "room": self.room}

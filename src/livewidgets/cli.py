@@ -1,4 +1,4 @@
-"""The ``livewidgets`` command line: ``livewidgets relay | token | demo``.
+"""The ``livewidgets`` command line: ``livewidgets relay | token | revoke | demo``.
 
 Each subcommand is a function that adds its parser to the subparsers and sets
 ``handler`` (``args -> exit status``); add new ones to :data:`COMMANDS`.
@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import signal
 import sqlite3
 import sys
@@ -72,6 +73,13 @@ def _add_relay(subparsers: Subparsers) -> None:
         metavar="SECONDS",
         help="least time between two presence messages of a room; changes in between are "
         "coalesced, latest state per member (0: send each at once; default: %(default)s)",
+    )
+    parser.add_argument(
+        "--rules",
+        metavar="FILE",
+        default=os.environ.get("LIVEWIDGETS_RULES") or None,
+        help="room rules (TOML [[rule]] tables, or .json) for rooms that set none of "
+        "their own; reloaded on SIGHUP (docs/rules.md) (default: $LIVEWIDGETS_RULES)",
     )
     parser.add_argument(
         "--log-level",
@@ -185,19 +193,32 @@ def _seconds(text: str) -> float:
 def _add_token(subparsers: Subparsers) -> None:
     parser = subparsers.add_parser(
         "token",
-        help="print a signed access token",
-        description="Print a token for --room (a name or glob) with --role, valid for --ttl.",
+        help="print a signed access token, or a share link's",
+        description="Print a token for --room (a name or glob) with --role, valid for --ttl: "
+        "for one --user, or a --link that everyone it is given to can use, each under "
+        "a name of their own (its link id goes to stderr, for `livewidgets revoke`).",
     )
     parser.add_argument("--room", required=True, help="room name or glob, e.g. 'class-*'")
-    parser.add_argument("--user", required=True, help="user id the relay will stamp")
+    who = parser.add_mutually_exclusive_group(required=True)
+    who.add_argument("--user", help="user id the relay will stamp")
+    who.add_argument(
+        "--link", action="store_true", help="a share link: each holder gets their own identity"
+    )
     parser.add_argument("--role", choices=["read", "write", "admin"], default="write")
+    parser.add_argument(
+        "--group",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="a group the user is in, for room rules' group:NAME (repeatable)",
+    )
     parser.add_argument("--ttl", default="1h", help="lifetime: 90s, 15m, 1h, 7d (default: 1h)")
     parser.add_argument("--secret-file", metavar="PATH", help="else $LIVEWIDGETS_SECRET")
     parser.set_defaults(handler=_run_token)
 
 
 def _run_token(args: argparse.Namespace) -> int:
-    from .auth import issue_token, load_secret, parse_ttl
+    from .auth import issue_link_token, issue_token, load_secret, parse_ttl
 
     try:
         secret = load_secret(args.secret_file)
@@ -208,7 +229,93 @@ def _run_token(args: argparse.Namespace) -> int:
     if secret is None:
         print("livewidgets token: no secret (--secret-file or LIVEWIDGETS_SECRET)", file=sys.stderr)
         return 2
-    print(issue_token(secret, user=args.user, room=args.room, role=args.role, ttl=ttl))
+    try:
+        if args.link:
+            token, link_id = issue_link_token(secret, room=args.room, role=args.role, ttl=ttl)
+            # The token alone on stdout (scripts capture it); the id to revoke it by aside.
+            print(f"link id: {link_id} (livewidgets revoke URL --link {link_id})", file=sys.stderr)
+        else:
+            token = issue_token(
+                secret,
+                user=args.user,
+                room=args.room,
+                role=args.role,
+                ttl=ttl,
+                groups=args.group,
+            )
+    except ValueError as exc:
+        print(f"livewidgets token: {exc}", file=sys.stderr)
+        return 2
+    print(token)
+    return 0
+
+
+def _add_revoke(subparsers: Subparsers) -> None:
+    parser = subparsers.add_parser(
+        "revoke",
+        help="revoke a share link or a token on a relay",
+        description="Revoke a share link (--link ID) or one token (--token-id JTI) on the "
+        "relay at URL: refused from now on and its connections closed (4006), on every "
+        "relay sharing that relay's store. Authenticates with --token (an admin token; "
+        "the revocation reaches the tokens within its room claim), else signs a "
+        "relay-wide admin token with --secret-file / $LIVEWIDGETS_SECRET.",
+    )
+    parser.add_argument("url", help="the relay, e.g. wss://relay.example.org:8765")
+    what = parser.add_mutually_exclusive_group(required=True)
+    what.add_argument("--link", metavar="ID", help="a link id (printed when the link was made)")
+    what.add_argument("--token-id", metavar="JTI", help="a token id (its jti claim)")
+    parser.add_argument("--token", help="an admin token (else one signed with the secret)")
+    parser.add_argument(
+        "--room",
+        help="a room the admin token admits (needed with --token; default: livewidgets-admin)",
+    )
+    parser.add_argument("--secret-file", metavar="PATH", help="else $LIVEWIDGETS_SECRET")
+    parser.add_argument("--cafile", metavar="PEM", help="CA for a wss:// relay's certificate")
+    parser.add_argument("--timeout", type=float, default=10.0, metavar="SECONDS")
+    parser.set_defaults(handler=_run_revoke)
+
+
+def _run_revoke(args: argparse.Namespace) -> int:
+    import ssl
+
+    from .auth import issue_token, load_secret
+    from .revoke import RevokeError, revoke
+
+    token, room = args.token, args.room
+    if token is None:
+        try:
+            secret = load_secret(args.secret_file)
+        except (OSError, ValueError) as exc:
+            print(f"livewidgets revoke: {exc}", file=sys.stderr)
+            return 2
+        if secret is None:
+            print(
+                "livewidgets revoke: need --token, --secret-file or LIVEWIDGETS_SECRET",
+                file=sys.stderr,
+            )
+            return 2
+        # Relay-wide (room "*"), for one minute: enough for this one request.
+        token = issue_token(secret, user="livewidgets-revoke", room="*", role="admin", ttl=60)
+        room = room or "livewidgets-admin"
+    elif room is None:
+        print("livewidgets revoke: --token needs --room (a room it admits)", file=sys.stderr)
+        return 2
+    context = ssl.create_default_context(cafile=args.cafile) if args.cafile else None
+    try:
+        answer = revoke(
+            args.url,
+            room,
+            token,
+            link=args.link,
+            token_id=args.token_id,
+            timeout=args.timeout,
+            ssl=context,
+        )
+    except (RevokeError, OSError) as exc:
+        print(f"livewidgets revoke: {exc}", file=sys.stderr)
+        return 1
+    what = f"link {answer.link}" if answer.link else f"token {answer.token_id}"
+    print(f"livewidgets: revoked {what}; closed {answer.closed} connection(s) on this relay")
     return 0
 
 
@@ -225,7 +332,7 @@ def _add_demo(subparsers: Subparsers) -> None:
     parser.set_defaults(handler=demo.run)
 
 
-COMMANDS: list[Callable[[Subparsers], None]] = [_add_relay, _add_token, _add_demo]
+COMMANDS: list[Callable[[Subparsers], None]] = [_add_relay, _add_token, _add_revoke, _add_demo]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -323,6 +430,7 @@ async def _serve_relay(args: argparse.Namespace) -> None:
             f"({args.max_connections_per_room}); raise it (ulimit -n) for large rooms",
             file=sys.stderr,
         )
+    rules = _load_rules(args.rules)
     relay = Relay(
         args.host,
         args.port,
@@ -334,11 +442,14 @@ async def _serve_relay(args: argparse.Namespace) -> None:
         presence_interval=args.presence_interval,
         policy=policy,
         ssl=context,
+        rules=rules,
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
+    if args.rules:
+        loop.add_signal_handler(signal.SIGHUP, _reload_rules, relay, args.rules)
     try:
         await relay.start()
         tune_garbage_collector()
@@ -347,8 +458,34 @@ async def _serve_relay(args: argparse.Namespace) -> None:
         await stop.wait()
     finally:
         await relay.stop()
-        for signum in (signal.SIGTERM, signal.SIGINT):
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.remove_signal_handler(signum)
+
+
+def _load_rules(path: str | None) -> Any:
+    """The --rules file's rule set (None without one); a bad file stops the relay."""
+    if not path:
+        return None
+    from .rules import RulesError, load_rules
+
+    try:
+        return load_rules(path)
+    except RulesError as exc:
+        raise SystemExit(f"livewidgets relay: --rules {path}: {exc}") from None
+
+
+def _reload_rules(relay: Any, path: str) -> None:
+    """SIGHUP: read the rules file again; a bad file keeps the rules in force."""
+    from .rules import RulesError, load_rules
+
+    log = logging.getLogger("livewidgets.relay")
+    try:
+        rules = load_rules(path)
+    except RulesError as exc:
+        log.error("SIGHUP: keeping the rules in force: %s", exc)
+        return
+    relay.reload_rules(rules)
+    log.warning("SIGHUP: reloaded %d rules from %s", len(rules.rules), path)
 
 
 if __name__ == "__main__":

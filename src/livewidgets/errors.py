@@ -11,7 +11,8 @@
      │    └── ConnectionRefused  the relay (or the way to it) refused the connection
      ├── ConnectTimeout      connect(timeout=...) ran out (also a TimeoutError); says
      │                       why the attempts failed, if the relay said
-     └── AuthExpired         the token expired; refresh it to continue
+     ├── AuthExpired         the token expired; refresh it to continue
+     └── TokenCommandError   a token command (--token-cmd) failed
 
 Invalid local input (a bad path, a value that cannot be shared, an op that does
 not fit the current value) raises ``ValueError`` subclasses at once:
@@ -35,6 +36,7 @@ __all__ = [
     "OpRejected",
     "QueueFull",
     "SessionClosed",
+    "TokenCommandError",
 ]
 
 
@@ -147,3 +149,8 @@ def limit_named_in(message: str) -> int | None:
 
 class AuthExpired(LivewidgetsError):
     """The relay closed the connection because the token expired."""
+
+
+class TokenCommandError(LivewidgetsError, RuntimeError):
+    """A token command (``--token-cmd``, ``$LIVEWIDGETS_TOKEN_CMD``) failed: it did
+    not start, timed out, exited non-zero, or printed something that is not a token."""

@@ -22,6 +22,7 @@ SCENARIOS = (
     "durability",
     "flood",
     "lesson",
+    "rules",
 )
 # One livewidgets variant per codec and store, the floor, and pycrdt-websocket without
 # and with its SQLite store when it is installed (the bench skips it otherwise).

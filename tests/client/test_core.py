@@ -30,7 +30,7 @@ from livewidgets.protocol import (
     Snapshot,
 )
 from livewidgets.state import text as text_ot
-from livewidgets.state.ops import IncrementOp, Op, OpError, PushOp, SetOp, TextOp
+from livewidgets.state.ops import DeleteOp, IncrementOp, Op, OpError, PushOp, SetOp, TextOp
 
 ROOM = "r"
 ME = "me"
@@ -170,6 +170,23 @@ def test_remote_text_edit_transforms_pending_text() -> None:
     assert sync.confirmed == {"t": ">abc"}
     assert sync.visible == {"t": ">abc!"}
     assert sync.pending[0].ops == [TextOp(path="t", delta=[4, "!"])]
+
+
+def test_a_remote_delete_dooms_every_pending_edit_of_that_text() -> None:
+    """A concurrent delete (an admin's reset) replaces the string under two pending
+    edits: both are doomed, not only the first, so a new text at the path later is
+    never transformed against an edit of the old one; the relay refuses both."""
+    sync = joined({"t": "abc", "n": 1})
+    sync.submit([text("t", "abc", 3, "!")], handle=1)  # sent
+    sync.submit([text("t", "abc!", 0, ">"), IncrementOp(path="n", by=1)], handle=2)  # waits
+    sync.submit([IncrementOp(path="n", by=5)], handle=3)
+    sync.receive(remote(1, DeleteOp(path="t")))
+    assert [p.doomed for p in sync.pending] == [True, True, False]
+    sync.receive(remote(2, TextOp(path="t", delta=["new"])))
+    assert sync.visible == {"t": "new", "n": 6}
+    failed = of(sync.receive(Reject(room=ROOM, client_seq=1, code="conflict", message="x")), Failed)
+    assert [f.handles for f in failed] == [[1]]
+    assert sync.visible == {"t": "new", "n": 6}
 
 
 def test_remote_set_wins_over_pending_set_only_until_ours_lands() -> None:

@@ -5,6 +5,7 @@ at the advertised rate (docs/protocol.md "Pacing")."""
 from __future__ import annotations
 
 import asyncio
+import random
 import signal
 import socket
 import subprocess
@@ -134,9 +135,7 @@ class CliRelay:
 
     def __init__(self, db: Path, log: Path) -> None:
         self.db, self.log = db, log
-        with socket.socket() as probe:  # a free port to keep across restarts
-            probe.bind(("127.0.0.1", 0))
-            self.port = probe.getsockname()[1]
+        self.port = _free_port_outside_ephemeral_range()
         self.url = f"ws://127.0.0.1:{self.port}"
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -152,7 +151,8 @@ class CliRelay:
             )
         assert self.process.stdout is not None
         line = self.process.stdout.readline()  # "listening on ws://..." once it serves
-        assert b"listening on" in line, f"unexpected first line {line!r}; see {self.log}"
+        log = self.log.read_text(errors="replace")[-2000:]
+        assert b"listening on" in line, f"unexpected first line {line!r}; log:\n{log}"
 
     def kill(self) -> None:
         assert self.process is not None
@@ -169,6 +169,23 @@ class CliRelay:
     def _close_pipe(self) -> None:
         if self.process is not None and self.process.stdout is not None:
             self.process.stdout.close()
+
+
+def _free_port_outside_ephemeral_range() -> int:
+    """A free port below the kernel's ephemeral range: while the relay is down, the
+    client's reconnect attempts bind ephemeral local ports, and one of them could take
+    the relay's port if it lay in that range."""
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    rng = random.Random()
+    for _ in range(100):  # bounded: a free one is found at once on an idle range
+        port = rng.randrange(max(1024, low - 10_000), low)
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port below the ephemeral range")
 
 
 def test_write_loop_at_default_rate_survives_kill_9(

@@ -19,9 +19,10 @@ from typing import Any
 import pytest
 
 import livewidgets
+from livewidgets.auth import issue_token
 from livewidgets.client import Session
 from livewidgets.client.backoff import Backoff
-from livewidgets.errors import SessionClosed
+from livewidgets.errors import OpRejected, SessionClosed
 from livewidgets.jupyter.widgets import (
     Chat,
     ConflictResolver,
@@ -35,6 +36,7 @@ from livewidgets.jupyter.widgets import (
 )
 from livewidgets.jupyter.widgets._base import STATIC, initials, path_segment
 from livewidgets.relay import Relay
+from livewidgets.relay.security import SecurityPolicy
 from livewidgets.state import text as ot
 
 Connect = Callable[..., Session]
@@ -147,21 +149,23 @@ def test_poll_vote_reaches_the_other_session(
     """A vote clicked in A's view shows in B's counts; B's widget writes nothing."""
     a, b = connect("alice"), connect("bob")
     pa = Poll("poll/q1", "Tea?", ["tea", "coffee"], session=a)
+    # The first poll an admin opens gives the room its rule (version 1).
+    assert settle(wait_until, a, b) == 1 and "one vote per user" in str(b.rules)
     pb = Poll("poll/q1", "Tea?", ["tea", "coffee"], session=b)
     widgets += [pa, pb]
     frontend(pa, type="vote", option="tea")
     wait_until(lambda: pb.counts == {"tea": 1, "coffee": 0}, message="bob sees the vote")
     assert pa.my_vote == "tea" and pb.my_vote is None and pb.total == 1
     version = settle(wait_until, a, b)
-    # Had B echoed the change, the room would have sequenced more than A's one batch.
-    assert version == 1
-    assert b.set("sentinel", True).result(TIMEOUT) == 2
+    # Had B echoed the change, the room would have sequenced more than A's one vote.
+    assert version == 2
+    assert b.set("sentinel", True).result(TIMEOUT) == 3
 
 
 def test_poll_one_vote_per_user_moves_atomically(
     connect: Connect, wait_until: Wait, widgets: list[LiveWidget]
 ) -> None:
-    """Voting again moves the vote in one batch: nobody ever sees it counted twice."""
+    """Voting again moves the vote (one entry per user): nobody ever sees it counted twice."""
     a, a2, b = connect("alice"), connect("alice"), connect("bob")
     pa = Poll("poll/q", "?", ["x", "y", "a/b"], session=a)
     pa2 = Poll("poll/q", "?", ["x", "y", "a/b"], session=a2)
@@ -635,7 +639,7 @@ def test_close_unsubscribes_everything(connect: Connect, wait_until: Wait) -> No
 
     def hooks() -> tuple[int, int, dict[str, int]]:
         events = {name: len(handlers) for name, handlers in engine.events._handlers.items()}
-        return len(engine._change_listeners), len(engine.subscriptions._subs), events
+        return len(engine.dispatch.change_listeners), len(engine.subscriptions._subs), events
 
     before, threads = hooks(), threading.active_count()
     made: list[LiveWidget] = [
@@ -656,8 +660,116 @@ def test_close_unsubscribes_everything(connect: Connect, wait_until: Wait) -> No
     assert {k: v for k, v in after[2].items() if v} == {k: v for k, v in before[2].items() if v}
     snapshot = [dict(w.get_state()) for w in made]
     b.text("t").insert(0, "x")
-    b.increment("p/votes/x")
+    b.set("p/voters/bob", "x")
     b.push("c", {"text": "hi"})
     settle(wait_until, a, b)
     assert [dict(w.get_state()) for w in made] == snapshot
     wait_until(lambda: threading.active_count() <= threads, message="timer threads stopped")
+
+
+# --- widgets guard their invariants with room rules ------------------------------------------
+
+
+def test_a_poll_protects_each_vote_with_a_room_rule(
+    thread_relay: Callable[..., Any], room: str, wait_until: Wait, widgets: list[LiveWidget]
+) -> None:
+    """The teacher's poll gives the room its rule; then nobody, not even with a raw
+    session, can change another user's vote, and a student's poll counts their own."""
+    secret = b"s" * 32
+    relay = thread_relay(policy=SecurityPolicy(secret))
+
+    def session(user: str, role: str) -> Session:
+        token = issue_token(secret, user=user, room=room, role=role)
+        opened = livewidgets.connect(relay.url, room, user, token=token, timeout=TIMEOUT)
+        widgets.append(_Closer(opened))
+        return opened
+
+    teacher, bob, mallory = (
+        session("tess", "admin"),
+        session("bob", "write"),
+        session("mal", "write"),
+    )
+    widgets.append(Poll("poll/q1", "Tea?", ["tea", "coffee"], session=teacher))
+    settle(wait_until, teacher, bob, mallory)
+    assert teacher.rules is not None and any("one vote" in r["name"] for r in teacher.rules)
+    bob_poll = Poll("poll/q1", "Tea?", ["tea", "coffee"], session=bob)
+    widgets.append(bob_poll)
+    assert bob_poll.vote("tea") is not None
+    settle(wait_until, teacher, bob, mallory)
+    assert mallory.get("poll/q1/voters/bob") == "tea"
+    # A hostile session writes the store directly: refused by the relay, rolled back.
+    for attempt in (
+        mallory.set("poll/q1/voters/bob", "coffee"),
+        mallory.delete("poll/q1/voters/bob"),
+        mallory.set("poll/q1", {}),
+        mallory.set_rules(None),
+    ):
+        with pytest.raises(OpRejected, match="forbidden"):
+            attempt.result(TIMEOUT)
+    settle(wait_until, teacher, bob, mallory)
+    assert bob_poll.counts == {"tea": 1, "coffee": 0}
+    assert teacher.get("poll/q1/voters") == {"bob": "tea"}
+
+
+def test_a_student_poll_in_a_room_without_its_rule_says_so(
+    thread_relay: Callable[..., Any], room: str, wait_until: Wait, widgets: list[LiveWidget]
+) -> None:
+    """A student cannot add the rule: the widget says its writes wait for an admin."""
+    secret = b"s" * 32
+    relay = thread_relay(policy=SecurityPolicy(secret))
+    token = issue_token(secret, user="tess", room=room, role="admin")
+    teacher = livewidgets.connect(relay.url, room, "tess", token=token, timeout=TIMEOUT)
+    widgets.append(_Closer(teacher))
+    teacher.set_rules([{"path": "notes/**", "read": "anyone", "write": "writer"}]).result(TIMEOUT)
+    token = issue_token(secret, user="bob", room=room, role="write")
+    bob = livewidgets.connect(relay.url, room, "bob", token=token, timeout=TIMEOUT)
+    widgets.append(_Closer(bob))
+    poll = Poll("poll/q2", "?", ["x", "y"], session=bob)
+    widgets.append(poll)
+    wait_until(lambda: "until an admin opens it once" in poll.error, message="the notice")
+
+
+class _Closer:
+    """Lets the ``widgets`` fixture close a session at the end of a test."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def close(self) -> None:
+        self.session.close()
+
+
+def test_a_chat_keeps_each_message_its_authors(
+    thread_relay: Callable[..., Any], room: str, wait_until: Wait, widgets: list[LiveWidget]
+) -> None:
+    """After the teacher opens the chat, a message can only be posted as oneself and
+    removed by its author."""
+    secret = b"s" * 32
+    relay = thread_relay(policy=SecurityPolicy(secret))
+
+    def session(user: str, role: str) -> Session:
+        token = issue_token(secret, user=user, room=room, role=role)
+        opened = livewidgets.connect(relay.url, room, user, token=token, timeout=TIMEOUT)
+        widgets.append(_Closer(opened))
+        return opened
+
+    teacher, bob = session("tess", "admin"), session("bob", "write")
+    mallory = session("mal", "write")
+    widgets.append(Chat("chat", session=teacher))
+    settle(wait_until, teacher, bob, mallory)
+    bob_chat = Chat("chat", session=bob)
+    widgets.append(bob_chat)
+    bob_chat.send("hello").result(TIMEOUT)  # type: ignore[union-attr]
+    settle(wait_until, teacher, bob, mallory)
+    message_id = bob_chat.messages[0]["id"]
+    for attempt in (
+        mallory.remove("chat", message_id),
+        mallory.push("chat", {"id": "fake", "user": "bob", "text": "I quit"}),
+        mallory.set("chat", []),
+    ):
+        with pytest.raises(OpRejected, match="forbidden"):
+            attempt.result(TIMEOUT)
+    assert mallory.push("chat", {"id": "m", "user": "mal", "text": "hi"}).result(TIMEOUT)
+    bob_chat.delete(message_id).result(TIMEOUT)
+    settle(wait_until, teacher, bob, mallory)
+    assert [m["text"] for m in teacher.get("chat")] == ["hi"]

@@ -16,6 +16,8 @@ from livewidgets.protocol import (
     SUBPROTOCOLS,
     AckMessage,
     Admin,
+    Auth,
+    Authed,
     Batch,
     Broadcast,
     ClientMessage,
@@ -30,6 +32,7 @@ from livewidgets.protocol import (
     PresenceMessage,
     PresenceUpdate,
     Reject,
+    Revoked,
     ServerMessage,
     Snapshot,
     Welcome,
@@ -77,6 +80,9 @@ CLIENT_MESSAGES: list[Any] = [
     PresenceMessage(room="r", state={"cursor": {"anchor": 1, "head": 4}}),
     Admin(room="r", action="reset"),
     Admin(room="r", action="kick", client_id="c-2"),
+    Admin(room="r", action="revoke", link="Zm9yaw_-1"),
+    Admin(room="r", action="revoke", token_id="aGVsbG8tdG9rZW4"),
+    Auth(token="t.k.n2"),
 ]
 
 SERVER_MESSAGES: list[Any] = [
@@ -103,6 +109,10 @@ SERVER_MESSAGES: list[Any] = [
     PresenceUpdate(room="r", states={"c-2": None, "c-3": {"user": "ada"}}),
     Error(code="bad_frame", message="nope"),
     Error(code="not_joined", message="join first", ref="presence", room="r"),
+    Revoked(room="r", link="Zm9yaw_-1", closed=3),
+    Revoked(room="r", token_id="aGVsbG8tdG9rZW4"),
+    Authed(),
+    Authed(expires_in=299.25),
 ]
 
 

@@ -1,5 +1,8 @@
-"""CommitPipeline on its own: who hears a round during its commit and who after, order
-per member across commits, group commit, and a failed commit."""
+"""The commit pipeline on its own: who hears a round during its commit and who after,
+order per member across commits, group commit, and a failed commit.
+
+PipelineCore is tested the h11 way (inputs in, the exact actions out); CommitPipeline,
+its asyncio shell, with commits that end when the test says so."""
 
 from __future__ import annotations
 
@@ -7,11 +10,18 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import Any
 
-from livewidgets.protocol import AckMessage, Broadcast, SetOp
+from livewidgets.protocol import AckMessage, Broadcast, PresenceUpdate, SetOp
 from livewidgets.protocol.codec import JSON_SUBPROTOCOL, client_codec, server_codec
 from livewidgets.relay.fanout import Framed
 from livewidgets.relay.hub import Command, Delivery, Submit
-from livewidgets.relay.pipeline import CommitPipeline
+from livewidgets.relay.pipeline import (
+    CommandsDone,
+    CommitPipeline,
+    Deliver,
+    Fail,
+    PipelineCore,
+    StartCommit,
+)
 from livewidgets.relay.room import LogEntry
 from livewidgets.relay.store import StoreError
 
@@ -78,6 +88,92 @@ def accepted(
         sends.append(Delivery(others, Broadcast("r", version, author.client_id, version, [OP])))
     entry = LogEntry(version, author.client_id, version, (OP,))
     return sends, [entry], [Submit(author, version, version - 1, (OP,))]
+
+
+def to(*peers: Peer, message: Any) -> Delivery[Peer]:
+    return Delivery(peers, message)
+
+
+# --- PipelineCore: the exact actions ------------------------------------------------------
+
+
+def test_core_a_round_that_accepted_nothing_and_waits_for_nothing_goes_out_at_once() -> None:
+    core: PipelineCore[Peer] = PipelineCore()
+    a, b = Peer("a"), Peer("b")
+    presence = PresenceUpdate("r", {"a": {"x": 1}})
+    commands: list[Command[Peer]] = [Submit(a, 1, 0, (OP,))]
+    actions = core.add([to(b, message=presence)], [], commands)
+    assert actions == [Deliver([to(b, message=presence)]), CommandsDone(commands)]
+    assert core.idle and not core.committing
+
+
+def test_core_one_commit_in_flight_what_comes_meanwhile_is_the_next_group() -> None:
+    core: PipelineCore[Peer] = PipelineCore()
+    a, b, c = Peer("a"), Peer("b"), Peer("c")
+    s1, e1, c1 = accepted(1, a, (b, c))
+    s2, e2, c2 = accepted(2, b, (a, c))
+    s3, e3, c3 = accepted(3, c, (a, b))
+    ack1, bc1 = s1[0].message, s1[1].message
+    ack2, bc2 = s2[0].message, s2[1].message
+    ack3, bc3 = s3[0].message, s3[1].message
+    # The others hear of 1 now; a's ack waits for the commit, which starts.
+    assert core.add(s1, e1, c1) == [Deliver([to(b, c, message=bc1)]), StartCommit(e1)]
+    # a waits for its ack of 1, b for its ack of 2: only c hears of 2 now; no commit
+    # starts while one is in flight.
+    assert core.add(s2, e2, c2) == [Deliver([to(c, message=bc2)])]
+    # Everyone waits now: nothing goes out.
+    assert core.add(s3, e3, c3) == []
+    assert core.committing and not core.idle
+    # 1 is durable: a hears its ack, 2 and 3 are committed together (group commit).
+    assert core.commit_done() == [
+        Deliver([to(a, message=ack1)]),
+        CommandsDone(c1),
+        StartCommit([*e2, *e3]),
+    ]
+    # Each round's held sends go out after their commit, rounds in order.
+    assert core.commit_done() == [
+        Deliver([to(b, message=ack2), to(a, message=bc2)]),
+        Deliver([to(c, message=ack3), to(a, b, message=bc3)]),
+        CommandsDone([*c2, *c3]),
+    ]
+    assert core.idle and not core.committing
+
+
+def test_core_a_member_behind_a_commit_gets_even_a_round_without_entries_after_it() -> None:
+    core: PipelineCore[Peer] = PipelineCore()
+    a, b = Peer("a"), Peer("b")
+    s1, e1, c1 = accepted(1, a, (b,))
+    presence = PresenceUpdate("r", {"b": {"cursor": 3}})
+    core.add(s1, e1, c1)
+    # a waits for its ack: the presence behind it waits too (no commit of its own),
+    # while b, waiting for nothing, hears its share at once.
+    assert core.add([to(a, b, message=presence)], [], []) == [Deliver([to(b, message=presence)])]
+    assert core.commit_done() == [
+        Deliver([to(a, message=s1[0].message)]),
+        CommandsDone(c1),
+        Deliver([to(a, message=presence)]),
+    ]
+    assert core.idle
+
+
+def test_core_a_failed_commit_delivers_nothing_of_its_group_or_later_ones() -> None:
+    core: PipelineCore[Peer] = PipelineCore()
+    a, b, c = Peer("a"), Peer("b"), Peer("c")
+    first, second, third = accepted(1, a, (b,)), accepted(2, b, (a,)), accepted(3, c, ())
+    core.add(*first)
+    core.add(*second)
+    error = StoreError("disk on fire")
+    assert core.commit_failed(error) == [Fail(error)]
+    # No commit starts after a failure, and nothing held goes out; c's ack waits
+    # for a commit that will never run.
+    assert core.add(*third) == []
+    assert core.idle and not core.committing
+    # The room fails: every command not delivered comes back, in order.
+    assert core.abandon() == [*first[2], *second[2], *third[2]]
+    assert core.add([], [], []) == []
+
+
+# --- CommitPipeline: the asyncio shell ---------------------------------------------------
 
 
 async def test_others_hear_a_round_at_once_its_author_after_the_commit() -> None:

@@ -11,6 +11,7 @@ from livewidgets.relay import Relay
 from livewidgets.relay.security import Limits, SecurityPolicy
 
 from ..conftest import RelayFactory
+from ..relay.conftest import prefix  # noqa: F401 - Redis key prefixes for these tests too
 from ..relay.helpers import RawClient
 from .helpers import SECRET
 

@@ -203,7 +203,10 @@ def legal_client_messages(draw: st.DrawFn) -> dict[str, Any]:
     """A well-formed client → relay message with hostile contents."""
     kind = draw(
         st.sampled_from(
-            ["op"] * 6 + ["batch"] * 2 + ["presence"] * 2 + ["join", "leave", "admin", "hello"]
+            ["op"] * 6
+            + ["batch"] * 2
+            + ["presence"] * 2
+            + ["join", "leave", "admin", "hello", "auth"]
         )
     )
     room = draw(st.one_of(st.just(ROOM), st.just(ROOM), st.sampled_from(["fuzz-2", "a/b@c"])))
@@ -236,6 +239,8 @@ def legal_client_messages(draw: st.DrawFn) -> dict[str, Any]:
     if kind == "admin":
         action = draw(st.sampled_from(["reset", "kick"]))
         return {"type": "admin", "room": room, "action": action, "client_id": draw(CLIENT_IDS)}
+    if kind == "auth":  # a token renewal with a token that is no token
+        return {"type": "auth", "token": draw(TEXT.filter(bool))}
     return {"type": "hello", "protocol": 1, "user": draw(TEXT)}
 
 
@@ -290,7 +295,10 @@ def spoiled_client_messages(draw: st.DrawFn) -> Any:
     """Something shaped like a client → relay message (docs/protocol.md), then spoiled."""
     kind = draw(
         st.sampled_from(
-            ["hello", "join", "leave", "op", "op", "op", "batch", "presence", "admin", "other"]
+            [
+                *("hello", "join", "leave", "op", "op", "op", "batch"),
+                *("presence", "admin", "auth", "other"),
+            ]
         )
     )
     room = draw(ROOMS)
@@ -333,6 +341,8 @@ def spoiled_client_messages(draw: st.DrawFn) -> Any:
             "action": draw(st.sampled_from(["reset", "kick", "nuke", ""])),
             "client_id": draw(CLIENT_IDS),
         }
+    elif kind == "auth":
+        message = {"type": "auth", "token": draw(st.one_of(TEXT, ANY_INTS, st.none()))}
     else:
         message = {"type": draw(st.one_of(TEXT, ANY_INTS, st.sampled_from(SERVER_TYPES)))}
         message.update(draw(st.dictionaries(TEXT, VALUES, max_size=3)))
@@ -341,7 +351,10 @@ def spoiled_client_messages(draw: st.DrawFn) -> Any:
     return _spoil(draw, message)
 
 
-SERVER_TYPES = ["welcome", "snapshot", "broadcast", "joined", "ack", "reject", "presence", "error"]
+SERVER_TYPES = [
+    *("welcome", "snapshot", "broadcast", "joined", "ack", "reject", "presence", "error"),
+    "authed",
+]
 
 
 @st.composite

@@ -4,10 +4,11 @@ Clients are :class:`ClientProtocol` objects (each with its RoomSync); relays are
 :class:`RelayProtocol` per connection, one :class:`RoomHub` per relay, and a tiny
 runner that does what the asyncio runners do with the hub's sends:
 
-* a relay on its own store (relay.runner_local + relay.pipeline): a round's sends go
-  out at once, but those marked ``after_commit`` (and whatever follows them for the
-  same member) wait for the round's group commit, which the scheduler performs later;
-  while one commit is in flight, later rounds gather for the next one. A crash loses
+* a relay on its own store (relay.runner_local + relay.pipeline): each round goes
+  through the real :class:`PipelineCore`: a round's sends go out at once, but those
+  marked ``after_commit`` (and whatever follows them for the same member) wait for
+  the round's group commit, which the scheduler ends later; while one commit is in
+  flight, later rounds gather for the next one. A crash loses
   what was not committed although members saw it; the restarted relay loads the
   committed log in a new epoch (relay.lineage).
 * two relays on one shared store (relay.runner_shared): a round first catches up
@@ -21,8 +22,10 @@ actions (dials, reconnect delays, pings, token refreshes, proof checks). Relay
 frames cross as encoded bytes (the real fan-out encodes them), client frames are
 encoded and decoded by the codecs too. Faults are seeded: cuts, dead peers found by
 the heartbeat, partitions, ack-timeout resends, slow consumers (4009), token expiry
-(4004, then a refresh), relay crashes mid-commit and restarts, failover. Same seed,
-same run.
+(4004, then a refresh), relay crashes mid-commit and restarts, failover, admin
+resets and kicks (4011, then a new session), hellos held past the hello timeout
+(4000), and reader credits (a connection stops reading while its commands wait).
+Same seed, same run.
 """
 
 from __future__ import annotations
@@ -50,6 +53,7 @@ from livewidgets.client.protocol import (
     ProtocolConfig,
     ReconnectAfter,
     Refused,
+    RefusedConnection,
     SendMessages,
     State,
     VerifyProof,
@@ -58,9 +62,16 @@ from livewidgets.client.protocol import Close as ClientClose
 from livewidgets.protocol import PROTOCOL_VERSION, CloseCode, ErrorCode, Hello, Welcome
 from livewidgets.protocol.codec import client_codec, server_codec
 from livewidgets.protocol.messages import Batch, OpMessage, Snapshot
-from livewidgets.relay.fanout import Framed, deliver, split
+from livewidgets.relay.fanout import Framed, commands_done, deliver
 from livewidgets.relay.hub import Command, Delivery, JoinRoom, RoomHub, Submit
 from livewidgets.relay.lineage import Lineage
+from livewidgets.relay.pipeline import (
+    CommandsDone,
+    Deliver,
+    PipelineAction,
+    PipelineCore,
+    StartCommit,
+)
 from livewidgets.relay.policy import AllowAll, Denied, Principal
 from livewidgets.relay.room import LogEntry, RoomCore, RoomRecord
 from livewidgets.relay.session import (
@@ -72,6 +83,7 @@ from livewidgets.relay.session import (
     RelayProtocol,
     Reply,
 )
+from livewidgets.relay.session import State as RelayState
 from livewidgets.state import text as text_ot
 from livewidgets.state.ops import (
     DeleteOp,
@@ -104,6 +116,10 @@ CONFIG = ProtocolConfig(
     can_refresh=True,
 )
 BACKOFF = Backoff(initial=0.05, factor=2.0, cap=1.0)
+# The relay's hello_timeout (server.py), scaled like the clients' timers.
+HELLO_TIMEOUT = 0.5
+# Reader credits per connection with Faults(inflight=True) (server.py max_inflight).
+MAX_INFLIGHT = 2
 
 
 @dataclass(frozen=True)
@@ -122,6 +138,13 @@ class Faults:
     expiry: bool = False
     slow: bool = False
     verify: bool = False
+    # Admins reset the room and kick members (4011: the kicked user comes back with a
+    # new session, as a person reopening the notebook would).
+    admin: bool = False
+    # A client's first frames are held past the relay's hello timeout (4000).
+    hello_stall: bool = False
+    # Few reader credits: a connection stops reading while its commands wait for rounds.
+    inflight: bool = False
 
 
 # --- the relay side ------------------------------------------------------------------
@@ -138,6 +161,11 @@ class RelayConn:
     user: str = ""
     closing: bool = False
     codec: Any = RELAY_CODEC
+    # Reader credits (connection._put / command_done): commands put and not yet done,
+    # and the actions of the frame being read once a Put waits for a credit (no
+    # further frame is read meanwhile).
+    inflight: int = 0
+    stalled: list[Any] = field(default_factory=list)
 
     def enqueue_frames(self, frames: list[Framed]) -> None:
         """connection.enqueue_frames: a round's frames onto an idle connection go out in
@@ -156,7 +184,8 @@ class RelayConn:
         self.enqueue_frames([(RELAY_CODEC.encode(message), b"")])
 
     def command_done(self) -> None:
-        pass  # no credits in the sim: every Put is queued at once
+        self.inflight -= 1
+        assert self.inflight >= 0, "a reader credit was returned twice"
 
     def close(self, code: int, reason: str = "", *, flush: bool = True) -> None:
         if self.closing:
@@ -208,15 +237,6 @@ class SimStore:
         return True
 
 
-@dataclass(eq=False)
-class _Group:
-    """pipeline._Group: rounds committed together and what waits for that commit."""
-
-    entries: list[LogEntry] = field(default_factory=list)
-    rounds: list[list[Delivery[Any]]] = field(default_factory=list)
-    waiting: set[RelayConn] = field(default_factory=set)
-
-
 class SimRelay:
     """One relay process: its connections' protocols, its room hub and runner."""
 
@@ -233,9 +253,13 @@ class SimRelay:
         self.registry: dict[str, RelayConn] = {}
         self.links: list[Link] = []
         self.policy = SimPolicy(sim)
-        # Local store: the group being committed and the one being built.
-        self.committing: _Group | None = None
-        self.building = _Group()
+        # Local store: the real group-commit logic, and the entries of the commit in
+        # flight (the scheduler decides when it returns).
+        self.pipeline: PipelineCore[RelayConn] = PipelineCore()
+        self.writing: list[LogEntry] | None = None
+        # Connections whose reader waits for a credit (RelayConn.stalled); a dict, so
+        # the scheduler sees them in a fixed order (same seed, same run).
+        self.stalled: dict[RelayConn, None] = {}
         # Shared store: a newer head was reported (catch up before the next round).
         self.behind = False
         self._ids = itertools.count()
@@ -258,7 +282,16 @@ class SimRelay:
         )
         self.links.append(link)
         self.execute(conn, conn.protocol.connect(link.client.name))
+        self.sim.later(HELLO_TIMEOUT, lambda life=self.life: self._hello_due(conn, life))
         return conn
+
+    def _hello_due(self, conn: RelayConn, life: int) -> None:
+        """connection._handshake: no frame within hello_timeout closes with 4000."""
+        if life != self.life or conn.link.relay_done:
+            return
+        if conn.protocol.state is RelayState.AWAITING_HELLO:
+            self.sim.counts["hello_timeout"] += 1
+            self.execute(conn, conn.protocol.hello_timeout())
 
     # --- the connection shell (relay.connection) -------------------------------------
 
@@ -272,21 +305,48 @@ class SimRelay:
         self.execute(conn, actions)
 
     def execute(self, conn: RelayConn, actions: list[Any]) -> None:
-        for action in actions:
+        for index, action in enumerate(actions):
             if isinstance(action, Reply):
                 conn.reply(action.message)
             elif isinstance(action, Put):
-                # connection._put: a closing connection's commands are dropped.
-                if not action.wait or not conn.closing:
-                    self.inbox.append(action.command)
+                limit = self.sim.max_inflight
+                if action.wait and conn.closing:
+                    continue  # connection._put: a closing connection's commands are dropped
+                if action.wait and limit is not None and conn.inflight >= limit:
+                    # connection._put waits for a credit: the rest of this frame's
+                    # actions, and the next frames, wait with it (resume_reading).
+                    self.sim.counts["inflight_wait"] += 1
+                    conn.stalled = actions[index:]
+                    self.stalled[conn] = None
+                    return
+                conn.inflight += 1
+                self.inbox.append(action.command)
             elif isinstance(action, Close):
                 conn.close(action.code, action.reason, flush=action.flush)
             elif isinstance(action, Register):
                 self._register(conn, action)
             elif isinstance(action, ExpireAt):
                 self.sim.at(action.deadline, lambda life=self.life: self._expire(conn, life))
-            else:
-                assert not isinstance(action, Kick), "the sim sends no admin messages"
+            elif isinstance(action, Kick):
+                self._kick(conn, action)
+            else:  # e.g. PauseReading: AllowAll never slows anyone down
+                raise AssertionError(f"the sim does not carry out {action!r}")
+
+    def resume_reading(self, conn: RelayConn) -> None:
+        """A credit came back (or the connection closes): the stalled frame goes on."""
+        actions, conn.stalled = conn.stalled, []
+        self.stalled.pop(conn, None)
+        self.execute(conn, actions)
+
+    def _kick(self, conn: RelayConn, action: Kick) -> None:
+        """server.kick: close the member's connection with 4011, else answer absent."""
+        target = self.registry.get(action.client_id)
+        if target is None or action.room not in target.protocol.rooms:
+            self.sim.counts["kick_absent"] += 1
+            conn.reply(action.absent)
+            return
+        self.sim.counts["kick"] += 1
+        target.close(CloseCode.KICKED, "removed by an admin", flush=False)
 
     def _register(self, conn: RelayConn, action: Register) -> None:
         conn.client_id, conn.user = action.client_id, action.user
@@ -308,6 +368,8 @@ class SimRelay:
         if self.registry.get(conn.client_id) is conn:
             del self.registry[conn.client_id]
         conn.closing = True
+        conn.stalled = []  # the reader waiting for a credit ends with the socket
+        self.stalled.pop(conn, None)
         self.execute(conn, conn.protocol.connection_lost())
 
     # --- the runner -------------------------------------------------------------------
@@ -320,45 +382,35 @@ class SimRelay:
             self._local_round(batch)
 
     def _local_round(self, batch: list[Command[Any]]) -> None:
-        """runner_local._round + pipeline.add."""
+        """runner_local._round: the hub's sends and entries go to the pipeline core."""
         hub = self.hub
         sends = [send for command in batch for send in hub.handle(command)]
         if hub.presence_waiting:
             sends.extend(hub.flush_presence())
-        entries = hub.take_unsaved()
-        hold = set(self.building.waiting)
-        if self.committing is not None:
-            hold |= self.committing.waiting
-        if entries:
-            hold |= {peer for send in sends if send.after_commit for peer in send.to}
-        now, later = split(sends, hold)
-        deliver(now)
-        if not entries and not later:
-            return
-        self.building.entries += entries
-        if later:
-            self.building.rounds.append(later)
-            self.building.waiting.update(peer for send in later for peer in send.to)
-        self._start_commit()
+        self._pipeline_do(self.pipeline.add(sends, hub.take_unsaved(), batch))
 
-    def _start_commit(self) -> None:
-        if self.committing is not None or not (self.building.entries or self.building.rounds):
-            return
-        group, self.building = self.building, _Group()
-        if not group.entries:
-            for sends in group.rounds:
-                deliver(sends)
-            return
-        self.committing = group  # the scheduler decides when the commit returns
+    @property
+    def committing(self) -> bool:
+        return self.pipeline.committing
 
     def commit(self) -> None:
         """The group commit returns: the entries are durable, their waiting sends go out."""
-        group, self.committing = self.committing, None
-        assert group is not None
-        assert self.store.append(group.entries), "a local store's append cannot conflict"
-        for sends in group.rounds:
-            deliver(sends)
-        self._start_commit()
+        entries, self.writing = self.writing, None
+        assert entries is not None
+        assert self.store.append(entries), "a local store's append cannot conflict"
+        self._pipeline_do(self.pipeline.commit_done())
+
+    def _pipeline_do(self, actions: list[PipelineAction[RelayConn]]) -> None:
+        """pipeline.CommitPipeline._do, with the commit left to the scheduler."""
+        for action in actions:
+            if isinstance(action, Deliver):
+                deliver(action.sends, action.encoded)
+            elif isinstance(action, CommandsDone):
+                commands_done(action.commands)
+            elif isinstance(action, StartCommit):
+                self.writing = action.entries
+            else:
+                raise AssertionError(f"a sim commit never fails: {action}")
 
     def _shared_round(self, batch: list[Command[Any]]) -> None:
         """runner_shared._process: catch up, handle, commit (redo on conflict), deliver."""
@@ -389,6 +441,7 @@ class SimRelay:
         if hub.presence_waiting:
             sends.extend(hub.flush_presence())
         deliver(sends)
+        commands_done(batch)
 
     def catch_up(self) -> None:
         """Apply and broadcast what other relays committed (runner_shared._catch_up)."""
@@ -401,7 +454,8 @@ class SimRelay:
         """The process dies: every connection drops, uncommitted entries are lost."""
         self.up = False
         self.life += 1
-        self.inbox, self.committing, self.building = [], None, _Group()
+        self.inbox, self.pipeline, self.writing = [], PipelineCore(), None
+        self.stalled.clear()
         self.registry.clear()
         for link in self.links:
             link.relay_done = True
@@ -415,7 +469,7 @@ class SimRelay:
 
     @property
     def busy(self) -> bool:
-        return bool(self.inbox or self.committing or self.building.rounds)
+        return bool(self.inbox or not self.pipeline.idle or self.stalled)
 
 
 def _ahead(command: Command[Any], version: int) -> bool:
@@ -443,6 +497,8 @@ class Link:
     # Whether each side has learned that the connection ended.
     client_done: bool = False
     relay_done: bool = False
+    # The relay reads nothing from this connection until then (a stalled hello).
+    hold_until: float = 0.0
 
     @property
     def alive(self) -> bool:
@@ -487,6 +543,7 @@ class Simulation:
         # As the relay's config: a catch-up fits in the send queue (server.py).
         assert max_delta <= send_queue_limit // 2
         self.send_queue_limit = send_queue_limit
+        self.max_inflight = MAX_INFLIGHT if self.faults.inflight else None
         self.now = 0.0
         self.counts: Counter[str] = Counter()
         self.token_expiry: dict[str, float] = {}
@@ -502,6 +559,8 @@ class Simulation:
             self.relays = [SimRelay(self, "relay0", self.store)]
         self.by_url = {relay.url: relay for relay in self.relays}
         self.clients = [self._new_client(f"c{i}") for i in range(clients)]
+        # Clients that stopped for good (kicked); a new session took each one's place.
+        self.retired: list[SimClient] = []
         self._handle = 0
         # handle -> (client name, client_seq) of the write, for the log checks.
         self.handle_seq: dict[int, tuple[str, int]] = {}
@@ -599,6 +658,9 @@ class Simulation:
             self.counts["failover"] += 1
         client.last_relay = relay.name
         link = Link(client, relay)
+        if self.faults.hello_stall and not self.healing and self.rng.random() < 0.2:
+            self.counts["hello_stall"] += 1
+            link.hold_until = self.now + self.rng.uniform(0.3, 1.5)
         link.conn = relay.accept(link)
         client.link = link
         self._client_do(client, client.protocol.opened(self.now))
@@ -652,6 +714,12 @@ class Simulation:
 
         self.later(self.rng.uniform(0.0, 0.05), answer)
 
+    def _do_refused(self, client: SimClient, action: RefusedConnection) -> None:
+        """A refused attempt: retried (counted) unless the refusal is final."""
+        self.counts["refused_connection"] += 1
+        if action.final:
+            self._do_stop(client, action)
+
     def _do_stop(self, client: SimClient, action: Any) -> None:
         raise AssertionError(f"{client.name} stopped for good: {action!r}")
 
@@ -683,6 +751,20 @@ class Simulation:
         if client.link is link:
             client.link = None
         self._client_do(client, client.protocol.closed(code, self.now, by_peer=by_peer))
+        if code == CloseCode.KICKED and client.protocol.state is State.CLOSED:
+            self._rejoin(client)
+
+    def _rejoin(self, client: SimClient) -> None:
+        """A kicked client stopped for good (4011 is final): its unresolved writes fail
+        (the session closed, as Engine._finish does) and a new session of the same
+        person takes its place (a new client_id: the old one's seqs are used)."""
+        self.counts["kicked_rejoin"] += 1
+        for handle in client.issued:
+            client.outcomes.setdefault(handle, "failed")
+        self.retired.append(client)
+        fresh = self._new_client(f"{client.name}k{self.counts['kicked_rejoin']}")
+        self.clients[self.clients.index(client)] = fresh
+        self._client_do(fresh, fresh.protocol.connect(self.now))
 
     def _relay_lost(self, link: Link) -> None:
         if link.relay_done:
@@ -803,7 +885,7 @@ class Simulation:
 
     def crash(self, relay: SimRelay) -> None:
         self.counts["crash"] += 1
-        if relay.committing is not None:
+        if relay.committing:
             self.counts["crash_mid_commit"] += 1
         relay.crash()
         self.later(self.rng.uniform(0.1, 1.5), lambda: self._restart(relay))
@@ -841,10 +923,18 @@ class Simulation:
             self.counts["slow"] += 1
             client.slow_until = self.now + rng.uniform(0.3, 1.5)
         elif roll < 0.03 and self.faults.crashes:
-            busy = [r for r in self.relays if r.up and r.committing is not None]
+            busy = [r for r in self.relays if r.up and r.committing]
             up = [r for r in self.relays if r.up]
             if busy or (up and rng.random() < 0.2):
                 self.crash(rng.choice(busy or up))
+        elif roll < 0.035 and self.faults.admin and client.protocol.state is State.CONNECTED:
+            if rng.random() < 0.5:
+                self.counts["admin_reset"] += 1
+                self._client_do(client, client.protocol.admin(ROOM, "reset"))
+            else:
+                self.counts["admin_kick"] += 1
+                target = rng.choice(self.clients).name
+                self._client_do(client, client.protocol.admin(ROOM, "kick", target))
         else:
             return False
         return True
@@ -858,7 +948,7 @@ class Simulation:
             link = client.link
             if link is None or link.silent:
                 continue
-            if link.to_relay:
+            if link.to_relay and not link.conn.stalled and link.hold_until <= self.now:
                 work.append(lambda link=link: self._to_relay(link))
             if link.to_client and client.slow_until <= self.now:
                 work.append(lambda link=link: self._to_client(link))
@@ -867,10 +957,14 @@ class Simulation:
                 continue
             if relay.inbox:
                 work.append(lambda r=relay: r.run_round(self.rng.randint(1, len(r.inbox))))
-            if relay.committing is not None:
+            if relay.committing:
                 work.append(relay.commit)
             if relay.behind and not relay.inbox:
                 work.append(relay.catch_up)
+            limit = self.max_inflight
+            for conn in relay.stalled:
+                if conn.closing or limit is None or conn.inflight < limit:
+                    work.append(lambda r=relay, c=conn: r.resume_reading(c))
         return work
 
     def step(self, faults: bool = True) -> bool:
@@ -906,6 +1000,8 @@ class Simulation:
         self.healing = True
         for client in self.clients:
             client.offline_until = client.slow_until = 0.0
+            if client.link is not None:
+                client.link.hold_until = 0.0
             if client.link is not None and client.link.silent and not client.link.client_done:
                 self.cut(client.link)
         self.token_expiry.clear()
@@ -943,4 +1039,5 @@ _CLIENT_ACTIONS: dict[type, Callable[[Simulation, SimClient, Any], None]] = {
     GaveUp: Simulation._do_stop,
     AuthExpiredEvent: Simulation._do_stop,
     Refused: Simulation._do_stop,
+    RefusedConnection: Simulation._do_refused,
 }

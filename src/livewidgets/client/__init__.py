@@ -8,12 +8,14 @@ from ..errors import (
     OpRejected,
     QueueFull,
     SessionClosed,
+    TokenCommandError,
 )
 from .ack import Ack
 from .backoff import Backoff
 from .core import Priority, RoomSync
 from .engine import EngineConfig
 from .session import AsyncSession, Session, SessionAPI, connect, connect_async
+from .tokens import TokenCommand
 
 __all__ = [
     "Ack",
@@ -31,6 +33,8 @@ __all__ = [
     "Session",
     "SessionAPI",
     "SessionClosed",
+    "TokenCommand",
+    "TokenCommandError",
     "connect",
     "connect_async",
 ]

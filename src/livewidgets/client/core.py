@@ -474,18 +474,26 @@ class RoomSync:
     ) -> list[Op] | None:
         """Transform pending ops over ``concurrent``; returns ``concurrent`` as it applies
         on top of the pending ops (None if some op could not be rebased)."""
-        others: list[Op] | None = list(concurrent)
+        others = list(concurrent)
+        # Texts a concurrent op replaced under a pending edit: later edits of them were
+        # made on top of that (doomed) edit, so they cannot be rebased either.
+        replaced: list[str] = []
         for pending in self.pending if pending_ops is None else pending_ops:
             if not others:
                 break
             if not pending.replayed:
                 continue
+            if replaced and _edits_text_under(pending.ops, replaced):
+                pending.doomed = True
+                continue
             try:
                 pending.ops, others = transform_ops(pending.ops, others)
-            except TextReplaced:
+            except TextReplaced as exc:
+                # Doomed (the relay refuses it too): the ops after it see ``others``
+                # as they were before it.
                 pending.doomed = True
-                others = None
-        return others
+                replaced.append(exc.path)
+        return None if replaced else others
 
     def _replay(
         self, before: dict[str, Any], ops: Sequence[Op] | None = None, origin: str | None = None
@@ -554,6 +562,13 @@ class RoomSync:
     @property
     def in_flight(self) -> int:
         return sum(1 for p in self.pending if p.sent)
+
+
+def _edits_text_under(ops: Sequence[Op], paths: list[str]) -> bool:
+    """Whether a text op of ``ops`` edits a string at (or under, or above) one of ``paths``."""
+    return any(
+        isinstance(op, TextOp) and any(is_related(op.path, path) for path in paths) for op in ops
+    )
 
 
 def _try_apply(state: dict[str, Any], ops: Sequence[Op]) -> dict[str, Any]:

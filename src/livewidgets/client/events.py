@@ -27,6 +27,7 @@ EVENTS = frozenset(
         "presence",
         "my_presence",
         "auth_expired",
+        "token_renewed",
         "error",
     }
 )

@@ -30,6 +30,7 @@ _COUNTERS = (
     "send_failures",
     "decode_errors",
     "heartbeat_timeouts",
+    "token_renewals",
 )
 
 
@@ -50,6 +51,8 @@ class Metrics:
     send_failures: int = 0
     decode_errors: int = 0
     heartbeat_timeouts: int = 0
+    # Tokens renewed on an open connection (auth / authed, no reconnect).
+    token_renewals: int = 0
     # Round trips (ping/pong and op/ack), seconds; a bounded window of recent samples.
     rtt_samples: deque[float] = field(default_factory=lambda: deque(maxlen=1000))
     connected_since: float | None = None

@@ -31,11 +31,22 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..protocol import FINAL_CLOSE_CODES, PROTOCOL_VERSION, CloseCode, ErrorCode, FrameError
-from ..protocol.messages import Admin, Batch, Error, Hello, OpMessage, PresenceMessage, Welcome
+from ..protocol.messages import (
+    Admin,
+    Auth,
+    Authed,
+    Batch,
+    Error,
+    Hello,
+    OpMessage,
+    PresenceMessage,
+    Welcome,
+)
 from ..protocol.pacing import TokenBucket
 from .core import Event, JoinedRoom, Priority, Resync, RoomSync, Send
 from .presence import LocalPresence
 from .refusals import Refusal, from_http, from_relay
+from .renewal import Renewal, RenewalConfig
 
 __all__ = [
     "ACCEPTS",
@@ -59,10 +70,12 @@ __all__ = [
     "Refused",
     "RefusedConnection",
     "RelayError",
+    "RenewToken",
     "SendMessages",
     "State",
     "StateChanged",
     "Status",
+    "TokenRenewed",
     "VerifyProof",
 ]
 
@@ -100,6 +113,10 @@ _LIVE = frozenset({State.HANDSHAKING, State.VERIFYING, State.JOINING, State.CONN
 
 _ENDED = frozenset({State.CLOSING, State.REFRESHING, State.BACKOFF})
 
+# Where a token may be renewed on the open connection (welcomed, and the relay proved
+# itself if it had to).
+_RENEWABLE = frozenset({State.JOINING, State.CONNECTED})
+
 # Every state change the lifecycle may make. A connection ends (CLOSING when we end
 # it, else straight to what comes next); CLOSED is reachable from everywhere (a local
 # close, a final close code) and nothing leaves it.
@@ -126,6 +143,8 @@ ACCEPTS: dict[str, frozenset[State]] = {
     "closed": _LIVE | {State.CLOSING, State.CLOSED},
     "proof_checked": frozenset({State.VERIFYING}),
     "token_refreshed": frozenset({State.REFRESHING}),
+    # The answer to a RenewToken may come after its connection ended (or the session).
+    "token_renewed": frozenset(State),
     "pong": _LIVE | {State.CLOSING, State.CLOSED},
     "receive": frozenset(State),
 }
@@ -215,6 +234,20 @@ class NeedToken:
 
 
 @dataclass(frozen=True)
+class RenewToken:
+    """The connection's token expires soon: ask the application for a fresh one,
+    without blocking the connection, and call token_renewed() with it (None: none)."""
+
+
+@dataclass(frozen=True)
+class TokenRenewed:
+    """The relay took the fresh token: the connection now expires in ``expires_in``
+    seconds (None: never), with no reconnect."""
+
+    expires_in: float | None
+
+
+@dataclass(frozen=True)
 class VerifyProof:
     """Check that the relay that signed ``proof`` knows our secret for ``nonce``;
     call proof_checked() with the answer."""
@@ -295,6 +328,8 @@ Action = (
     | Ping
     | ReconnectAfter
     | NeedToken
+    | RenewToken
+    | TokenRenewed
     | VerifyProof
     | StateChanged
     | RelayError
@@ -323,8 +358,10 @@ class ProtocolConfig:
     heartbeat_interval: float = 5.0
     heartbeat_timeout: float = 5.0
     ack_timeout: float = 10.0
-    # Whether the application can renew tokens (EngineConfig.token_refresh).
+    # Whether the application can renew tokens (EngineConfig.token_refresh): after an
+    # auth close, and ahead of the expiry the relay states (docs/security.md "Renewal").
     can_refresh: bool = False
+    renewal: RenewalConfig = field(default_factory=RenewalConfig)
     # Whether the relay must prove who it is before anything about a room goes out.
     verify: bool = False
     # False: join as a listener, off the presence lists until update_presence().
@@ -393,6 +430,8 @@ class ClientProtocol:
         self._resync = False
         # The close code that sent us to REFRESHING.
         self._auth_code: CloseCode | None = None
+        # Renewing the token on the open connection (auth / authed).
+        self._renewal = Renewal(self.config.renewal)
         # The nonce of the current hello (verified relays only).
         self._nonce: str | None = None
         # Rooms not yet joined on this connection.
@@ -502,6 +541,19 @@ class ClientProtocol:
             actions.append(AuthExpiredEvent())
         return actions + self._stop()
 
+    def token_renewed(self, token: str | None, now: float) -> list[Action]:
+        """The application's answer to RenewToken: offer the relay the new token on
+        this connection (None, or the same token: ask again later, until expiry)."""
+        self._accept("token_renewed")
+        offer = self._renewal.answered(token, self.token, now)
+        if offer is None:
+            return []
+        if self.state not in _RENEWABLE:
+            # Asked on a connection that ended; the next one is not verified yet.
+            self._renewal.refused(now)
+            return []
+        return [SendMessages([Auth(offer)])]
+
     def proof_checked(self, ok: bool, now: float) -> list[Action]:
         """The answer to VerifyProof: join, or share nothing with an impostor."""
         self._accept("proof_checked")
@@ -537,8 +589,12 @@ class ClientProtocol:
         self._accept("receive")
         if self.state is State.HANDSHAKING:
             return self._handshake(message, now)
+        if isinstance(message, Authed):
+            return self._authed(message, now)
         actions: list[Action] = []
         if isinstance(message, Error):
+            if message.ref == "auth":  # the new token was refused: the old one holds
+                self._renewal.refused(now)
             actions += self._relay_error(message)
             if message.room is None:
                 return actions
@@ -574,6 +630,7 @@ class ClientProtocol:
         self.connection_id = welcome.connection_id
         self.limits = dict(welcome.limits)
         self._pace(now)
+        self._renewal.stated(_lifetime(self.limits) if self.config.can_refresh else None, now)
         self._ping_at = now + self.config.heartbeat_interval
         if welcome.client_id != self.client_id:  # our own ops come back with this origin
             self.client_id = welcome.client_id
@@ -607,6 +664,14 @@ class ClientProtocol:
             # Each update goes to every room: the relay's presence rate is per user.
             interval = len(self.rooms) / presence_rate
             self.presence.min_interval = max(self.presence.min_interval, interval)
+
+    def _authed(self, authed: Authed, now: float) -> list[Action]:
+        """The relay took our new token: it is the one to reconnect with, too."""
+        token = self._renewal.accepted(authed.expires_in, now)
+        if token is None:
+            return []  # an answer to no auth of ours: nothing changes
+        self.token = token
+        return [TokenRenewed(authed.expires_in)]
 
     def _bad_handshake(self, error: FrameError) -> list[Action]:
         self._goto(State.CLOSING)
@@ -679,12 +744,13 @@ class ClientProtocol:
             self._ack_check_at,
             self._presence_due,
             self._pace_due,
+            self._renewal.due if self.state in _RENEWABLE else None,
         )
         return min((d for d in deadlines if d is not None), default=None)
 
     def tick(self, now: float) -> list[Action]:
         """Time passed: handshake timeout, heartbeat, ack resends, throttled presence,
-        ops the pacer held back."""
+        ops the pacer held back, renewing the token."""
         if self._handshake_deadline is not None and now >= self._handshake_deadline:
             return self._handshake_timeout()
         actions: list[Action] = []
@@ -702,6 +768,8 @@ class ClientProtocol:
         if self._pace_due is not None and now >= self._pace_due:
             for sync in self.rooms.values():
                 actions += self._room_events(sync, sync.flush(now), now)
+        if self.state in _RENEWABLE and self._renewal.ask(now):
+            actions.append(RenewToken())
         return actions
 
     def pong(self, now: float) -> list[Action]:
@@ -833,6 +901,7 @@ class ClientProtocol:
     def _stop_timers(self) -> None:
         self._handshake_deadline = self._ping_at = self._pong_deadline = None
         self._ack_check_at = self._presence_due = self._pace_due = None
+        self._renewal.stop()
 
     def _after_connection(self, code: int | None, now: float) -> list[Action]:
         """A connection (or an attempt) ended with ``code``: stop, refresh or retry."""
@@ -901,3 +970,9 @@ class ClientProtocol:
 
 
 _REFUSALS = frozenset(refusal.value for refusal in JoinRefusal)
+
+
+def _lifetime(limits: dict[str, int | float]) -> float | None:
+    """How long the connection's token holds, as the welcome states it (None: forever)."""
+    value = limits.get("expires_in")
+    return float(value) if value is not None and math.isfinite(value) and value >= 0 else None

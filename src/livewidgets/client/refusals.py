@@ -43,6 +43,7 @@ _CLOSE_AFTER = {
     "auth_required": CloseCode.AUTH_INVALID,
     "auth_invalid": CloseCode.AUTH_INVALID,
     "auth_expired": CloseCode.AUTH_EXPIRED,
+    "auth_revoked": CloseCode.REVOKED,
     "protocol_version": CloseCode.PROTOCOL_VERSION,
     "hello_required": CloseCode.HELLO_REQUIRED,
     "limit_exceeded": CloseCode.POLICY_VIOLATION,

@@ -38,6 +38,7 @@ from .ack import Ack
 from .core import Priority
 from .engine import Engine, EngineConfig
 from .text import TextHandle
+from .tokens import TokenCommand
 
 __all__ = ["AsyncSession", "Session", "SessionAPI", "connect", "connect_async"]
 
@@ -53,6 +54,10 @@ def shareable(value: Any) -> Any:
         raise ValueError(f"cannot share {type(value).__name__}: {exc}") from None
     check_value(copy)
     return copy
+
+
+# Where a room keeps its own rules (relay.room_rules.RULES_PATH; docs/rules.md).
+RULES_PATH = "$rules"
 
 
 class _BatchContext(threading.local):
@@ -181,6 +186,28 @@ class SessionAPI:
     def apply(self, op: Op, *, priority: Priority = Priority.NORMAL) -> Ack:
         """Submit a ready-made op (from ``livewidgets.state``)."""
         return self._write(op, priority)
+
+    # --- room rules ---------------------------------------------------------------
+
+    def set_rules(self, rules: Any) -> Ack:
+        """Set the room's rules (admins only; docs/rules.md): a list of rule tables, a
+        ``{"rule": [...]}`` mapping or a :class:`~livewidgets.rules.RuleSet`. ``None``
+        removes them (the relay's default rules apply again, if it has any).
+
+        The rules are checked here first, so a mistake raises :class:`RulesError` at
+        once; the relay checks them again and refuses non-admins (``forbidden``).
+        """
+        from ..rules import RuleSet, parse_rules
+
+        if rules is None:
+            return self.delete(RULES_PATH)
+        parsed = rules if isinstance(rules, RuleSet) else parse_rules(rules)
+        return self.set(RULES_PATH, parsed.to_data())
+
+    @property
+    def rules(self) -> Any:
+        """The room's own rules as set with :meth:`set_rules` (None: none)."""
+        return self.get(RULES_PATH)
 
     @contextlib.contextmanager
     def batch(self) -> Iterator[Ack]:
@@ -380,6 +407,14 @@ def _engine(
     client_id: str | None,
     options: dict[str, Any],
 ) -> Engine:
+    command = options.pop("token_cmd", None)
+    if command is not None:
+        if options.get("token_refresh") is not None:
+            raise ValueError("pass token_refresh= or token_cmd=, not both")
+        provider = command if isinstance(command, TokenCommand) else TokenCommand(command)
+        options["token_refresh"] = provider
+        if token is None:
+            token = provider()  # TokenCommandError says why it failed
     if token is None and options.get("token_refresh") is None and isinstance(url, str):
         local = _local_relay_credentials(url, room, user)
         if local is not None:
@@ -422,7 +457,12 @@ def connect(
     a failed or lost connection the next attempt goes to the next relay.
 
     ``options`` are :class:`EngineConfig` fields (backoff, max_attempts, heartbeat_interval,
-    heartbeat_timeout, ack_timeout, max_pending, binary, ssl, ...).
+    heartbeat_timeout, ack_timeout, max_pending, binary, ssl, ...). The token provider
+    ``token_refresh=`` (a callable returning a fresh token, or None) renews the token
+    before it expires, on the open connection, and after a 4004; ``token_cmd=`` (a
+    shell command printing a token, or a :class:`~.tokens.TokenCommand` for another
+    timeout) is the same from a command, and gives the first token if ``token`` is
+    None (docs/security.md "Renewal").
     """
     deadline = time.monotonic() + timeout
     loop = _LoopThread.loop()

@@ -3,18 +3,24 @@
 ::
 
     %livewidgets connect [URL] [--room R] [--user U] [--name N] [--token T]
-                         [--heartbeat SECONDS] [--timeout SECONDS]
+                         [--token-cmd COMMAND] [--heartbeat SECONDS] [--timeout SECONDS]
     %livewidgets status
     %livewidgets disconnect
     %livewidgets relay start|stop|status
+    %livewidgets share-link [--role R] [--ttl T] [--room R] [--user U]
+    %livewidgets revoke --link ID | --token-id JTI
 
 ``connect`` without URL uses ``$LIVEWIDGETS_URL``, else the local relay of this
 user on this machine (started if none runs, see :mod:`livewidgets.local_relay`). The room
 defaults to ``$LIVEWIDGETS_ROOM`` or ``"default"``, the user to
 ``$JUPYTERHUB_USER`` or the OS user, the token to ``--token``, else (the local
 relay) one minted from the local relay's secret for this user and room and renewed
-at expiry, else ``$LIVEWIDGETS_TOKEN``; the heartbeat (ping interval and pong
-timeout, seconds) to ``$LIVEWIDGETS_HEARTBEAT``.
+at expiry, else ``$LIVEWIDGETS_TOKEN``, else the output of the token command. The
+token command (``--token-cmd``, else ``$LIVEWIDGETS_TOKEN_CMD`` unless the local relay
+mints the tokens) is a shell command that prints a token: the session runs it again
+shortly before the token expires and renews it without reconnecting
+(docs/security.md "Renewal"). The heartbeat (ping interval and pong timeout,
+seconds) defaults to ``$LIVEWIDGETS_HEARTBEAT``.
 The session becomes the kernel's current one (``livewidgets.session()``); widgets
 shared on a previous session move to the new one.
 
@@ -39,6 +45,7 @@ from typing import Any, NoReturn
 from .. import identity, local_relay
 from ..client.session import Session
 from ..client.session import connect as _connect_session
+from ..client.tokens import TokenCommand, command_from_env
 from ..errors import ConnectionRefused, SessionClosed
 from .runtime import set_current_session
 from .share import bindings, rebind
@@ -48,6 +55,8 @@ __all__ = [
     "disconnect",
     "load_ipython_extension",
     "relay_url",
+    "revoke",
+    "share_link",
     "status",
     "unload_ipython_extension",
 ]
@@ -83,6 +92,7 @@ def connect(
     user: str | None = None,
     name: str | None = None,
     token: str | None = None,
+    token_cmd: str | None = None,
     timeout: float = 10.0,
     **options: Any,
 ) -> Session:
@@ -95,7 +105,7 @@ def connect(
         url, source = local_relay.ensure_relay().url, "local relay"
     room = room or identity.default_room()
     user = user or identity.default_user()
-    if not token:
+    if not token and not token_cmd:
         # This user's local relay (whatever the URL came from): a token of our own.
         local = local_relay.credentials(url, room, user)
         if local is not None:
@@ -103,6 +113,12 @@ def connect(
             options.setdefault("token_refresh", local.token_refresh)
             options.setdefault("verify_relay", local.verify_relay)
     token = token or os.environ.get("LIVEWIDGETS_TOKEN") or None
+    command = TokenCommand(token_cmd) if token_cmd else None
+    if command is None and options.get("token_refresh") is None:
+        command = command_from_env()  # $LIVEWIDGETS_TOKEN_CMD
+    if command is not None:
+        # The first token too, unless one was given (a failure raises TokenCommandError).
+        options["token_cmd"] = command
     heartbeat = os.environ.get("LIVEWIDGETS_HEARTBEAT")
     if heartbeat:
         options.setdefault("heartbeat_interval", float(heartbeat))
@@ -176,22 +192,82 @@ def share_link(
     *,
     ttl: str = "2h",
     room: str | None = None,
-    user: str = "guest",
+    user: str | None = None,
     secret_file: str | None = None,
 ) -> str:
-    """A capability for this room: a signed token and the line that joins with it.
+    """A capability for this room: a signed link token and the line that joins with it.
 
-    Needs the relay's secret: ``secret_file``; else, for this user's local relay (the
-    kernel is connected to it, or is not connected and no ``$LIVEWIDGETS_URL`` is
-    set), the secret in its runtime file; else ``$LIVEWIDGETS_SECRET``. Whoever holds
-    the result can join ``room`` (that room only) with ``role`` until it expires.
+    Everyone who connects with the link gets an identity of their own: the ``--user``
+    they give (their login by default), marked ``(guest)``, else ``guest-<n>``
+    (docs/security.md "Links"). ``user``: a token for that one person instead.
+
+    Needs the relay's secret (:func:`_signing_secret`). Whoever holds the result can
+    join ``room`` (that room only) with ``role`` until it expires or is revoked
+    (``%livewidgets revoke --link ID``, the id printed here).
     """
-    from ..auth import issue_token, load_secret, parse_ttl
+    from ..auth import issue_link_token, issue_token, parse_ttl
 
     connection = _state.connection
     room = room or (connection.session.room if connection else identity.default_room())
-    url = connection.url if connection else os.environ.get("LIVEWIDGETS_URL", "")
     lifetime = parse_ttl(ttl)
+    url, secret = _signing_secret(secret_file, "share-link")
+    url_part = f"{url} " if url else ""
+    if user is not None:
+        token = issue_token(secret, user=user, room=room, role=role, ttl=lifetime)
+        return (
+            f"livewidgets: {role} access to room {room!r} for {user!r}, {ttl}:\n"
+            f"  %livewidgets connect {url_part}--room {shlex.quote(room)} --token {token}\n"
+            f"  token: {token}"
+        )
+    token, link_id = issue_link_token(secret, room=room, role=role, ttl=lifetime)
+    # The token stays on the last line: scripts take what follows "token: ".
+    return (
+        f"livewidgets: {role} link to room {room!r} for {ttl}, link id {link_id} "
+        "(each person who opens it appears under their own name):\n"
+        f"  revoke it: %livewidgets revoke --link {link_id}\n"
+        f"  %livewidgets connect {url_part}--room {shlex.quote(room)} --token {token}"
+        " --user <your name>\n"
+        f"  token: {token}"
+    )
+
+
+def revoke(
+    *,
+    link: str | None = None,
+    token_id: str | None = None,
+    room: str | None = None,
+    secret_file: str | None = None,
+) -> str:
+    """Revoke a share link (its id) or a token (its ``jti``) on this kernel's relay:
+    refused from now on, its connections closed (4006). Signs a short admin token with
+    the relay's secret (:func:`_signing_secret`) for ``room`` (default: this kernel's),
+    so it reaches the links and tokens of that room."""
+    from ..auth import issue_token
+    from ..revoke import revoke as revoke_on
+
+    connection = _state.connection
+    room = room or (connection.session.room if connection else identity.default_room())
+    url, secret = _signing_secret(secret_file, "revoke")
+    if not url:
+        raise RuntimeError(
+            "livewidgets: revoke needs a relay: connect first, or set $LIVEWIDGETS_URL"
+        )
+    user = connection.session.user if connection else identity.default_user()
+    token = issue_token(secret, user=user, room=room, role="admin", ttl=60)
+    answer = revoke_on(url, room, token, link=link, token_id=token_id)
+    what = f"link {answer.link}" if answer.link else f"token {answer.token_id}"
+    return f"livewidgets: revoked {what}; closed {answer.closed} connection(s) on this relay"
+
+
+def _signing_secret(secret_file: str | None, command: str) -> tuple[str, bytes]:
+    """(relay URL, its secret) to sign with: ``secret_file``; else, for this user's
+    local relay (the kernel is connected to it, or is not connected and no
+    ``$LIVEWIDGETS_URL`` is set), the secret in its runtime file; else
+    ``$LIVEWIDGETS_SECRET``. The URL is the kernel's relay ("" if unknown)."""
+    from ..auth import load_secret
+
+    connection = _state.connection
+    url = connection.url if connection else os.environ.get("LIVEWIDGETS_URL", "")
     secret = load_secret(secret_file) if secret_file else None
     if secret is None:
         local = local_relay.read_info() if url else local_relay.find_relay()
@@ -201,16 +277,10 @@ def share_link(
         secret = load_secret()
     if secret is None:
         raise RuntimeError(
-            "livewidgets: share-link needs the relay's secret ($LIVEWIDGETS_SECRET or "
+            f"livewidgets: {command} needs the relay's secret ($LIVEWIDGETS_SECRET or "
             "--secret-file); a relay without one admits everyone who can reach it"
         )
-    token = issue_token(secret, user=user, room=room, role=role, ttl=lifetime)
-    url_part = f"{url} " if url else ""
-    return (
-        f"livewidgets: {role} access to room {room!r} for {ttl}:\n"
-        f"  %livewidgets connect {url_part}--room {shlex.quote(room)} --token {token}\n"
-        f"  token: {token}"
-    )
+    return url, secret
 
 
 def _relay_status() -> str:
@@ -256,6 +326,12 @@ def _build_parser() -> _Parser:
     c.add_argument("--name", help="display name (default: $LIVEWIDGETS_NAME or the user)")
     c.add_argument("--token", help="access token (default: $LIVEWIDGETS_TOKEN)")
     c.add_argument(
+        "--token-cmd",
+        metavar="COMMAND",
+        help="shell command that prints a token, run again to renew it before it expires "
+        "(default: $LIVEWIDGETS_TOKEN_CMD)",
+    )
+    c.add_argument(
         "--heartbeat",
         type=float,
         metavar="SECONDS",
@@ -276,8 +352,21 @@ def _build_parser() -> _Parser:
     link.add_argument("--role", choices=["read", "write", "admin"], default="read")
     link.add_argument("--ttl", default="2h", help="lifetime: 30m, 2h, 7d (default: 2h)")
     link.add_argument("--room", help="room (default: this kernel's room)")
-    link.add_argument("--user", default="guest", help="user id stamped on holders")
     link.add_argument(
+        "--user",
+        help="a token for this one user instead of a link (default: a link, whose "
+        "holders each get their own identity)",
+    )
+    link.add_argument(
+        "--secret-file",
+        help="the relay's secret (else the local relay's, else $LIVEWIDGETS_SECRET)",
+    )
+    rv = sub.add_parser("revoke", help="revoke a share link or a token on this relay")
+    what = rv.add_mutually_exclusive_group(required=True)
+    what.add_argument("--link", metavar="ID", help="a link id (share-link prints it)")
+    what.add_argument("--token-id", metavar="JTI", help="a token id (its jti claim)")
+    rv.add_argument("--room", help="room whose links to reach (default: this kernel's)")
+    rv.add_argument(
         "--secret-file",
         help="the relay's secret (else the local relay's, else $LIVEWIDGETS_SECRET)",
     )
@@ -300,6 +389,7 @@ def livewidgets_magic(line: str) -> None:
             user=args.user,
             name=args.name,
             token=args.token,
+            token_cmd=args.token_cmd,
             timeout=args.timeout,
             **options,
         )
@@ -319,6 +409,15 @@ def livewidgets_magic(line: str) -> None:
                 ttl=args.ttl,
                 room=args.room,
                 user=args.user,
+                secret_file=args.secret_file,
+            )
+        )
+    elif args.command == "revoke":
+        print(
+            revoke(
+                link=args.link,
+                token_id=args.token_id,
+                room=args.room,
                 secret_file=args.secret_file,
             )
         )

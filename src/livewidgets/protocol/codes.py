@@ -44,6 +44,8 @@ class ErrorCode(str, enum.Enum):
     AUTH_REQUIRED = "auth_required"
     AUTH_INVALID = "auth_invalid"
     AUTH_EXPIRED = "auth_expired"
+    # The token, or the link it belongs to, was revoked by an admin.
+    AUTH_REVOKED = "auth_revoked"
     FORBIDDEN = "forbidden"
     # The relay failed internally (e.g. its store); the op was not applied.
     INTERNAL = "internal"
@@ -58,12 +60,14 @@ class CloseCode(enum.IntEnum):
     POLICY_VIOLATION = 1008
     MESSAGE_TOO_BIG = 1009  # frame larger than max_frame_size (sent by websockets)
     INTERNAL_ERROR = 1011
+    SERVICE_RESTART = 1012  # the relay's rules changed: reconnect for a fresh view
     # 4000-4999: application codes.
     HELLO_REQUIRED = 4000  # first frame was not a valid hello
     PROTOCOL_VERSION = 4001  # unsupported protocol version
     AUTH_INVALID = 4003  # missing / bad token, or role does not allow it
     AUTH_EXPIRED = 4004  # token expired mid-session: refresh it, then reconnect
     ORIGIN_FORBIDDEN = 4005
+    REVOKED = 4006  # the token or its link was revoked: final, like 4003
     RATE_LIMITED = 4008  # sustained flooding after rate_limited errors
     SLOW_CONSUMER = 4009  # send buffer overflowed: reconnect and resume by delta
     REPLACED = 4010  # same client_id connected again elsewhere
@@ -79,6 +83,7 @@ FINAL_CLOSE_CODES = frozenset(
         CloseCode.AUTH_INVALID,
         CloseCode.AUTH_EXPIRED,
         CloseCode.ORIGIN_FORBIDDEN,
+        CloseCode.REVOKED,
         CloseCode.REPLACED,
         CloseCode.KICKED,
     }

@@ -19,6 +19,8 @@ __all__ = [
     "PROTOCOL_VERSION",
     "AckMessage",
     "Admin",
+    "Auth",
+    "Authed",
     "Batch",
     "Broadcast",
     "ClientMessage",
@@ -37,6 +39,7 @@ __all__ = [
     "PushOp",
     "Reject",
     "RemoveOp",
+    "Revoked",
     "ServerMessage",
     "SetOp",
     "Snapshot",
@@ -48,6 +51,8 @@ PROTOCOL_VERSION = 1
 MAX_BATCH_OPS = 1000
 # A presence state (JSON-encoded) may not exceed this (error too_large).
 MAX_PRESENCE_BYTES = 16 * 1024
+# Token lifetimes a relay states (welcome.limits.expires_in, authed.expires_in): 10 years.
+MAX_EXPIRES_IN = 10 * 365 * 86400.0
 
 Path = Annotated[str, Meta(min_length=1, max_length=MAX_PATH_LENGTH, pattern=PATH_PATTERN)]
 RoomName = Annotated[str, Meta(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:@/+-]+\Z")]
@@ -56,6 +61,8 @@ ClientId = Annotated[str, Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-
 Version = Annotated[int, Meta(ge=0, le=2**63 - 1)]
 Seq = Annotated[int, Meta(ge=1, le=2**63 - 1)]
 ShortText = Annotated[str, Meta(max_length=256)]
+# A link id (claim lid) or token id (jti), as auth.ID_PATTERN.
+TokenRef = Annotated[str, Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+\Z")]
 
 
 class _Message(msgspec.Struct, tag_field="type", forbid_unknown_fields=True, omit_defaults=True):
@@ -118,14 +125,25 @@ class PresenceMessage(_Message, tag="presence"):
 
 class Admin(_Message, tag="admin"):
     """Room administration (needs the admin role): ``reset`` deletes every top-level
-    key in one relay-made batch; ``kick`` disconnects ``client_id`` (close 4011)."""
+    key in one relay-made batch; ``kick`` disconnects ``client_id`` (close 4011);
+    ``revoke`` denies a ``link`` id or a ``token_id`` from now on, on every relay of
+    the store, closing their connections (4006; answered with ``revoked``)."""
 
     room: RoomName
-    action: Literal["reset", "kick"]
+    action: Literal["reset", "kick", "revoke"]
     client_id: ClientId | None = None
+    link: TokenRef | None = None
+    token_id: TokenRef | None = None
 
 
-ClientMessage: TypeAlias = Hello | Join | Leave | OpMessage | Batch | PresenceMessage | Admin
+class Auth(_Message, tag="auth"):
+    """Renew this connection's credentials with a fresh token, without reconnecting
+    (docs/security.md "Renewal"): the relay answers ``authed`` or an ``error``."""
+
+    token: Annotated[str, Meta(min_length=1, max_length=4096)]
+
+
+ClientMessage: TypeAlias = Hello | Join | Leave | OpMessage | Batch | PresenceMessage | Admin | Auth
 
 
 # --- relay -> client --------------------------------------------------------------
@@ -213,6 +231,33 @@ class Error(_Message, tag="error"):
     room: str | None = None
 
 
+class Revoked(_Message, tag="revoked"):
+    """The answer to an admin ``revoke``: recorded in the store (durably) and in force
+    on this relay, which closed ``closed`` connections using it; other relays of the
+    store close theirs as they hear of it (docs/security.md "Revocation")."""
+
+    room: str
+    link: str | None = None
+    token_id: str | None = None
+    closed: int = 0
+
+
+class Authed(_Message, tag="authed"):
+    """The token of an ``auth`` now holds for this connection, which expires in
+    ``expires_in`` seconds (None: never); the old token's deadline is gone."""
+
+    expires_in: Annotated[float, Meta(ge=0, le=MAX_EXPIRES_IN)] | None = None
+
+
 ServerMessage: TypeAlias = (
-    Welcome | Snapshot | Broadcast | Joined | AckMessage | Reject | PresenceUpdate | Error
+    Welcome
+    | Snapshot
+    | Broadcast
+    | Joined
+    | AckMessage
+    | Reject
+    | PresenceUpdate
+    | Error
+    | Revoked
+    | Authed
 )

@@ -50,12 +50,22 @@ from websockets.protocol import State as WsState
 from .. import wsio
 from ..protocol.codec import Codec, FrameError
 from ..protocol.codes import CloseCode
-from ..protocol.messages import Batch, ClientMessage, Error, OpMessage, ServerMessage, Welcome
+from ..protocol.messages import (
+    Batch,
+    ClientMessage,
+    Error,
+    OpMessage,
+    Revoked,
+    ServerMessage,
+    Welcome,
+)
+from ..rules import Actor
 from .fanout import Framed
 from .framing import data_frame
 from .hub import Command, JoinRoom, LeaveRoom, Submit
 from .metrics import RelayMetrics
-from .policy import Policy
+from .policy import Denied, Policy, Principal
+from .revocation import Revocation, RevokeKind
 from .runner import RoomRunner
 from .session import (
     Action,
@@ -67,6 +77,7 @@ from .session import (
     Register,
     RelayProtocol,
     Reply,
+    Revoke,
     State,
 )
 
@@ -125,6 +136,10 @@ class RelayContext(Protocol):
         """The client's IP address (through trusted proxies), for per-address limits."""
         ...
 
+    async def revoke(self, revocation: Revocation) -> int:
+        """Record and enforce a revocation (relay.revoker); connections closed here."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class _Close:
@@ -143,6 +158,8 @@ class Connection:
     """
 
     __slots__ = (
+        "_actor",
+        "_actor_of",
         "_busy",
         "_bytes",
         "_capacity",
@@ -182,6 +199,10 @@ class Connection:
         # them per message): the stable client id and the user name; empty before hello.
         self.client_id = ""
         self.user = ""
+        # Who the room rules see (user, role, groups), and the principal it is of: a
+        # renewed token may change the role.
+        self._actor = Actor("", "read")
+        self._actor_of: object = None
         # Every decision about this connection's frames.
         self.protocol = RelayProtocol(
             self,
@@ -223,6 +244,16 @@ class Connection:
     def rooms(self) -> Collection[str]:
         """The rooms joined (or being joined) on this connection."""
         return self.protocol.rooms
+
+    @property
+    def principal(self) -> Principal | None:
+        """Who the policy said this connection is (None before hello)."""
+        return self.protocol.principal
+
+    def revoke(self, denied: Denied) -> None:
+        """Its token or link was revoked: an error, then close 4006 (relay.revoker)."""
+        for action in self.protocol.revoked(denied):  # a reply and a close: nothing to await
+            _ACTIONS[type(action)](self, action)
 
     # --- lifetime ------------------------------------------------------------------
 
@@ -369,6 +400,8 @@ class Connection:
         for action in actions:
             if isinstance(action, Put):
                 await self._do_put(action)
+            elif isinstance(action, Revoke):
+                await self._do_revoke(action)
             elif isinstance(action, PauseReading):
                 await self._pause_reading(action.until)
             else:
@@ -395,18 +428,51 @@ class Connection:
     def _do_close(self, action: Close) -> None:
         self.close(action.code, action.reason, flush=action.flush)
 
+    @property
+    def actor(self) -> Actor:
+        """Who this connection is to room rules (relay.hub.Member)."""
+        principal = self.protocol.principal
+        if principal is not self._actor_of:
+            claims = principal.claims if principal is not None else {}
+            self._actor = Actor.from_claims(self.user, claims)
+            self._actor_of = principal
+        return self._actor
+
     def _do_register(self, action: Register) -> None:
         self.client_id, self.user = action.client_id, action.user
         self.relay.register(self)
 
     def _do_expire_at(self, action: ExpireAt) -> None:
-        """End the session when its credentials expire (docs/security.md, close 4004)."""
+        """End the session when its credentials expire (docs/security.md, close 4004);
+        a renewal replaces the deadline set before."""
+        if self._expiry is not None:
+            self._expiry.cancel()
+            self._expiry = None
+        if action.deadline is None:
+            return
         delay = max(0.0, action.deadline - time.time())
         self._expiry = asyncio.get_running_loop().call_later(delay, self._expire)
 
     def _do_kick(self, action: Kick) -> None:
         if not self.relay.kick(action.client_id, action.room):
             self._reply(action.absent)
+
+    async def _do_revoke(self, action: Revoke) -> None:
+        """Record the revocation (the admin waits for the store, as for an ack), then
+        answer; a store failure recorded nothing and says so."""
+        from .store import StoreError
+
+        revocation = action.revocation
+        try:
+            closed = await self.relay.revoke(revocation)
+        except StoreError as exc:
+            self.relay.logger.error("%r: recording a revocation failed: %s", self, exc)
+            detail = "the revocation could not be recorded; see the relay log"
+            self._reply(Error("internal", detail, "admin", action.room))
+            return
+        link = revocation.id if revocation.kind is RevokeKind.LINK else None
+        token_id = revocation.id if revocation.kind is RevokeKind.TOKEN else None
+        self._reply(Revoked(action.room, link, token_id, closed))
 
     async def _do_put(self, action: Put[Connection]) -> None:
         runner = self._runner(action.room, action.command)

@@ -38,6 +38,7 @@ Members are opaque handles (the relay's connections); the hub only reads their
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, Literal, Protocol, TypeVar
@@ -51,8 +52,11 @@ from ..protocol.messages import (
     ServerMessage,
     Snapshot,
 )
+from ..rules import Actor, RuleSet, allows, project, read_guard, view_of_op
 from ..state.ops import DeleteOp, Op
+from ..state.paths import is_within
 from .room import Accepted, Duplicate, LogEntry, Outcome, Rejected, RoomCore
+from .room_rules import RULES_PATH
 
 __all__ = [
     "RESET_ORIGIN",
@@ -84,13 +88,24 @@ class _Remote:
 
 
 class Member(Protocol):
-    """What the hub needs to know about a connection."""
+    """What the hub needs to know about a connection.
+
+    A member may also have an ``actor`` (:class:`~livewidgets.rules.Actor`: user,
+    role, groups), which room rules are checked against; one without it counts as a
+    writer named ``user`` (see :func:`actor_of`).
+    """
 
     @property
     def client_id(self) -> str: ...
 
     @property
     def user(self) -> str: ...
+
+
+def actor_of(member: Member) -> Actor:
+    """Who ``member`` is to the room's rules."""
+    actor = getattr(member, "actor", None)
+    return actor if isinstance(actor, Actor) else Actor(member.user, "write")
 
 
 M = TypeVar("M", bound=Member)
@@ -231,11 +246,10 @@ class RoomHub(Generic[M]):
         (RoomCore.apply_entry) and broadcast it to every member. Deliver at once: they
         are durable already."""
         sends: list[Delivery[M]] = []
-        members = tuple(self.members)
         for entry in entries:
+            rules = self.core.rules_in_force
             self.core.apply_entry(entry)
-            if members:
-                sends.append(Delivery(members, _broadcast(self.name, entry)))
+            sends.extend(self._fan_out(entry, rules, None))
         return sends
 
     def redo(
@@ -425,8 +439,11 @@ class RoomHub(Generic[M]):
 
     def _join(self, command: JoinRoom[M]) -> list[Delivery[M]]:
         member, to = command.member, (command.member,)
+        rules = self.core.rules_in_force
         catch = self.core.catch_up(
-            command.since,
+            # Under rules, entries would need filtering per reader against the states
+            # they were made in: a joiner gets the room as they may see it instead.
+            command.since if rules is None else None,
             epoch=command.epoch,
             client_id=member.client_id,
             max_delta=self.max_delta,
@@ -434,6 +451,8 @@ class RoomHub(Generic[M]):
         sends: list[Delivery[M]] = []
         if catch.mode == "snapshot":
             state = catch.state or {}
+            if rules is not None:
+                state = project(rules, actor_of(member), state)
             sends.append(Delivery(to, Snapshot(self.name, catch.version, state, catch.last_seq)))
         sends.extend(Delivery(to, _broadcast(self.name, entry)) for entry in catch.entries)
         mode: Literal["delta", "snapshot"] = "snapshot" if catch.mode == "snapshot" else "delta"
@@ -481,24 +500,84 @@ class RoomHub(Generic[M]):
 
     def _submit(self, command: Submit[M]) -> list[Delivery[M]]:
         member = command.member
+        rules = self.core.rules_in_force
         if command.refused is not None:
             outcome = self.core.refuse(member.client_id, command.client_seq, command.refused)
         else:
             outcome = self.core.submit(
-                member.client_id, command.client_seq, command.base_version, command.ops
+                member.client_id,
+                command.client_seq,
+                command.base_version,
+                command.ops,
+                actor_of(member),
             )
         reply = _reply(self.name, command.client_seq, outcome)
         sends = [Delivery((member,), reply, after_commit=True)]
         if isinstance(outcome, Accepted):
             self._unsaved.append(outcome.entry)
             sends.extend(self.flush_presence())
-            sends.extend(self._to_others(member, _broadcast(self.name, outcome.entry)))
+            sends.extend(self._fan_out(outcome.entry, rules, member))
+        return sends
+
+    def _fan_out(
+        self, entry: LogEntry, rules: RuleSet | None, author: M | None
+    ) -> list[Delivery[M]]:
+        """The broadcast of ``entry`` to every member but its ``author``: as it is
+        without rules (``rules``: those it was checked under), else as each reader may
+        see it (an empty broadcast still advances their version). An entry that
+        changed the rules sends everyone the room as they may see it now."""
+        if any(is_within(op.path, RULES_PATH) for op in entry.ops):
+            return self._snapshots(tuple(self.members))
+        if rules is None:
+            to = tuple(m for m in self.members if m is not author)
+            return [Delivery(to, _broadcast(self.name, entry))] if to else []
+        roots = self.core.last_roots
+        steps = list(zip(entry.ops, roots[:-1], roots[1:], strict=True))
+        guards = [read_guard(rules, op, before) for op, before, _ in steps]
+        # Readers grouped by what they see: one message per group.
+        groups: dict[Any, tuple[list[Op], list[M]]] = {}
+        for member in self.members:
+            if member is author:
+                continue
+            actor = actor_of(member)
+            key: Any
+            if all(guard is not None for guard in guards):
+                # The usual case: each op is all or nothing, the same for everyone; one
+                # allows() per op and reader, no tree walks. Key: the ops they see.
+                key = tuple(i for i, g in enumerate(guards) if g and allows(*g, actor=actor))
+                seen = [entry.ops[i] for i in key]
+            else:
+                key = id(member)
+                seen = [v for op, a, b in steps for v in view_of_op(rules, actor, op, a, b)]
+            groups.setdefault(key, (seen, []))[1].append(member)
+        sends: list[Delivery[M]] = []
+        for seen, members in groups.values():
+            whole = len(seen) == len(entry.ops) and all(map(operator.is_, seen, entry.ops))
+            message = (
+                _broadcast(self.name, entry)
+                if whole
+                else Broadcast(self.name, entry.version, entry.client_id, entry.client_seq, seen)
+            )
+            sends.append(Delivery(tuple(members), message))
+        return sends
+
+    def _snapshots(self, members: tuple[M, ...]) -> list[Delivery[M]]:
+        """Each of ``members`` gets the room as they may see it, at its version."""
+        rules, core = self.core.rules_in_force, self.core
+        sends = []
+        for member in members:
+            state = core.state if rules is None else project(rules, actor_of(member), core.state)
+            last_seq = core.dedupe.get(member.client_id, (0, 0))[0]
+            snapshot = Snapshot(self.name, core.version, state, last_seq)
+            sends.append(Delivery((member,), snapshot, after_commit=True))
         return sends
 
     def _reset(self, command: ResetRoom[M]) -> list[Delivery[M]]:
-        ops = [DeleteOp(path=key) for key in self.core.state]
+        # The room's own rules ($rules) survive a reset: they guard what comes next.
+        ops = [DeleteOp(path=key) for key in self.core.state if not key.startswith("$")]
         if not ops:
             return []
+        rules = self.core.rules_in_force
         # The relay is the author (its own client id and a growing seq), so every member,
         # the admin included, applies it as a remote op; the log records who asked nothing
         # more than that a reset happened at this version.
@@ -507,10 +586,7 @@ class RoomHub(Generic[M]):
         if not isinstance(outcome, Accepted):
             return []
         self._unsaved.append(outcome.entry)
-        return [
-            *self.flush_presence(),
-            Delivery(tuple(self.members), _broadcast(self.name, outcome.entry)),
-        ]
+        return [*self.flush_presence(), *self._fan_out(outcome.entry, rules, None)]
 
     def _to_others(self, member: M, message: ServerMessage) -> list[Delivery[M]]:
         others = self._others(member)

@@ -10,12 +10,16 @@ check_connect   HTTP upgrade request (read-only): 429 if full    connections per
 on_connect      WebSocket open, before hello                     connections per IP
 on_hello        the hello frame                                  verify a token, roles
 on_admit        hello granted: the principal is known            connections per user
+on_renew        an auth frame: a new token, same connection      token renewal
 on_join         each join                                        room scope, read role
 on_leave        each leave (not on close: see on_close)          room counts
 on_write        each op / batch, before it reaches the room      write role, pacing
 on_presence     each presence update                             pacing
 on_admin        each admin message (reset, kick)                 admin role
-expires_at      after hello: when the credentials expire         token expiry (close 4004)
+on_revoke       each admin revoke: may it, and with what scope   admin role, scope
+add_revoked     revocations learnt (store, other relays)         the denylist
+revoked         each open connection, after add_revoked          close 4006
+expires_at      after hello and each renewal: credentials end    token expiry (close 4004)
 rates           each welcome                                     advertised rates
 on_close        the connection ended (if on_connect admitted it) release counts
 ==============  ===============================================  ======================
@@ -37,7 +41,7 @@ buckets); ``now`` is passed in (monotonic seconds) so limits are testable.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -46,6 +50,7 @@ from websockets.http11 import Request
 from ..protocol.codes import CloseCode, ErrorCode
 from ..protocol.messages import Hello
 from ..state.ops import Op
+from .revocation import Revocation, RevokeKind
 
 __all__ = ["AllowAll", "Denied", "Policy", "Principal", "Slow"]
 
@@ -57,6 +62,9 @@ class Principal:
     user: str
     # What the policy learned (e.g. token roles and room scope); opaque to the relay.
     claims: Mapping[str, Any] = field(default_factory=dict)
+    # The client id the policy assigned (link holders: relay.links); None: the one
+    # the hello asked for, scoped by claims["client_scope"] if set (relay.session).
+    client_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +112,14 @@ class Policy(Protocol):
         closes the connection, which is then released with ``on_close(None, ...)``."""
         ...
 
+    def on_renew(
+        self, principal: Principal, token: str, rooms: Sequence[str]
+    ) -> Principal | Denied:
+        """A fresh ``token`` for an open connection (``auth``) that joined ``rooms``:
+        the principal the connection is from now on, or a denial (the connection
+        stays open with its old principal and deadline; docs/security.md "Renewal")."""
+        ...
+
     def on_join(self, principal: Principal, room: str) -> Denied | None: ...
 
     def on_leave(self, principal: Principal, room: str) -> None: ...
@@ -115,6 +131,22 @@ class Policy(Protocol):
     def on_presence(self, principal: Principal, room: str, now: float) -> Denied | Slow | None: ...
 
     def on_admin(self, principal: Principal, room: str) -> Denied | None: ...
+
+    def on_revoke(
+        self, principal: Principal, room: str, kind: RevokeKind, ident: str
+    ) -> Revocation | Denied:
+        """An admin (acting in ``room``) revokes a link or token id: the revocation to
+        record (with the scope it applies to, stamped with the time), or a denial."""
+        ...
+
+    def add_revoked(self, revocations: Iterable[Revocation]) -> bool:
+        """Learn revocations (from the store, this relay's admins or other relays);
+        True if any was new (then the relay asks :meth:`revoked` for each connection)."""
+        ...
+
+    def revoked(self, principal: Principal) -> Denied | None:
+        """A denial (close 4006) if the connection's credentials are revoked."""
+        ...
 
     def rates(self) -> Mapping[str, float]:
         """The rates to advertise in ``welcome.limits`` (docs/protocol.md "Pacing"),
@@ -156,6 +188,11 @@ class AllowAll:
     def on_hello(self, hello: Hello, request: Request | None) -> Principal | Denied:
         return Principal(user=hello.user)
 
+    def on_renew(
+        self, principal: Principal, token: str, rooms: Sequence[str]
+    ) -> Principal | Denied:
+        return principal  # no tokens are checked: nothing changes
+
     def on_join(self, principal: Principal, room: str) -> Denied | None:
         return None
 
@@ -174,6 +211,17 @@ class AllowAll:
         return {}
 
     def on_admin(self, principal: Principal, room: str) -> Denied | None:
+        return None
+
+    def on_revoke(
+        self, principal: Principal, room: str, kind: RevokeKind, ident: str
+    ) -> Revocation | Denied:
+        return Denied(ErrorCode.FORBIDDEN, "this relay checks no tokens: nothing to revoke")
+
+    def add_revoked(self, revocations: Iterable[Revocation]) -> bool:
+        return False
+
+    def revoked(self, principal: Principal) -> Denied | None:
         return None
 
     def expires_at(self, principal: Principal) -> float | None:

@@ -27,6 +27,7 @@ from typing import Any, Final
 import msgspec
 
 from ..protocol.codes import ErrorCode
+from ..rules import Actor, RuleSet, check_ops
 from ..state.clock import PathClock
 from ..state.ops import (
     MergeOp,
@@ -42,6 +43,7 @@ from ..state.ops import (
 from ..state.rebase import TextReplaced, transform_ops
 from ..state.text import TextOpError
 from .lineage import Lineage
+from .room_rules import RULES_PATH, RoomRules, check_rules_write
 
 __all__ = [
     "DEFAULT_MAX_STATE_BYTES",
@@ -183,9 +185,20 @@ class RoomCore:
     """
 
     def __init__(
-        self, record: RoomRecord, *, window: int = 10_000, max_state_bytes: int | None = None
+        self,
+        record: RoomRecord,
+        *,
+        window: int = 10_000,
+        max_state_bytes: int | None = None,
+        rules: RoomRules | None = None,
     ) -> None:
         self.name = record.name
+        # Who may write and read what (docs/rules.md); the room's own ``$rules`` or the
+        # relay's default.
+        self.rules = rules or RoomRules()
+        # The state before and after each op of the last accepted entry (the hub
+        # filters broadcasts per reader with them when rules are in force).
+        self.last_roots: list[dict[str, Any]] = []
         # Room state after ``self.version`` (immutable tree, see state.ops).
         self.state = record.snapshot_state
         self.clock = PathClock.from_data(record.snapshot_clock)
@@ -211,6 +224,11 @@ class RoomCore:
         # Exact length of the state's JSON encoding, kept up to date by every accepted op
         # (size_delta). Measured once here: snapshot plus log tail, whatever the limit.
         self.state_bytes = encoded_size(self.state)
+
+    @property
+    def rules_in_force(self) -> RuleSet | None:
+        """The rules the next op is checked under (None: everything is allowed)."""
+        return self.rules.effective(self.state)
 
     def _replay(self, entry: LogEntry) -> None:
         """Re-apply a logged entry while loading (it was valid when accepted)."""
@@ -255,11 +273,13 @@ class RoomCore:
                 f"entry version {entry.version} does not continue the room at {self.version}"
             )
         state, size = self.state, self.state_bytes
+        roots = [state]
         for op in entry.ops:
             after = apply_op(state, op)
             size += size_delta(state, after, op)
             state = after
-        self.state, self.state_bytes = state, size
+            roots.append(state)
+        self.state, self.state_bytes, self.last_roots = state, size, roots
         key = (entry.client_id, entry.client_seq)
         if key in self._rejected:
             self._note_rejected(key)
@@ -316,13 +336,21 @@ class RoomCore:
             self._round.rejected.append((key, self._rejected.get(key)))
 
     def submit(
-        self, client_id: str, client_seq: int, base_version: int, ops: Sequence[Op]
+        self,
+        client_id: str,
+        client_seq: int,
+        base_version: int,
+        ops: Sequence[Op],
+        actor: Actor | None = None,
     ) -> Outcome:
-        """Order one op/batch: dedupe, rebase text, check preconditions, apply."""
+        """Order one op/batch: dedupe, rebase text, check preconditions and rules, apply.
+
+        ``actor``: who wrote it, for the room's rules (None: the relay itself, trusted).
+        """
         last_seq, last_version = self.dedupe.get(client_id, (0, 0))
         if client_seq <= last_seq:
             return self._answer_resend(client_id, client_seq, last_seq, last_version)
-        outcome = self._check_and_apply(client_id, base_version, ops)
+        outcome = self._check_and_apply(client_id, base_version, ops, actor)
         if isinstance(outcome, Rejected):
             self._set_dedupe(client_id, (client_seq, 0))
             self._remember_reject(client_id, client_seq, outcome)
@@ -346,7 +374,7 @@ class RoomCore:
         return rejected
 
     def _check_and_apply(
-        self, client_id: str, base_version: int, ops: Sequence[Op]
+        self, client_id: str, base_version: int, ops: Sequence[Op], actor: Actor | None = None
     ) -> tuple[Op, ...] | Rejected:
         if base_version > self.version:
             return Rejected(
@@ -383,8 +411,27 @@ class RoomCore:
         size = self._check_size(roots, ops)
         if isinstance(size, Rejected):
             return size
-        self.state, self.state_bytes = roots[-1], size
+        refused = self._check_rules(ops, actor, roots)
+        if refused is not None:
+            return refused
+        self.state, self.state_bytes, self.last_roots = roots[-1], size, roots
         return tuple(ops)
+
+    def _check_rules(
+        self, ops: Sequence[Op], actor: Actor | None, roots: list[dict[str, Any]]
+    ) -> Rejected | None:
+        refused = check_rules_write(ops, actor, roots[-1])
+        if refused is not None:
+            return Rejected(refused[0], refused[1], RULES_PATH)
+        if actor is None:
+            return None
+        rules = self.rules.effective(self.state)
+        if rules is None:
+            return None
+        denial = check_ops(rules, actor, ops, self.state, roots[1:])
+        if denial is None:
+            return None
+        return Rejected(ErrorCode.FORBIDDEN, denial.message, denial.path)
 
     def _check_size(self, roots: Sequence[dict[str, Any]], ops: Sequence[Op]) -> int | Rejected:
         """The state's encoded size after ``ops`` (``roots[i + 1]`` is ``roots[i]`` after

@@ -32,6 +32,7 @@ from .hub import Command, Delivery, RoomHub
 from .lineage import Lineage
 from .metrics import RelayMetrics
 from .room import LogEntry, RoomCore
+from .room_rules import DefaultRules, RoomRules
 from .store import Store, StoreError
 
 __all__ = ["RoomSettings", "RunnerBase"]
@@ -58,6 +59,8 @@ class RoomSettings:
     max_conflicts: int = 32
     # Shared stores: entries per read_log call while catching up.
     read_chunk: int = 1000
+    # The relay's rule set for rooms without their own (docs/rules.md).
+    rules: DefaultRules | None = None
 
 
 class RunnerBase(ABC, Generic[P]):
@@ -203,7 +206,8 @@ class RunnerBase(ABC, Generic[P]):
         record = await self._store.load(self.name)
         proposed = record.lineage.successor(record.head) if record.lineage else Lineage.first()
         record.lineage = await self._store.begin_epoch(self.name, proposed)
-        return RoomCore(record, max_state_bytes=self._settings.max_state_bytes)
+        rules = RoomRules(self._settings.rules)
+        return RoomCore(record, max_state_bytes=self._settings.max_state_bytes, rules=rules)
 
     async def _next_batch(self) -> list[Command[P]] | None:
         """Everything queued (up to max_batch), waiting for at least one; None when

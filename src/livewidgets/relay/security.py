@@ -1,5 +1,8 @@
 """The relay's security policy: tokens and roles, origins, connection limits, rate limits.
 
+Link tokens give each holder an identity of their own (relay.links); revoked links
+and tokens are refused at hello and their connections closed (relay.revocation).
+
 Implements :class:`~livewidgets.relay.policy.Policy` (docs/security.md). Everything
 that decides is here; the server only asks and obeys. Rates are token buckets per
 connection and per user; a sender over them is slowed (the relay reads it later),
@@ -15,9 +18,8 @@ import math
 import re
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 from websockets.http11 import Request
 
@@ -26,7 +28,9 @@ from ..protocol.codes import CloseCode, ErrorCode
 from ..protocol.messages import Hello
 from ..protocol.pacing import TokenBucket
 from ..state.ops import Op
+from .links import link_identity
 from .policy import Denied, Principal, Slow
+from .revocation import Denylist, Revocation, RevokeKind
 
 __all__ = [
     "LOOPBACK_HOSTS",
@@ -154,6 +158,8 @@ class SecurityPolicy:
         self._user_counts: Counter[str] = Counter()
         # id(principal) -> user, for connections counted per user.
         self._counted_users: dict[int, str] = {}
+        # Revoked links and tokens, as the relay's store has them (relay.revoker).
+        self.denylist = Denylist()
 
     # --- Policy hooks -------------------------------------------------------------
 
@@ -196,15 +202,18 @@ class SecurityPolicy:
         return denied
 
     def on_admit(self, principal: Principal, address: str | None) -> Denied | None:
-        """After hello: an authenticated connection stops counting for its address and
-        counts for its user instead (a class behind one NAT is many users)."""
-        if "token_id" not in principal.claims:
-            return None  # anonymous: stays counted per address
-        user, limit = principal.user, self.limits.max_connections_per_user
+        """After hello: a connection with a personal token stops counting for its
+        address and counts for its user instead (a class behind one NAT is many users).
+        Link holders stay counted per address: their identity comes from the client id
+        they ask for (relay.links), so a holder could mint as many as they like."""
+        claims = principal.claims
+        if "token_id" not in claims or claims.get("link_id") is not None:
+            return None  # anonymous, or a link holder: stays counted per address
+        user, limit = claims.get("owner") or principal.user, self.limits.max_connections_per_user
         if self._user_counts[user] >= limit:
             return Denied(
                 ErrorCode.LIMIT_EXCEEDED,
-                f"too many connections for user {user[:64]!r} (limit {limit})",
+                f"too many connections for user {principal.user[:64]!r} (limit {limit})",
                 CloseCode.POLICY_VIOLATION,
             )
         self._release_address(address)
@@ -218,35 +227,94 @@ class SecurityPolicy:
     def on_hello(self, hello: Hello, request: Request | None) -> Principal | Denied:
         token = hello.token or _bearer(request)
         if self.secret is None:
-            principal = Principal(user=hello.user, claims={"role": Role.ADMIN.value})
-        elif token is None:
+            return Principal(user=hello.user, claims={"role": Role.ADMIN.value})
+        if token is None:
             return Denied(
                 ErrorCode.AUTH_REQUIRED,
                 "this relay needs a token (hello.token)",
                 CloseCode.AUTH_INVALID,
             )
-        else:
-            try:
-                claims = verify_token(self.secret, token)
-            except TokenExpired:
-                return Denied(
-                    ErrorCode.AUTH_EXPIRED, "the token has expired", CloseCode.AUTH_EXPIRED
-                )
-            except TokenError as exc:
-                return Denied(ErrorCode.AUTH_INVALID, str(exc), CloseCode.AUTH_INVALID)
-            principal = Principal(user=claims.user, claims=_claims(claims))
-            if len(hello.client_id or "") > 48:
-                return Denied(
-                    ErrorCode.INVALID_MESSAGE,
-                    "client_id: at most 48 characters",
-                    CloseCode.HELLO_REQUIRED,
-                )
-        return principal
+        try:
+            claims = verify_token(self.secret, token)
+        except TokenExpired:
+            return Denied(ErrorCode.AUTH_EXPIRED, "the token has expired", CloseCode.AUTH_EXPIRED)
+        except TokenError as exc:
+            return Denied(ErrorCode.AUTH_INVALID, str(exc), CloseCode.AUTH_INVALID)
+        if len(hello.client_id or "") > 48:
+            return Denied(
+                ErrorCode.INVALID_MESSAGE,
+                "client_id: at most 48 characters",
+                CloseCode.HELLO_REQUIRED,
+            )
+        principal = _principal(self.secret, claims, hello)
+        denied = self.revoked(principal)
+        return principal if denied is None else denied
 
     def expires_at(self, principal: Principal) -> float | None:
         """Unix time when this connection's token expires (None: never)."""
         value = principal.claims.get("expires_at")
         return float(value) if value is not None else None
+
+    def on_renew(
+        self, principal: Principal, token: str, rooms: Sequence[str]
+    ) -> Principal | Denied:
+        """A fresh token for an open connection (docs/security.md "Renewal").
+
+        It must be valid now, name the connection's user (the client id namespace,
+        presence stamps and rate buckets are that user's) and admit every room the
+        connection has joined. Its role and room scope then hold from the next frame
+        on, up or down: the token would grant no less on a fresh connection. A
+        refusal leaves the connection as it was, old deadline included.
+        """
+        if self.secret is None:
+            return principal  # no token is checked: nothing changes, nothing expires
+        try:
+            claims = verify_token(self.secret, token)
+        except TokenExpired:
+            return Denied(ErrorCode.AUTH_EXPIRED, "the new token has already expired")
+        except TokenError as exc:
+            return Denied(ErrorCode.AUTH_INVALID, f"the new token is invalid: {exc}")
+        link_id = principal.claims.get("link_id")
+        if claims.link_id != link_id or (link_id is None and claims.user != principal.user):
+            held = f"link {link_id!r}" if link_id else f"user {principal.user!r}"
+            got = f"link {claims.link_id!r}" if claims.link_id else f"user {claims.user!r}"
+            return Denied(
+                ErrorCode.FORBIDDEN,
+                f"the new token is for {got}, this connection is {held}: "
+                "another user needs a connection of their own",
+            )
+        for room in rooms:
+            if not claims.admits(room):
+                return Denied(
+                    ErrorCode.FORBIDDEN,
+                    f"the new token does not admit room {room!r}, joined on this connection",
+                )
+        # Who the connection is stays (user, client ids, buckets: for a link holder, the
+        # identity relay.links gave them); what the token grants is the new token's.
+        granted = {
+            "room": claims.room,
+            "role": claims.role.value,
+            "expires_at": claims.expires_at,
+            "token_id": claims.token_id,
+            "groups": claims.groups,
+        }
+        renewed = Principal(
+            user=principal.user,
+            claims={**principal.claims, **granted},
+            client_id=principal.client_id,
+        )
+        denied = self.revoked(renewed)
+        if denied is not None:
+            return Denied(denied.code, denied.message)  # refused; the old token holds
+        # The connection's counts, buckets and throttling carry over to the new principal.
+        state = self._states.pop(id(principal), None)
+        if state is not None:
+            state.may_write = self.role(renewed).allows(Role.WRITE)
+            self._states[id(renewed)] = state
+        counted = self._counted_users.pop(id(principal), None)
+        if counted is not None:  # still the same user's connection (on_admit)
+            self._counted_users[id(renewed)] = counted
+        return renewed
 
     def on_join(self, principal: Principal, room: str) -> Denied | None:
         pattern = principal.claims.get("room")
@@ -307,6 +375,34 @@ class SecurityPolicy:
             return Denied(ErrorCode.FORBIDDEN, "admin role required")
         return None
 
+    def on_revoke(
+        self, principal: Principal, room: str, kind: RevokeKind, ident: str
+    ) -> Revocation | Denied:
+        if self.secret is None:
+            return Denied(ErrorCode.FORBIDDEN, "this relay checks no tokens: nothing to revoke")
+        scope = principal.claims.get("room")
+        if not self.role(principal).allows(Role.ADMIN) or scope is None:
+            return Denied(ErrorCode.FORBIDDEN, "admin role required")
+        if not fnmatch.fnmatchcase(room, scope):
+            return Denied(ErrorCode.FORBIDDEN, f"the token does not admit room {room!r}")
+        # The revoker's own room scope bounds what the revocation reaches (covers()).
+        return Revocation(kind, ident, scope, time.time())
+
+    def add_revoked(self, revocations: Iterable[Revocation]) -> bool:
+        return bool(self.denylist.add(revocations))
+
+    def revoked(self, principal: Principal) -> Denied | None:
+        claims = principal.claims
+        if "token_id" not in claims:
+            return None  # no token, nothing to revoke
+        found = self.denylist.match(claims["token_id"], claims.get("link_id"), claims["room"])
+        if found is None:
+            return None
+        what = "link" if found.kind is RevokeKind.LINK else "token"
+        return Denied(
+            ErrorCode.AUTH_REVOKED, f"this {what} was revoked by an admin", CloseCode.REVOKED
+        )
+
     def on_close(self, principal: Principal | None, address: str | None) -> None:
         """The connection ended: release what it held."""
         user = self._counted_users.pop(id(principal), None) if principal is not None else None
@@ -357,9 +453,10 @@ class SecurityPolicy:
     def _state(self, principal: Principal) -> _ConnectionState:
         state = self._states.get(id(principal))
         if state is None:
-            # Authenticated users share their buckets across connections; without a
-            # secret the user name is only a claim, so each connection has its own.
-            owner = principal.user if "token_id" in principal.claims else f"#{id(principal)}"
+            # Authenticated users share their buckets across connections (a link
+            # holder's are their client id's: relay.links); without a secret the user
+            # name is only a claim, so each connection has its own.
+            owner = principal.claims.get("owner") or f"#{id(principal)}"
             rates = self._rates.get(owner)
             if rates is None:
                 limits = self.limits
@@ -426,12 +523,33 @@ def _bearer(request: Request | None) -> str | None:
     return value.strip() or None if scheme.lower() == "bearer" else None
 
 
-def _claims(claims: TokenClaims) -> dict[str, Any]:
-    return {
+def _principal(secret: bytes, claims: TokenClaims, hello: Hello) -> Principal:
+    """Who a verified token makes the connection: its user, or for a link, an identity
+    of the holder's own (relay.links)."""
+    common = {
         "room": claims.room,
         "role": claims.role.value,
         "expires_at": claims.expires_at,
         "token_id": claims.token_id,
-        # Namespace for this user's client ids (relay.session scopes client_ids by it).
-        "client_scope": hashlib.sha256(claims.user.encode()).hexdigest()[:12],
+        # Room rules' group:NAME (docs/rules.md).
+        "groups": claims.groups,
     }
+    if claims.link_id is not None:
+        identity = link_identity(secret, claims.link_id, hello.user, hello.client_id)
+        return Principal(
+            user=identity.user,
+            claims={**common, "link_id": claims.link_id, "owner": f"link:{identity.client_id}"},
+            client_id=identity.client_id,
+        )
+    assert claims.user is not None  # verify_token: exactly one of sub and lid
+    return Principal(
+        user=claims.user,
+        claims={
+            **common,
+            # Rate buckets' key: prefixed, so no user name can equal a link holder's.
+            "owner": f"user:{claims.user}",
+            # Namespace for this user's client ids (relay.session scopes client_ids by
+            # it); lowercase hex, never "L" as link holders' ids (relay.links).
+            "client_scope": hashlib.sha256(claims.user.encode()).hexdigest()[:12],
+        },
+    )

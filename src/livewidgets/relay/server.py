@@ -31,6 +31,7 @@ from .. import __version__
 from ..protocol.codec import JSON_SUBPROTOCOL, SUBPROTOCOLS, Codec, server_codec
 from ..protocol.codes import CloseCode, ErrorCode
 from ..protocol.messages import MAX_BATCH_OPS, PROTOCOL_VERSION, ClientMessage, Welcome
+from ..rules import RuleSet
 from ..state.ops import MAX_VALUE_DEPTH
 from ..state.paths import MAX_PATH_DEPTH, MAX_PATH_LENGTH
 from .addresses import ProxyTrust
@@ -39,7 +40,10 @@ from .http import HttpEndpoints
 from .metrics import RelayMetrics
 from .policy import AllowAll, Denied, Policy
 from .process import fd_capacity
+from .revocation import Revocation
+from .revoker import Revoker
 from .room import DEFAULT_MAX_STATE_BYTES
+from .room_rules import DefaultRules
 from .runner import RoomRunner, RoomSettings, room_runner
 from .store import Store, open_store
 
@@ -118,8 +122,11 @@ class Relay:
         policy: Policy | None = None,
         ssl: ssl_module.SSLContext | None = None,
         logger: logging.Logger | None = None,
+        rules: RuleSet | None = None,
     ) -> None:
         self.host = host
+        # Rules for rooms without their own (docs/rules.md); reload_rules replaces them.
+        self._rules = DefaultRules(rules)
         self._requested_port = port
         self._store_arg = store
         self.max_frame_size = max_frame_size
@@ -165,6 +172,8 @@ class Relay:
         # client_id -> its current connection (a newer one replaces an older one).
         self._clients: dict[str, Connection] = {}
         self._connections: set[Connection] = set()
+        # The denylist of revoked links and tokens, kept equal to the store's.
+        self._revoker = Revoker(self._policy, lambda: self._connections, self._logger)
         self._stopping = False
         self._stop_task: asyncio.Task[None] | None = None
         self._started_at = 0.0
@@ -195,6 +204,19 @@ class Relay:
     def store_description(self) -> str:
         arg = self._store_arg
         return arg if isinstance(arg, str) else type(arg).__name__
+
+    @property
+    def rules(self) -> RuleSet | None:
+        """The rule set of rooms without their own (None: no rules)."""
+        return self._rules.rules
+
+    def reload_rules(self, rules: RuleSet | None) -> None:
+        """Replace the default rules (``livewidgets relay`` does on SIGHUP). New ops
+        are checked under them at once; every connection is closed with 1012 so that
+        its client reconnects and gets the room as it may see it now."""
+        self._rules.replace(rules)
+        for connection in list(self._connections):
+            connection.close(CloseCode.SERVICE_RESTART, "the relay's rules changed")
 
     @property
     def metrics(self) -> RelayMetrics:
@@ -238,8 +260,11 @@ class Relay:
         else:
             self._store = self._store_arg
         try:
+            # Revocations are in force before the first hello (relay.revoker).
+            await self._revoker.start(self._store)
             self._server = await self._listen()
         except BaseException:
+            await self._revoker.stop()
             if self._owns_store:  # e.g. the port is taken: do not leak the open store
                 await self._store.close()
             raise
@@ -320,6 +345,7 @@ class Relay:
                 max_delta=self.max_delta,
                 presence_interval=self.presence_interval,
                 max_state_bytes=self.max_state_bytes,
+                rules=self._rules,
             )
             runner = room_runner(
                 name,
@@ -347,6 +373,11 @@ class Relay:
             return False
         connection.close(CloseCode.KICKED, "removed by an admin", flush=False)
         return True
+
+    async def revoke(self, revocation: Revocation) -> int:
+        """Record ``revocation`` in the store and close this relay's connections it
+        denies (4006); other relays of a shared store close theirs as they hear of it."""
+        return await self._revoker.revoke(self.store, revocation)
 
     def unregister(self, connection: Connection) -> None:
         if self._clients.get(connection.client_id) is connection:
@@ -403,6 +434,7 @@ class Relay:
         for connection in list(self._connections):
             connection.abort()
         await closed
+        await self._revoker.stop()
         if self._owns_store and self._store is not None:
             await self._store.close()
         self._logger.info("relay stopped")

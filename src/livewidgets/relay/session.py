@@ -2,8 +2,9 @@
 
 Everything that decides what a connection's frames do lives here: the hello
 handshake, the policy's verdicts (relay.policy), pacing (:class:`PauseReading`),
-strikes, ``not_joined``, client_id scoping and token expiry. It never touches a
-socket, a task or the clock: decoded messages and ``now`` go in, :data:`Action`
+strikes, ``not_joined``, client_id scoping, token expiry and renewal (``auth``). It
+never touches a socket, a task or the clock: decoded messages and ``now`` go in
+(Unix time, to state token lifetimes, from the injected ``clock``), :data:`Action`
 values come out, and the I/O shell (relay.connection) carries them out in order.
 A misbehaving peer never raises out of it: every bad frame becomes an ``error``
 reply and, where docs/protocol.md "Errors" and "Close codes" say so, a :class:`Close`.
@@ -22,6 +23,7 @@ acked after it reconnects.
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections import deque
 from collections.abc import Callable
@@ -29,13 +31,17 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any, Generic, TypeAlias, TypeVar
 
+import msgspec
 from websockets.http11 import Request
 
 from ..protocol.codec import FrameError
 from ..protocol.codes import CloseCode, ErrorCode
 from ..protocol.messages import (
+    MAX_EXPIRES_IN,
     PROTOCOL_VERSION,
     Admin,
+    Auth,
+    Authed,
     Batch,
     ClientMessage,
     Error,
@@ -50,6 +56,7 @@ from ..protocol.messages import (
 from ..state.ops import Op
 from .hub import Command, JoinRoom, LeaveRoom, Member, ResetRoom, SetPresence, Submit
 from .policy import Denied, Policy, Principal, Slow
+from .revocation import Revocation, RevokeKind
 from .room import Rejected
 
 __all__ = [
@@ -65,6 +72,7 @@ __all__ = [
     "Register",
     "RelayProtocol",
     "Reply",
+    "Revoke",
     "State",
 ]
 
@@ -148,9 +156,10 @@ class Register:
 
 @dataclass(frozen=True, slots=True)
 class ExpireAt:
-    """Call :meth:`RelayProtocol.expire` at Unix time ``deadline`` (token expiry)."""
+    """Call :meth:`RelayProtocol.expire` at Unix time ``deadline`` (token expiry),
+    instead of at any deadline set before (a renewal moves it); None: never."""
 
-    deadline: float
+    deadline: float | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,6 +173,16 @@ class Kick:
 
 
 @dataclass(frozen=True, slots=True)
+class Revoke:
+    """Record ``revocation`` in the store, put it in force on this relay (closing the
+    connections it denies, 4006) and tell the other relays; then answer ``room`` with
+    ``revoked`` (an ``internal`` error if the store failed: nothing was recorded)."""
+
+    revocation: Revocation
+    room: str
+
+
+@dataclass(frozen=True, slots=True)
 class PauseReading:
     """Read no further frame before monotonic time ``until`` (backpressure: the
     sender is over its rate; docs/protocol.md "Pacing"). What came before is
@@ -172,7 +191,7 @@ class PauseReading:
     until: float
 
 
-Action: TypeAlias = Reply | Put[Any] | Close | Register | ExpireAt | Kick | PauseReading
+Action: TypeAlias = Reply | Put[Any] | Close | Register | ExpireAt | Kick | Revoke | PauseReading
 
 # What the handlers of one message type look like.
 _Handler: TypeAlias = "Callable[[RelayProtocol[Any], Any, float], list[Action]]"
@@ -197,6 +216,7 @@ class RelayProtocol(Generic[M]):
     __slots__ = (
         "_address",
         "_admitted",
+        "_clock",
         "_make_id",
         "_max_strikes",
         "_policy",
@@ -222,6 +242,7 @@ class RelayProtocol(Generic[M]):
         max_invalid_frames: int,
         request: Request | None = None,
         make_id: Callable[[], str] = _random_id,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         # The handle room commands carry (the relay's Connection).
         self.member = member
@@ -234,6 +255,8 @@ class RelayProtocol(Generic[M]):
         # A client_id for a hello that brings none.
         self._make_id = make_id
         self._max_strikes = max_invalid_frames
+        # Unix time, to state token lifetimes to the client as relative seconds.
+        self._clock = clock
         self.state = State.AWAITING_HELLO
         # Set by hello (empty before): the stable client id, the user, who they are.
         self.client_id = ""
@@ -273,6 +296,12 @@ class RelayProtocol(Generic[M]):
             _error(ErrorCode.AUTH_EXPIRED, detail),
             Close(CloseCode.AUTH_EXPIRED, "token expired"),
         ]
+
+    def revoked(self, denied: Denied) -> list[Action]:
+        """The policy found this connection's token or link revoked (4006)."""
+        if self.state is not State.OPEN:
+            return []
+        return self._deny(denied, None)
 
     def close(self) -> None:
         """The shell is closing the connection for a reason of its own (slow consumer,
@@ -376,17 +405,41 @@ class RelayProtocol(Generic[M]):
             return self._refuse(refused.code, refused.message, close, "hello")
         self.principal, self.user = granted, granted.user
         # An authenticated user's client ids live in their own namespace, so nobody can
-        # take over another user's id (dedupe, presence, replacing its connection).
+        # take over another user's id (dedupe, presence, replacing its connection); a
+        # link holder's is the policy's (relay.links).
         scope = granted.claims.get("client_scope")
         chosen = hello.client_id or self._make_id()
-        self.client_id = f"{scope}.{chosen}" if scope else chosen
+        self.client_id = granted.client_id or (f"{scope}.{chosen}" if scope else chosen)
         self._fire(Event.WELCOMED)
         welcome = self._welcome(self.client_id, self.connection_id, hello.nonce)
-        actions: list[Action] = [Register(self.client_id, self.user), Reply(welcome)]
         expires_at = self._policy.expires_at(granted)
-        if expires_at is not None:
-            actions.append(ExpireAt(expires_at))
-        return actions
+        if expires_at is None:
+            return [Register(self.client_id, self.user), Reply(welcome)]
+        # Stated relative (no clock skew between the machines): the client renews
+        # its token ahead of it (docs/security.md "Renewal").
+        limits = {**welcome.limits, "expires_in": self._expires_in(expires_at)}
+        welcome = msgspec.structs.replace(welcome, limits=limits)
+        return [Register(self.client_id, self.user), Reply(welcome), ExpireAt(expires_at)]
+
+    def _on_auth(self, message: Auth, now: float) -> list[Action]:
+        """A fresh token for this connection: the policy decides; on success the
+        deadline moves and ``authed`` says to when, else an error and nothing changes."""
+        renewed = self._policy.on_renew(self.principal or _NOBODY, message.token, list(self.rooms))
+        if isinstance(renewed, Denied):
+            if renewed.close is not None:
+                return self._deny(renewed, "auth")
+            # The client renews well ahead of expiry, so it has time to try again; a
+            # stream of refusals is counted like invalid frames (4012).
+            return [_error(renewed.code, renewed.message, "auth"), *self._strike(now)]
+        self.principal = renewed
+        expires_at = self._policy.expires_at(renewed)
+        expires_in = None if expires_at is None else self._expires_in(expires_at)
+        return [ExpireAt(expires_at), Reply(Authed(expires_in))]
+
+    def _expires_in(self, expires_at: float) -> float:
+        """Seconds from now to Unix time ``expires_at`` (0 if past; ms precision)."""
+        seconds = min(expires_at - self._clock(), MAX_EXPIRES_IN)
+        return round(seconds, 3) if seconds > 0 else 0.0
 
     def _expect_hello(self, message: ClientMessage, now: float) -> list[Action]:
         detail = f"the first frame must be hello, not {_tag(message)}"
@@ -436,6 +489,8 @@ class RelayProtocol(Generic[M]):
 
     def _on_admin(self, message: Admin, now: float) -> list[Action]:
         room = message.room
+        if message.action == "revoke":
+            return self._on_revoke(message)
         if room not in self.rooms:
             return self._not_joined(room, "admin", now)
         denied = self._policy.on_admin(self.principal or _NOBODY, room)
@@ -448,6 +503,22 @@ class RelayProtocol(Generic[M]):
         detail = f"no client {message.client_id!r} in room {room!r}"
         absent = Error(ErrorCode.INVALID_MESSAGE.value, detail, "admin", room)
         return [Kick(message.client_id, room, absent)]
+
+    def _on_revoke(self, message: Admin) -> list[Action]:
+        # Relay-wide, not a room operation: no join needed; the room only says in whose
+        # name the admin acts (its token must admit it; relay.security.on_revoke).
+        room = message.room
+        named = ((RevokeKind.LINK, message.link), (RevokeKind.TOKEN, message.token_id))
+        targets = [(kind, ident) for kind, ident in named if ident is not None]
+        if len(targets) != 1:
+            detail = "revoke needs exactly one of link and token_id"
+            return [_error(ErrorCode.INVALID_MESSAGE, detail, "admin", room)]
+        ((kind, ident),) = targets
+        principal = self.principal or _NOBODY
+        verdict = self._policy.on_revoke(principal, room, kind, ident)
+        if isinstance(verdict, Denied):
+            return self._deny(verdict, "admin", room)
+        return [Revoke(verdict, room)]
 
     def _ignore(self, message: ClientMessage, now: float) -> list[Action]:
         return []  # closing: unacked ops are resent after the client reconnects
@@ -534,6 +605,7 @@ _HANDLERS: dict[State, dict[type | None, _Handler]] = {
         Batch: _P._on_submit,
         PresenceMessage: _P._on_presence,
         Admin: _P._on_admin,
+        Auth: _P._on_auth,
         None: _P._ignore,
     },
     State.CLOSING: {None: _P._ignore},

@@ -1,5 +1,10 @@
 """``Chat``: a message list at ``path`` (``push``: concurrent messages all survive,
-in room order) and an input. The view renders text with ``textContent`` only."""
+in room order) and an input. The view renders text with ``textContent`` only.
+
+The room's rule for the list (added the first time an admin opens the chat,
+docs/rules.md): append-only, each message's ``user`` is its writer, and only they
+may remove it (:meth:`Chat.delete`).
+"""
 
 from __future__ import annotations
 
@@ -11,6 +16,7 @@ import traitlets
 
 from ...client.ack import Ack
 from ._base import STATIC, LiveWidget, color_for
+from ._rules import ensure_rules, pattern_path
 
 __all__ = ["Chat"]
 
@@ -37,6 +43,31 @@ class Chat(LiveWidget):
         self.me = str(self._session.user)
         self._own(self._session.subscribe(path, lambda _value, _path: self._refresh()))
         self._refresh()
+        ensure_rules(self._session, self.rules(), lambda msg: self._set_from_session(error=msg))
+
+    def rules(self) -> list[dict[str, Any]]:
+        """The room rules this chat needs: append-only, authors write and remove their own."""
+        base = pattern_path(self.path)
+        if base is None:
+            return []
+        return [
+            {
+                "name": f"chat {self.path}: authors only",
+                "path": base,
+                "read": "anyone",
+                "write": "writer",
+                "ops": ["push", "remove"],
+                "type": "mapping",
+                "field_is_user": "user",
+                "max_bytes": 4 * self.MAX_LENGTH + 1024,
+            }
+        ]
+
+    def delete(self, message_id: str) -> Ack:
+        """Remove one of this user's messages (the room's rule refuses anyone else's)."""
+        ack: Ack = self._session.remove(self.path, message_id)
+        self._set_from_session(error="")
+        return ack
 
     def send(self, text: str) -> Ack | None:
         """Post ``text`` (stripped; None if empty) as this session's user."""

@@ -1,10 +1,12 @@
 """``Poll``: one button per option, live counts, one vote per user.
 
-State at ``path``: ``votes/<option>`` counts (``increment``: concurrent votes all
-count) and ``voters/<user>`` the option each user chose. Voting again moves the
-vote: decrement, increment and record in one batch, so no reader ever sees a vote
-counted twice or not at all. Option and user names are %-escaped into path
-segments (``path_segment``).
+State at ``path``: ``voters/<user>``, the option each user chose; the counts are
+derived from it, so there is no tally anyone could inflate. Voting again replaces
+the user's entry. User names are %-escaped into path segments (``path_segment``).
+
+One vote per user is the room's rule, not this client's: the poll asks for a rule
+that lets each user write only their own entry (``{user}``, docs/rules.md), added
+the first time an admin opens it (``_rules.ensure_rules``).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import traitlets
 
 from ...client.ack import Ack
 from ._base import STATIC, LiveWidget, path_segment
+from ._rules import ensure_rules, pattern_path
 
 __all__ = ["Poll"]
 
@@ -42,6 +45,26 @@ class Poll(LiveWidget):
         super().__init__(session=session, path=path, question=question, options=options, **kwargs)
         self._own(self._session.subscribe(path, lambda _value, _path: self._refresh()))
         self._refresh()
+        self._protect()
+
+    def rules(self) -> list[dict[str, Any]]:
+        """The room rules this poll needs: each user writes only their own vote."""
+        base = pattern_path(self.path)
+        if base is None:
+            return []
+        return [
+            {
+                "name": f"poll {self.path}: one vote per user",
+                "path": f"{base}/voters/{{user}}",
+                "read": "anyone",
+                "write": "{user} or admin",
+                "type": "string",
+                "max_bytes": 1024,
+            }
+        ]
+
+    def _protect(self) -> None:
+        ensure_rules(self._session, self.rules(), lambda msg: self._set_from_session(error=msg))
 
     @property
     def voter(self) -> str:
@@ -57,16 +80,11 @@ class Poll(LiveWidget):
             raise ValueError(f"{option!r} is not an option of this poll")
         session = self._session
         with self._lock:
-            previous = session.get(self._voter_path())
-            if previous == option:
+            if session.get(self._voter_path()) == option:
                 return None
-            with session.batch() as ack:
-                if isinstance(previous, str):
-                    session.increment(f"{self.path}/votes/{path_segment(previous)}", -1)
-                session.increment(f"{self.path}/votes/{path_segment(option)}", 1)
-                session.set(self._voter_path(), option)
+            ack: Ack = session.set(self._voter_path(), option)
         self._set_from_session(error="")
-        return ack  # type: ignore[no-any-return]
+        return ack
 
     def _msg_vote(self, msg: dict[str, Any]) -> None:
         self.vote(str(msg["option"]))
@@ -74,12 +92,12 @@ class Poll(LiveWidget):
     def _refresh(self) -> None:
         state = self._session.get(self.path)
         state = state if isinstance(state, dict) else {}
-        votes = state.get("votes")
-        votes = votes if isinstance(votes, dict) else {}
-        counts = {}
-        for option in self.options:
-            n = votes.get(path_segment(option), 0)
-            counts[option] = max(0, int(n)) if isinstance(n, int | float) else 0
+        voters = state.get("voters")
+        voters = voters if isinstance(voters, dict) else {}
+        counts = dict.fromkeys(self.options, 0)
+        for choice in voters.values():
+            if choice in counts:
+                counts[choice] += 1
         mine = self._session.get(self._voter_path())
         self._set_from_session(
             counts=counts,

@@ -18,6 +18,9 @@ can implement it without touching the room core:
   when another one moved a room's head, so it can read the new entries
   (``read_log``) and broadcast them to its own clients (relay.runner_shared). Single-relay
   stores (memory, SQLite) do not: nobody else writes their rooms.
+* Every store keeps the relay's revocations (relay.revocation: revoked link and token
+  ids), outside any room; a shared store also implements :class:`RevocationFeed`, so
+  that a revocation made on one relay closes its connections on the others.
 * A shared store may also carry presence between relays (:class:`PresenceBus`:
   Redis): each relay publishes its members' presence changes, a full table as a
   heartbeat, and a sync request when it loads a room; the others merge them as
@@ -39,6 +42,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 from ..lineage import Lineage
+from ..revocation import Revocation, RevokeKind
 from ..room import LogEntry, RoomRecord
 
 __all__ = [
@@ -48,6 +52,8 @@ __all__ = [
     "PresenceCallback",
     "PresenceKind",
     "PresenceMessage",
+    "RevocationCallback",
+    "RevocationFeed",
     "RoomRecord",
     "Store",
     "StoreConflict",
@@ -55,6 +61,8 @@ __all__ = [
     "Unwatch",
     "WatchableStore",
     "check_continues",
+    "decode_revocation",
+    "encode_revocation",
     "open_store",
 ]
 
@@ -114,9 +122,47 @@ class Store(Protocol):
         """
         ...
 
+    async def revoke(self, revocation: Revocation) -> None:
+        """Durably record ``revocation`` (before returning; recording it again is a
+        no-op) and, for a shared store, announce it to the other relays."""
+        ...
+
+    async def revocations(self) -> list[Revocation]:
+        """Every revocation recorded, in no particular order."""
+        ...
+
     async def close(self) -> None:
         """Finish pending writes and release resources; the store is unusable after."""
         ...
+
+
+# Called with revocations recorded by any relay of a shared store (on the event loop).
+RevocationCallback = Callable[[list[Revocation]], None]
+
+
+@runtime_checkable
+class RevocationFeed(Protocol):
+    """A store several relays share tells each of them about new revocations."""
+
+    async def watch_revocations(self, callback: RevocationCallback) -> Unwatch:
+        """Call ``callback`` with revocations recorded from now on, by any relay: live
+        (soon after each ``revoke``) and, as a safety net, from a poll, so that one
+        recorded at time t is reported by t + the store's poll interval at the latest.
+        Entries may repeat; the callback ignores those it knows."""
+        ...
+
+
+def encode_revocation(revocation: Revocation) -> list[Any]:
+    """A revocation as plain data, for stores that serialize it (msgpack)."""
+    return [revocation.kind.value, revocation.id, revocation.scope, revocation.revoked_at]
+
+
+def decode_revocation(data: Any) -> Revocation:
+    """The inverse of :func:`encode_revocation` (ValueError/TypeError if malformed)."""
+    kind, ident, scope, revoked_at = data
+    if not isinstance(ident, str) or not isinstance(scope, str):
+        raise TypeError("revocation id and scope must be strings")
+    return Revocation(RevokeKind(kind), ident, scope, float(revoked_at))
 
 
 # Called with a room's stored head version (on the event loop; must not block).

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..lineage import Lineage
+from ..revocation import Revocation
 from ..room import LogEntry, RoomRecord
 from . import StoreConflict, StoreError, check_continues
 
@@ -22,6 +23,7 @@ class MemoryStore:
 
     def __init__(self) -> None:
         self._rooms: dict[str, RoomRecord] = {}
+        self._revocations: dict[tuple[str, str, str], Revocation] = {}
         self._closed = False
 
     def _room(self, room: str) -> RoomRecord:
@@ -73,6 +75,16 @@ class MemoryStore:
         record.snapshot_state = state
         record.snapshot_clock = clock_data
         record.log = [entry for entry in record.log if entry.version > version]
+
+    async def revoke(self, revocation: Revocation) -> None:
+        if self._closed:
+            raise StoreError("the store is closed")
+        self._revocations.setdefault(revocation.key, revocation)
+
+    async def revocations(self) -> list[Revocation]:
+        if self._closed:
+            raise StoreError("the store is closed")
+        return list(self._revocations.values())
 
     async def close(self) -> None:
         self._closed = True

@@ -11,7 +11,14 @@ one slot and the scripts stay atomic):
 ``lw:{room}:epoch``     str   the room's epoch (relay.lineage): set once, kept
 ``lw:{room}:events``    chan  pub/sub: the new head after each append
 ``lw:{room}:presence``  chan  pub/sub: presence (msgpack [relay_id, kind, ttl, states])
+``lw:revocations``      hash  "kind id scope" -> msgpack [kind, id, scope, revoked_at]
+``lw:revocations:new``  chan  pub/sub: each revocation as it is recorded (same blob)
 ======================  ====  ===================================================
+
+Revocations (relay.revocation) are relay-wide, so their keys have no room tag.
+:meth:`RedisStore.watch_revocations` hears them on their channel and, as for heads,
+from a poll every ``poll_interval`` seconds (of the hash's length: revocations are
+only ever added), so a relay learns of every revocation within that bound.
 
 ``append`` is one Lua script: it refuses entries that do not continue the stored
 head (StoreConflict: another relay wrote first), then adds the entries, raises the
@@ -62,16 +69,20 @@ from redis.exceptions import RedisError
 
 from ...state.ops import Op
 from ..lineage import Lineage
+from ..revocation import Revocation
 from ..room import LogEntry, RoomRecord
 from . import (
     HeadCallback,
     PresenceCallback,
     PresenceKind,
     PresenceMessage,
+    RevocationCallback,
     StoreConflict,
     StoreError,
     Unwatch,
     check_continues,
+    decode_revocation,
+    encode_revocation,
 )
 
 __all__ = ["RedisStore"]
@@ -206,6 +217,11 @@ class RedisStore:
         self._outbox_ready = asyncio.Event()
         self._sender: asyncio.Task[None] | None = None
         self.presence_dropped = 0
+        # Revocations: callbacks, whether their channel is subscribed, and how many
+        # the last poll saw (the hash only grows, so its length tells of new ones).
+        self._revocation_watchers: list[RevocationCallback] = []
+        self._revocations_subscribed = False
+        self._revocations_seen = 0
 
     def _keys(self, room: str) -> tuple[str, str, str, str]:
         if self._closed:
@@ -221,6 +237,14 @@ class RedisStore:
 
     def _presence_channel(self, room: str) -> str:
         return f"{self.prefix}:{{{room}}}:presence"
+
+    @property
+    def _revocations_key(self) -> str:
+        return f"{self.prefix}:revocations"
+
+    @property
+    def _revocations_channel(self) -> str:
+        return f"{self.prefix}:revocations:new"
 
     async def load(self, room: str) -> RoomRecord:
         _, log_key, dedupe_key, snapshot_key = self._keys(room)
@@ -357,7 +381,10 @@ class RedisStore:
         while not self._closed:
             try:
                 wait = max(0.0, next_poll - loop.time())
-                if (self._subscribed or self._presence_subscribed) and self._pubsub is not None:
+                listening = (
+                    self._subscribed or self._presence_subscribed or self._revocations_subscribed
+                )
+                if listening and self._pubsub is not None:
                     message = await self._pubsub.get_message(
                         ignore_subscribe_messages=True, timeout=wait
                     )
@@ -382,6 +409,9 @@ class RedisStore:
     def _published(self, message: dict[str, Any]) -> None:
         channel = message["channel"]
         channel = channel.decode() if isinstance(channel, bytes) else channel
+        if channel == self._revocations_channel:
+            self._revoked([message["data"]])
+            return
         room = self._presence_subscribed.get(channel)
         if room is not None:
             self._heard(room, message["data"])
@@ -391,6 +421,8 @@ class RedisStore:
             self._notify(room, int(message["data"]))
 
     async def _poll(self) -> None:
+        if self._revocation_watchers:
+            await self._poll_revocations()
         for room in list(self._presence_watchers):  # a SUBSCRIBE that failed before
             if (
                 room in self._presence_watchers
@@ -416,6 +448,87 @@ class RedisStore:
                 callback(head)
             except Exception:  # a watcher's bug must not stop the others' notices
                 _logger.exception("redis: head callback for room %r failed", room)
+
+    # --- revocations (relay-wide) ------------------------------------------------------
+
+    async def revoke(self, revocation: Revocation) -> None:
+        if self._closed:
+            raise StoreError("the store is closed")
+        blob = _encode(encode_revocation(revocation))
+        field = "\0".join(revocation.key)
+        try:
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.hsetnx(self._revocations_key, field, blob)
+                pipe.publish(self._revocations_channel, blob)
+                await pipe.execute()
+        except RedisError as exc:
+            raise StoreError(f"redis: {exc}") from exc
+
+    async def revocations(self) -> list[Revocation]:
+        if self._closed:
+            raise StoreError("the store is closed")
+        try:
+            blobs = await self._redis.hvals(self._revocations_key)
+        except RedisError as exc:
+            raise StoreError(f"redis: {exc}") from exc
+        return self._decode_revocations(blobs)
+
+    async def watch_revocations(self, callback: RevocationCallback) -> Unwatch:
+        if self._closed:
+            raise StoreError("the store is closed")
+        self._revocation_watchers.append(callback)
+        if self._reader is None:
+            self._reader = asyncio.create_task(self._listen(), name="livewidgets redis watch")
+        try:
+            await self._subscribe_revocations()
+        except RedisError as exc:
+            # Not fatal: the poll still reports new revocations and retries the SUBSCRIBE.
+            _logger.warning("redis: cannot subscribe to revocations yet: %s", exc)
+
+        async def unwatch() -> None:
+            if callback in self._revocation_watchers:
+                self._revocation_watchers.remove(callback)
+
+        return unwatch
+
+    async def _subscribe_revocations(self) -> None:
+        async with self._subscribing:
+            if self._closed or self._revocations_subscribed:
+                return
+            if self._pubsub is None:
+                self._pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
+            await self._pubsub.subscribe(self._revocations_channel)
+            self._revocations_subscribed = True
+            self._resubscribed.set()
+
+    async def _poll_revocations(self) -> None:
+        """The safety net under pub/sub: new entries in the hash go to the watchers."""
+        count = int(await self._redis.hlen(self._revocations_key))
+        if count != self._revocations_seen:
+            self._revocations_seen = count
+            self._revoked(await self._redis.hvals(self._revocations_key))
+        if not self._revocations_subscribed:  # a SUBSCRIBE that failed before
+            await self._subscribe_revocations()
+
+    def _decode_revocations(self, blobs: Sequence[bytes | str]) -> list[Revocation]:
+        revocations = []
+        for blob in blobs:
+            try:
+                data = blob.encode() if isinstance(blob, str) else blob
+                revocations.append(decode_revocation(_decode_any(data)))
+            except (msgspec.DecodeError, ValueError, TypeError):
+                _logger.warning("redis: ignoring a malformed revocation")
+        return revocations
+
+    def _revoked(self, blobs: Sequence[bytes | str]) -> None:
+        revocations = self._decode_revocations(blobs)
+        if not revocations:
+            return
+        for callback in list(self._revocation_watchers):
+            try:
+                callback(revocations)
+            except Exception:  # a watcher's bug must not stop the others' notices
+                _logger.exception("redis: revocation callback failed")
 
     # --- presence between relays (PresenceBus) -----------------------------------------
 

@@ -27,8 +27,9 @@ import msgspec
 
 from ...state.ops import Op
 from ..lineage import Lineage
+from ..revocation import Revocation
 from ..room import LogEntry, RoomRecord
-from . import StoreConflict, StoreError, check_continues
+from . import StoreConflict, StoreError, check_continues, decode_revocation
 
 __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "SQLiteStore"]
 
@@ -68,6 +69,16 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE rooms ADD COLUMN epoch TEXT;
     ALTER TABLE rooms ADD COLUMN ancestors BLOB;
     ALTER TABLE log ADD COLUMN refused BLOB;
+    """,
+    # Revoked link and token ids (relay.revocation), relay-wide: not per room.
+    """
+    CREATE TABLE revocations (
+        kind TEXT NOT NULL,
+        id TEXT NOT NULL,
+        scope TEXT NOT NULL,
+        revoked_at REAL NOT NULL,
+        PRIMARY KEY (kind, id, scope)
+    ) WITHOUT ROWID;
     """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -122,6 +133,12 @@ class SQLiteStore:
         self, room: str, version: int, state: dict[str, Any], clock_data: Any
     ) -> None:
         await self._call(self._save_snapshot, room, version, state, clock_data)
+
+    async def revoke(self, revocation: Revocation) -> None:
+        await self._call(self._revoke, revocation)
+
+    async def revocations(self) -> list[Revocation]:
+        return await self._call(self._revocations)
 
     async def close(self) -> None:
         if self._closed:
@@ -280,6 +297,20 @@ class SQLiteStore:
                 (version, state_blob, clock_blob, room),
             )
             db.execute("DELETE FROM log WHERE room = ? AND version <= ?", (room, version))
+
+    def _revoke(self, revocation: Revocation) -> None:
+        # A commit of its own, fsynced (synchronous=FULL): the revocation survives a
+        # crash as soon as the admin is told it is done.
+        with _transaction(self._conn(), "BEGIN IMMEDIATE") as db:
+            db.execute(
+                "INSERT INTO revocations VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                (revocation.kind.value, revocation.id, revocation.scope, revocation.revoked_at),
+            )
+
+    def _revocations(self) -> list[Revocation]:
+        with _transaction(self._conn(), "BEGIN") as db:
+            rows = db.execute("SELECT kind, id, scope, revoked_at FROM revocations").fetchall()
+        return [decode_revocation(row) for row in rows]
 
 
 def _head(db: sqlite3.Connection, room: str) -> int:
