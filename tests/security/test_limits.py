@@ -529,3 +529,28 @@ def test_connection_counts_move_from_the_address_to_the_user() -> None:
     claimed = anonymous.on_hello(Hello(1, user="ada"), None)
     assert isinstance(claimed, Principal) and anonymous.on_admit(claimed, "10.0.0.2") is None
     assert anonymous.check_connect("10.0.0.2") is not None  # still counted per address
+
+
+def test_renewal_keeps_the_user_count_and_link_holders_count_per_address() -> None:
+    """A renewed token is the same connection: closing it releases its user's slot (a
+    leak would lock the user out after 32 renewals-then-closes). A share link's
+    holders choose their identity, so they stay counted per address."""
+    from livewidgets.auth import issue_link_token
+
+    policy = SecurityPolicy(
+        SECRET, limits=Limits(max_connections_per_ip=1, max_connections_per_user=1)
+    )
+    assert policy.on_connect("10.0.0.1") is None
+    ada = policy.on_hello(Hello(1, token=token(user="ada")), None)
+    assert isinstance(ada, Principal) and policy.on_admit(ada, "10.0.0.1") is None
+    renewed = policy.on_renew(ada, token(user="ada"), [])
+    assert isinstance(renewed, Principal) and renewed is not ada
+    policy.on_close(renewed, "10.0.0.1")
+    assert policy.on_connect("10.0.0.1") is None
+    again = policy.on_hello(Hello(1, token=token(user="ada")), None)
+    assert isinstance(again, Principal) and policy.on_admit(again, "10.0.0.1") is None
+    link, _ = issue_link_token(SECRET, room="r")
+    assert policy.on_connect("10.0.0.2") is None
+    holder = policy.on_hello(Hello(1, token=link, user="guest"), None)
+    assert isinstance(holder, Principal) and policy.on_admit(holder, "10.0.0.2") is None
+    assert policy.check_connect("10.0.0.2") is not None  # still the address's
