@@ -1,7 +1,7 @@
 // Chat view: the last messages (text via textContent only), an input, auto-scroll
 // while the reader is at the bottom.
 
-import { Disposer, errorLine, h, ownKeyboard, safeColor } from "./util.js";
+import { Disposer, errorLine, h, outbox, ownKeyboard, safeColor } from "./util.js";
 
 /** @typedef {import("./util.js").Model} Model */
 
@@ -51,6 +51,8 @@ function render({ model, el }) {
   const send = h("button", { className: "lw-button", text: "Send", attrs: { type: "submit" } });
   const form = h("form", { className: "lw-chat-form" }, [input, send]);
   const root = h("div", { className: "lw-widget lw-chat" }, [list, form, errorLine(model, d)]);
+  const out = outbox(model, d, root);
+  root.append(out.line);
   el.append(root);
   d.add(() => root.remove());
   ownKeyboard(root, d);
@@ -71,7 +73,7 @@ function render({ model, el }) {
     event.preventDefault();
     const text = input.value.trim();
     if (!text) return;
-    model.send({ type: "send", text });
+    out.send({ type: "send", text });
     input.value = "";
   });
   d.model(model, "change:messages", draw);

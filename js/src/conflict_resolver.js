@@ -1,7 +1,7 @@
 // ConflictResolver view: hidden until a conflict arrives; then "mine" and "theirs"
 // side by side with "keep mine" / "keep theirs".
 
-import { Disposer, errorLine, h } from "./util.js";
+import { Disposer, errorLine, h, outbox } from "./util.js";
 
 /** @typedef {import("./util.js").Model} Model */
 
@@ -44,6 +44,8 @@ function render({ model, el }) {
     h("div", { className: "lw-conflict-actions" }, [keepMine, keepTheirs]),
     errorLine(model, d),
   ]);
+  const out = outbox(model, d, root);
+  root.append(out.line);
   el.append(root);
   d.add(() => root.remove());
 
@@ -55,8 +57,8 @@ function render({ model, el }) {
     theirs.textContent = pretty(model.get("theirs"));
     theirsTitle.textContent = `Theirs (v${model.get("their_version") ?? 0})`;
   };
-  d.on(keepMine, "click", () => model.send({ type: "keep_mine" }));
-  d.on(keepTheirs, "click", () => model.send({ type: "keep_theirs" }));
+  d.on(keepMine, "click", () => out.send({ type: "keep_mine" }));
+  d.on(keepTheirs, "click", () => out.send({ type: "keep_theirs" }));
   for (const name of [
     "active",
     "conflict_path",

@@ -1,5 +1,6 @@
 // ConnectionStatus view: a badge with the connection state, the reconnect attempt
-// and a live countdown to the next one, RTT and queue depth.
+// and a live countdown to the next one, RTT, queue depth, and how many of this
+// kernel's widget changes wait behind a running cell (no kernel subshells).
 
 import { Disposer, errorLine, h } from "./util.js";
 
@@ -54,7 +55,10 @@ function render({ model, el }) {
     if (s === "connected" && typeof rtt === "number") parts.push(`${Math.round(rtt)} ms`);
     const queue = Number(model.get("queue_depth") ?? 0);
     if (queue > 0 || s !== "connected") parts.push(`queue ${queue}`);
+    const held = Number(model.get("held") ?? 0);
+    if (held > 0) parts.push(`${held} change${held === 1 ? "" : "s"} held until the cell finishes`);
     detail.textContent = parts.join(" \u00b7 ");
+    badge.classList.toggle("lw-conn-held", held > 0);
     const error = String(model.get("last_error") ?? "");
     badge.title = error ? `last error: ${error}` : `room version ${model.get("version") ?? 0}`;
     if (remaining <= 0 || s !== "reconnecting") stopTicking();
@@ -75,6 +79,7 @@ function render({ model, el }) {
     "version",
     "last_error",
     "gave_up",
+    "held",
   ]) {
     d.model(model, `change:${name}`, draw);
   }

@@ -1,6 +1,6 @@
 // Poll view: the question, one button per option with its live count and a bar.
 
-import { Disposer, errorLine, h } from "./util.js";
+import { Disposer, errorLine, h, outbox } from "./util.js";
 
 /** @typedef {import("./util.js").Model} Model */
 
@@ -19,6 +19,8 @@ function render({ model, el }) {
     total,
     errorLine(model, d),
   ]);
+  const out = outbox(model, d, root);
+  root.append(out.line);
   el.append(root);
   d.add(() => root.remove());
 
@@ -59,7 +61,7 @@ function render({ model, el }) {
     const target = /** @type {Element | null} */ (event.target);
     const button = target?.closest?.("button[data-option]");
     if (button && list.contains(button))
-      model.send({ type: "vote", option: button.getAttribute("data-option") });
+      out.send({ type: "vote", option: button.getAttribute("data-option") });
   });
   for (const name of ["options", "counts", "total", "my_vote", "question"]) {
     d.model(model, `change:${name}`, draw);

@@ -14,6 +14,7 @@ import {
   errorLine,
   frameScheduler,
   h,
+  outbox,
   ownKeyboard,
   readableOn,
   safeColor,
@@ -138,6 +139,8 @@ function render({ model, el }) {
   const labels = h("div", { className: "lw-text-labels", attrs: { "aria-hidden": "true" } });
   const wrap = h("div", { className: "lw-text-wrap" }, [textarea, overlay, labels]);
   const root = h("div", { className: "lw-widget lw-text" }, [wrap, errorLine(model, d)]);
+  const out = outbox(model, d, root);
+  root.append(out.line);
   el.append(root);
   d.add(() => root.remove());
   ownKeyboard(root, d);
@@ -146,7 +149,7 @@ function render({ model, el }) {
     view: uid(),
     value: String(model.get("value") ?? ""),
     rev: Number(model.get("rev") ?? 0),
-    send: (msg) => model.send(msg),
+    send: (msg) => out.send(msg),
   });
   textarea.value = sync.value;
   /** @type {Peer[]} */

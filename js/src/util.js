@@ -185,3 +185,71 @@ export function frameScheduler(/** @type {() => void} */ fn, /** @type {Disposer
     handle = frames ? requestAnimationFrame(run) : /** @type {any} */ (setTimeout(run, 16));
   };
 }
+
+// How long a message may wait for the kernel before the view says it is held (ms).
+export const HELD_MS = 400;
+export const HELD_TEXT =
+  "Kernel busy: your changes are held and will be sent when the running cell finishes.";
+
+/**
+ * Messages to the kernel, and a status line that says when they wait for a busy kernel.
+ *
+ * A message waits until the kernel starts handling it: its `status` message on IOPub
+ * (`busy`, then `idle`, with the message as parent), the signal ipywidgets' own
+ * front end uses to pace updates. With kernel subshells (JupyterLab ≥ 4.4 / Notebook
+ * ≥ 7.4 with ipykernel ≥ 7) that takes milliseconds even while a cell runs; without
+ * them the kernel handles it only when the cell ends. A message waiting longer than
+ * `delay` ms shows the line (role=status, so screen readers announce it) and marks
+ * `root` with `lw-held`; both go when every message has been handled. Nothing is
+ * dropped: the kernel keeps the messages in order and handles them after the cell.
+ * @param {Model} model @param {Disposer} disposer @param {HTMLElement | null} [root]
+ * @param {number} [delay]
+ */
+export function outbox(model, disposer, root = null, delay = HELD_MS) {
+  const line = h("div", { className: "lw-held", attrs: { role: "status", "aria-live": "polite" } });
+  line.hidden = true;
+  /** @type {Map<number, number>} message number -> performance.now() when sent */
+  const waiting = new Map();
+  let next = 0;
+  /** @type {ReturnType<typeof setTimeout> | null} */
+  let timer = null;
+  let disposed = false;
+  disposer.add(() => {
+    disposed = true;
+    if (timer !== null) clearTimeout(timer);
+  });
+
+  const update = () => {
+    if (disposed) return;
+    if (timer !== null) clearTimeout(timer);
+    timer = null;
+    const now = performance.now();
+    const oldest = Math.min(...waiting.values());
+    const held = waiting.size > 0 && now - oldest >= delay;
+    if (held === line.hidden) {
+      line.hidden = !held;
+      line.textContent = held ? HELD_TEXT : "";
+      root?.classList.toggle("lw-held-on", held);
+    }
+    if (waiting.size > 0 && !held) timer = setTimeout(update, oldest + delay - now + 1);
+  };
+
+  /** @param {any} msg */
+  const send = (msg) => {
+    const id = next++;
+    waiting.set(id, performance.now());
+    const status = (/** @type {any} */ reply) => {
+      const state = reply?.content?.execution_state;
+      if ((state === "busy" || state === "idle") && waiting.delete(id)) update();
+    };
+    model.send(msg, { iopub: { status } });
+    update();
+  };
+  return {
+    send,
+    line,
+    get waiting() {
+      return waiting.size;
+    },
+  };
+}

@@ -9,6 +9,8 @@ export class FakeModel {
     this.handlers = new Map();
     /** @type {any[]} messages the view sent to the kernel */
     this.sent = [];
+    /** @type {any[]} the callbacks passed with each sent message (same order) */
+    this.callbacks = [];
     this.saves = 0;
   }
 
@@ -35,8 +37,9 @@ export class FakeModel {
     else this.handlers.get(event)?.delete(cb);
   }
 
-  send(content) {
+  send(content, callbacks) {
     this.sent.push(structuredClone(content));
+    this.callbacks.push(callbacks);
   }
 
   // --- test helpers: what the kernel would do ---
@@ -45,6 +48,11 @@ export class FakeModel {
   update(values) {
     Object.assign(this.state, values);
     for (const [name, value] of Object.entries(values)) this.emit(`change:${name}`, value);
+  }
+
+  /** The kernel's IOPub status for the `i`-th message sent ("busy": it started on it). */
+  status(i, state = "busy") {
+    this.callbacks[i]?.iopub?.status?.({ content: { execution_state: state } });
   }
 
   /** A custom message from the kernel. */

@@ -5,7 +5,7 @@ import connection from "../src/connection_status.js";
 import poll from "../src/poll.js";
 import presence from "../src/presence.js";
 import inspector from "../src/state_inspector.js";
-import { initialsOf, readableOn, safeColor } from "../src/util.js";
+import { HELD_MS, HELD_TEXT, initialsOf, readableOn, safeColor } from "../src/util.js";
 import { EVIL, FakeModel, mount } from "./fake_model.js";
 
 afterEach(() => {
@@ -92,6 +92,20 @@ describe("ConnectionStatus", () => {
     expect(el.querySelector(".lw-conn")?.className).toContain("lw-conn-connected");
     expect(el.textContent).toContain("connected");
     expect(el.textContent).toContain("12 ms");
+  });
+
+  it("says how many changes wait behind a running cell", () => {
+    const model = new FakeModel({ ...base, held: 0 });
+    const { el } = mount(connection, model);
+    const badge = /** @type {HTMLElement} */ (el.querySelector(".lw-conn"));
+    expect(badge.getAttribute("role")).toBe("status");
+    expect(el.textContent).not.toContain("held");
+    model.update({ held: 2 });
+    expect(el.textContent).toContain("2 changes held until the cell finishes");
+    expect(badge.classList.contains("lw-conn-held")).toBe(true);
+    model.update({ held: 0 });
+    expect(el.textContent).not.toContain("held");
+    expect(badge.classList.contains("lw-conn-held")).toBe(false);
   });
 
   it("counts down to the next reconnect attempt", () => {
@@ -338,5 +352,55 @@ describe("util", () => {
     expect(initialsOf("")).toBe("?");
     expect(initialsOf("Bob <img src=x>")).toBe("BI");
     expect(initialsOf("e\u0301mile zola")).toBe("E\u0301Z");
+  });
+});
+
+describe("held changes (a busy kernel without subshells)", () => {
+  const pollState = {
+    question: "Tea or coffee?",
+    options: ["tea", "coffee"],
+    counts: { tea: 0, coffee: 0 },
+    total: 0,
+    my_vote: null,
+    error: "",
+  };
+
+  it("says so while a vote waits for the kernel, and stops once it is handled", () => {
+    vi.useFakeTimers();
+    const model = new FakeModel(pollState);
+    const { el } = mount(poll, model);
+    const line = /** @type {HTMLElement} */ (el.querySelector(".lw-held"));
+    expect(line.getAttribute("role")).toBe("status");
+    expect(line.getAttribute("aria-live")).toBe("polite");
+    expect(line.hidden).toBe(true);
+    /** @type {HTMLElement} */ (el.querySelector("button[data-option='tea']")).click();
+    vi.advanceTimersByTime(HELD_MS - 50);
+    expect(line.hidden).toBe(true); // a kernel that answers at once never shows it
+    vi.advanceTimersByTime(100);
+    expect(line.hidden).toBe(false);
+    expect(line.textContent).toBe(HELD_TEXT);
+    expect(el.querySelector(".lw-poll")?.classList.contains("lw-held-on")).toBe(true);
+    model.status(0, "busy"); // the cell ended: the kernel starts on the vote
+    expect(line.hidden).toBe(true);
+    expect(line.textContent).toBe("");
+    expect(el.querySelector(".lw-held-on")).toBeNull();
+  });
+
+  it("never shows when the kernel starts on each message in time", () => {
+    vi.useFakeTimers();
+    const model = new FakeModel({ messages: [], me: "ada", max_length: 4000, error: "" });
+    const { el } = mount(chat, model);
+    const input = /** @type {HTMLInputElement} */ (el.querySelector(".lw-chat-input"));
+    const form = /** @type {HTMLFormElement} */ (el.querySelector("form"));
+    for (let i = 0; i < 3; i++) {
+      input.value = `hi ${i}`;
+      form.dispatchEvent(new Event("submit", { cancelable: true }));
+      vi.advanceTimersByTime(HELD_MS / 2);
+      model.status(i, "busy");
+      model.status(i, "idle");
+    }
+    vi.advanceTimersByTime(5 * HELD_MS);
+    expect(model.take()).toEqual([0, 1, 2].map((i) => ({ type: "send", text: `hi ${i}` })));
+    expect(/** @type {HTMLElement} */ (el.querySelector(".lw-held")).hidden).toBe(true);
   });
 });

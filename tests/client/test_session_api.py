@@ -308,6 +308,8 @@ async def test_failing_callback_is_isolated(
     assert len(failures) >= 3
     assert all("[livewidgets] handler" in r.getMessage() for r in failures)
     assert a.connection_state == "connected"
+    assert a.metrics["callback_errors"] == len(failures)
+    assert "ZeroDivisionError('boom')" in a.metrics["last_callback_error"]
 
 
 # --- metrics, flush -----------------------------------------------------------------
@@ -398,12 +400,14 @@ def test_sync_facade_roundtrip(
     seen: list[Any] = []
     a.subscribe("poll", lambda value, path: seen.append(value))
     assert a.set("poll/q", 1).result(TIMEOUT) == 1
+    a.flush(TIMEOUT)  # callbacks run on the session's callback thread: flush waits for them
     assert seen == [{"q": 1}]
     with b.batch():
         b.set("poll/q", 2)
         b.increment("poll/n")
     b.flush(TIMEOUT)
     eventually_sync(lambda: a.get("poll") == {"q": 2, "n": 1})
+    a.flush(TIMEOUT)
     assert seen == [{"q": 1}, {"q": 2, "n": 1}]
     assert "connected" in repr(a)
 
@@ -526,3 +530,41 @@ def test_sync_burst_with_a_refused_oversized_text_edit(
     eventually_sync(lambda: b.get("doc") == a.get("doc") == "cba")
     errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert not errors, errors  # e.g. the loop's "Exception in callback"
+
+
+def test_a_slow_callback_holds_up_nothing_else(
+    background: Background, sync_connect: Callable[..., Session]
+) -> None:
+    """A subscribe callback that sleeps 5 s runs on its session's callback thread: the
+    I/O loop all sessions share keeps answering heartbeats (no reconnect, with a 0.4 s
+    heartbeat timeout) and another session's writes are acked promptly meanwhile."""
+    slow = sync_connect(background.relay.url, user="slow")
+    other = sync_connect(background.relay.url, user="other")
+    started, done = threading.Event(), threading.Event()
+
+    def sleepy(value: Any, path: str) -> None:
+        started.set()
+        time.sleep(5)
+        done.set()
+
+    slow.subscribe("k", sleepy)
+    other.set("k", 1).result(TIMEOUT)
+    assert started.wait(TIMEOUT)
+    latencies = []
+    while not done.is_set():  # bounded: the callback ends after 5 s
+        sent = time.monotonic()
+        other.set("n", len(latencies)).result(TIMEOUT)
+        latencies.append(time.monotonic() - sent)
+        time.sleep(0.05)
+    latencies.sort()
+    median, worst = latencies[len(latencies) // 2], latencies[-1]
+    print(
+        f"\n{len(latencies)} writes during the callback: median {1000 * median:.1f} ms, "
+        f"max {1000 * worst:.1f} ms"
+    )
+    assert len(latencies) > 20 and median < 0.05
+    for session in (slow, other):
+        assert session.metrics["disconnections"] == 0
+        assert session.metrics["heartbeat_timeouts"] == 0
+    slow.flush(TIMEOUT)
+    assert slow.get("n") == len(latencies) - 1  # it kept syncing under the sleeping callback

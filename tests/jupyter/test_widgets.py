@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 import livewidgets
-from livewidgets.auth import issue_token
+from livewidgets.auth import issue_link_token, issue_token
 from livewidgets.client import Session
 from livewidgets.client.backoff import Backoff
 from livewidgets.errors import OpRejected, SessionClosed
@@ -669,26 +669,34 @@ def test_close_unsubscribes_everything(connect: Connect, wait_until: Wait) -> No
 
 # --- widgets guard their invariants with room rules ------------------------------------------
 
+SECRET = b"s" * 32
 
-def test_a_poll_protects_each_vote_with_a_room_rule(
-    thread_relay: Callable[..., Any], room: str, wait_until: Wait, widgets: list[LiveWidget]
-) -> None:
-    """The teacher's poll gives the room its rule; then nobody, not even with a raw
-    session, can change another user's vote, and a student's poll counts their own."""
-    secret = b"s" * 32
-    relay = thread_relay(policy=SecurityPolicy(secret))
 
-    def session(user: str, role: str) -> Session:
-        token = issue_token(secret, user=user, room=room, role=role)
+@pytest.fixture
+def member(
+    thread_relay: Callable[..., Any], room: str, widgets: list[LiveWidget]
+) -> Callable[..., Session]:
+    """``member(user, role)``: a session of this test's room on a relay that checks
+    tokens (one relay per test), closed at the end; ``member(link=token)`` joins with a
+    share link instead."""
+    relay = thread_relay(policy=SecurityPolicy(SECRET))
+
+    def open_session(user: str = "", role: str = "write", link: str | None = None) -> Session:
+        token = link or issue_token(SECRET, user=user, room=room, role=role)
         opened = livewidgets.connect(relay.url, room, user, token=token, timeout=TIMEOUT)
         widgets.append(_Closer(opened))
         return opened
 
-    teacher, bob, mallory = (
-        session("tess", "admin"),
-        session("bob", "write"),
-        session("mal", "write"),
-    )
+    return open_session
+
+
+def test_a_poll_protects_each_vote_with_a_room_rule(
+    member: Callable[..., Session], wait_until: Wait, widgets: list[LiveWidget]
+) -> None:
+    """The teacher's poll gives the room its rule; then nobody, not even with a raw
+    session, can change another user's vote, and a student's poll counts their own."""
+    teacher, bob, mallory = member("tess", "admin"), member("bob"), member("mal")
+    assert (teacher.role, bob.role) == ("admin", "write")
     widgets.append(Poll("poll/q1", "Tea?", ["tea", "coffee"], session=teacher))
     settle(wait_until, teacher, bob, mallory)
     assert teacher.rules is not None and any("one vote" in r["name"] for r in teacher.rules)
@@ -711,50 +719,44 @@ def test_a_poll_protects_each_vote_with_a_room_rule(
     assert teacher.get("poll/q1/voters") == {"bob": "tea"}
 
 
+def test_share_link_holders_each_vote_once_under_their_own_name(
+    member: Callable[..., Session], room: str, wait_until: Wait, widgets: list[LiveWidget]
+) -> None:
+    """A link holder is someone of their own to the relay (and so to the rules): the
+    session knows that name, and the poll records the vote under it."""
+    teacher = member("tess", "admin")
+    widgets.append(Poll("poll/q", "?", ["x", "y"], session=teacher))
+    link, _ = issue_link_token(SECRET, room=room, role="write")
+    ana, guest = member("ana", link=link), member(link=link)
+    assert ana.user == "ana (guest)" and guest.user.startswith("guest-")
+    settle(wait_until, teacher, ana, guest)
+    for session, option in ((ana, "x"), (guest, "y")):
+        poll = Poll("poll/q", "?", ["x", "y"], session=session)
+        widgets.append(poll)
+        poll.vote(option).result(TIMEOUT)  # type: ignore[union-attr]
+    settle(wait_until, teacher, ana, guest)
+    assert teacher.get("poll/q/voters") == {"ana (guest)": "x", guest.user: "y"}
+
+
 def test_a_student_poll_in_a_room_without_its_rule_says_so(
-    thread_relay: Callable[..., Any], room: str, wait_until: Wait, widgets: list[LiveWidget]
+    member: Callable[..., Session], wait_until: Wait, widgets: list[LiveWidget]
 ) -> None:
     """A student cannot add the rule: the widget says its writes wait for an admin."""
-    secret = b"s" * 32
-    relay = thread_relay(policy=SecurityPolicy(secret))
-    token = issue_token(secret, user="tess", room=room, role="admin")
-    teacher = livewidgets.connect(relay.url, room, "tess", token=token, timeout=TIMEOUT)
-    widgets.append(_Closer(teacher))
+    teacher = member("tess", "admin")
     teacher.set_rules([{"path": "notes/**", "read": "anyone", "write": "writer"}]).result(TIMEOUT)
-    token = issue_token(secret, user="bob", room=room, role="write")
-    bob = livewidgets.connect(relay.url, room, "bob", token=token, timeout=TIMEOUT)
-    widgets.append(_Closer(bob))
+    bob = member("bob")
+    wait_until(lambda: bob.rules is not None, message="bob has the room's rules")
     poll = Poll("poll/q2", "?", ["x", "y"], session=bob)
     widgets.append(poll)
-    wait_until(lambda: "until an admin opens it once" in poll.error, message="the notice")
-
-
-class _Closer:
-    """Lets the ``widgets`` fixture close a session at the end of a test."""
-
-    def __init__(self, session: Session) -> None:
-        self.session = session
-
-    def close(self) -> None:
-        self.session.close()
+    assert "until an admin opens it once" in poll.error
 
 
 def test_a_chat_keeps_each_message_its_authors(
-    thread_relay: Callable[..., Any], room: str, wait_until: Wait, widgets: list[LiveWidget]
+    member: Callable[..., Session], wait_until: Wait, widgets: list[LiveWidget]
 ) -> None:
     """After the teacher opens the chat, a message can only be posted as oneself and
     removed by its author."""
-    secret = b"s" * 32
-    relay = thread_relay(policy=SecurityPolicy(secret))
-
-    def session(user: str, role: str) -> Session:
-        token = issue_token(secret, user=user, room=room, role=role)
-        opened = livewidgets.connect(relay.url, room, user, token=token, timeout=TIMEOUT)
-        widgets.append(_Closer(opened))
-        return opened
-
-    teacher, bob = session("tess", "admin"), session("bob", "write")
-    mallory = session("mal", "write")
+    teacher, bob, mallory = member("tess", "admin"), member("bob"), member("mal")
     widgets.append(Chat("chat", session=teacher))
     settle(wait_until, teacher, bob, mallory)
     bob_chat = Chat("chat", session=bob)
@@ -773,3 +775,13 @@ def test_a_chat_keeps_each_message_its_authors(
     bob_chat.delete(message_id).result(TIMEOUT)
     settle(wait_until, teacher, bob, mallory)
     assert [m["text"] for m in teacher.get("chat")] == ["hi"]
+
+
+class _Closer:
+    """Lets the ``widgets`` fixture close a session at the end of a test."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def close(self) -> None:
+        self.session.close()

@@ -94,18 +94,19 @@ def test_welcome_states_the_lifetime_relative_to_now() -> None:
     limits = {"max_delta": 5, "expires_in": 100.0}
     assert actions == [
         Register("c1", "ann"),
-        Reply(Welcome(PROTOCOL_VERSION, "c1", "conn", "test", limits)),
+        Reply(Welcome(PROTOCOL_VERSION, "c1", "conn", "test", limits, user="ann", role="admin")),
         ExpireAt(NOW + 100.0),
     ]
 
 
 def test_a_welcome_without_expiry_states_none() -> None:
-    """No expiry (no secret): the welcome is the relay's, untouched, and no deadline."""
+    """No expiry (no secret): the welcome's limits are the relay's, and no deadline."""
     p = RelayProtocol(
         Member(), AllowAll(), connection_id="conn", welcome=welcome, max_invalid_frames=3
     )
     actions = p.receive(Hello(PROTOCOL_VERSION, client_id="c1"), 0.0)
-    assert actions == [Register("c1", ""), Reply(welcome("c1", "conn"))]
+    expected = Welcome(PROTOCOL_VERSION, "c1", "conn", "test", {"max_delta": 5}, role="admin")
+    assert actions == [Register("c1", ""), Reply(expected)]
 
 
 def test_accepted_auth_moves_the_deadline_and_answers_authed() -> None:

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgspec
 import pytest
 from websockets.http11 import Request
 
@@ -100,6 +101,14 @@ def welcome(client_id: str, connection_id: str, nonce: str | None = None) -> Wel
     return Welcome(PROTOCOL_VERSION, client_id, connection_id, "test", {}, nonce)
 
 
+def welcomed(
+    client_id: str, nonce: str | None = None, *, user: str = "", role: str = "admin"
+) -> Welcome:
+    """The welcome the client gets: the relay's, plus who it takes the client for (a
+    principal without a role in its claims counts as an admin, as room rules see it)."""
+    return msgspec.structs.replace(welcome(client_id, "conn", nonce), user=user, role=role)
+
+
 def session(policy: Policy | None = None, max_invalid_frames: int = 3) -> RelayProtocol[Member]:
     protocol = RelayProtocol(
         Member(),
@@ -135,14 +144,14 @@ def test_hello_registers_welcomes_and_opens() -> None:
     """A valid hello: register the client id, answer welcome, state OPEN."""
     p = session()
     actions = p.receive(Hello(PROTOCOL_VERSION, client_id="c1", user="ann", nonce="n" * 16), 0.0)
-    assert actions == [Register("c1", "ann"), Reply(welcome("c1", "conn", "n" * 16))]
+    assert actions == [Register("c1", "ann"), Reply(welcomed("c1", "n" * 16, user="ann"))]
     assert p.state is State.OPEN and (p.client_id, p.user) == ("c1", "ann")
 
 
 def test_hello_without_client_id_gets_a_fresh_one() -> None:
     """A hello with no client_id is given one."""
     actions = session().receive(Hello(PROTOCOL_VERSION), 0.0)
-    assert actions == [Register("fresh", ""), Reply(welcome("fresh", "conn"))]
+    assert actions == [Register("fresh", ""), Reply(welcomed("fresh"))]
 
 
 def test_hello_with_bad_version_is_refused_with_4001() -> None:
@@ -248,7 +257,7 @@ def test_client_id_is_scoped_by_the_principal() -> None:
     """A principal with a client_scope claim gets its client ids prefixed."""
     policy = Policy(hello=Principal("ann", {"client_scope": "u-ann"}))
     actions = session(policy).receive(Hello(PROTOCOL_VERSION, client_id="c1"), 0.0)
-    assert actions == [Register("u-ann.c1", "ann"), Reply(welcome("u-ann.c1", "conn"))]
+    assert actions == [Register("u-ann.c1", "ann"), Reply(welcomed("u-ann.c1", user="ann"))]
 
 
 def test_expiring_token_sets_a_deadline_then_closes_with_4004() -> None:

@@ -71,6 +71,9 @@ class EngineConfig:
     ssl: Any = None
     cafile: str | None = None
     rng: random.Random | None = None
+    # Run subscribe/on callbacks and change listeners in order on a thread of the
+    # session's own, off the I/O loop (livewidgets.connect sets it; client.callbacks).
+    callback_thread: bool = False
 
     def relay_proven(self, nonce: str, proof: str | None) -> bool:
         """Whether the relay's welcome.proof answers our hello.nonce (verify_relay)."""

@@ -1,8 +1,10 @@
 """Delivers the protocol's user-facing events: acks, listeners, named events.
 
 The engine hands every action it does not carry out itself (sockets, timers) to
-:meth:`Dispatcher.deliver`, outside its lock: callbacks may write again. Everything
-here runs on the thread that produced the event and never touches the connection.
+:meth:`Dispatcher.deliver`, outside its lock: callbacks may write again. Acks are
+settled here, on the thread that produced the event; the application's callbacks
+(subscriptions, named events, change listeners) go to ``callbacks``, which runs them
+on the session's callback thread for threaded sessions (client.callbacks).
 """
 
 from __future__ import annotations
@@ -16,8 +18,9 @@ from typing import Any
 from ..errors import AuthExpired, ConnectionRefused, JoinRefused
 from . import protocol as lifecycle
 from .ack import rejection
+from .callbacks import Callbacks
 from .core import Acked, Changed, Failed, JoinedRoom, PresenceChanged, Resync
-from .events import Emitter, Subscriptions, call_isolated
+from .events import Emitter, Subscriptions
 from .metrics import Metrics
 
 __all__ = ["Dispatcher"]
@@ -28,12 +31,15 @@ log = logging.getLogger("livewidgets.client")
 class Dispatcher:
     """One room's listeners and events, and the future that ``connect()`` waits on."""
 
-    def __init__(self, room: str, client_id: str, metrics: Metrics) -> None:
+    def __init__(
+        self, room: str, client_id: str, metrics: Metrics, callbacks: Callbacks | None = None
+    ) -> None:
         self.room = room
         self.client_id = client_id
         self.metrics = metrics
-        self.events = Emitter()
-        self.subscriptions = Subscriptions()
+        self.callbacks = callbacks or Callbacks(metrics, threaded=False)
+        self.events = Emitter(self.callbacks)
+        self.subscriptions = Subscriptions(self.callbacks)
         self.change_listeners: list[Callable[..., Any]] = []
         # Set by the engine's start(): resolved by the first joined, failed by a refusal.
         self.joined: asyncio.Future[None] | None = None
@@ -66,7 +72,7 @@ class Dispatcher:
     def _on_changed(self, event: Changed) -> None:
         self.subscriptions.notify(event.before, event.after)
         for listener in list(self.change_listeners):
-            call_isolated(listener, event)
+            self.callbacks(listener, event)
 
     def _resolve(self, event: Acked) -> None:
         now = time.monotonic()

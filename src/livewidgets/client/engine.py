@@ -38,6 +38,7 @@ from ..protocol.messages import ServerMessage
 from . import protocol as lifecycle
 from . import refusals
 from .ack import Ack
+from .callbacks import Callbacks
 from .config import EngineConfig
 from .core import Priority, RoomSync
 from .dispatch import Dispatcher
@@ -85,7 +86,12 @@ class Engine:
         self.core: RoomSync = self.protocol.rooms[room]
         self.metrics = Metrics()
         # Acks, listeners and named events (outside the lock).
-        self.dispatch = Dispatcher(room, self.protocol.client_id, self.metrics)
+        self.callbacks = Callbacks(
+            self.metrics,
+            threaded=config.callback_thread,
+            name=f"callbacks-{room}",
+        )
+        self.dispatch = Dispatcher(room, self.protocol.client_id, self.metrics, self.callbacks)
         self.events = self.dispatch.events
         self.subscriptions = self.dispatch.subscriptions
         # The public state (lifecycle.Status values), set from StateChanged actions.
@@ -214,6 +220,7 @@ class Engine:
         self.dispatch.fail_joined(SessionClosed("the session closed before joining"))
         self._set_state("closed")
         self._waiters.notify()
+        self.callbacks.close()  # after "closed" reached its listeners
 
     def _set_state(self, state: str, **details: Any) -> None:
         if state == self.state and not details:
@@ -521,10 +528,15 @@ class Engine:
     # --- waiting (any thread) -----------------------------------------------------
 
     def wait_idle(self, timeout: float | None) -> None:
-        """Block until nothing is pending (thread side of ``flush``)."""
+        """Block until nothing is pending, and the callbacks of what arrived so far
+        have run (thread side of ``flush``)."""
+        started = time.monotonic()
         self._waiters.wait_idle(
             lambda: len(self.core.pending), lambda: self.state == "closed", timeout
         )
+        left = None if timeout is None else max(0.0, timeout - (time.monotonic() - started))
+        if not self.callbacks.wait_idle(left):
+            raise TimeoutError(f"callbacks still running after {timeout} s")
 
     def metrics_dict(self) -> dict[str, Any]:
         with self._lock:
@@ -539,6 +551,7 @@ class Engine:
             version=version,
             state=self.state,
             attempt=self.attempt,
+            callbacks_pending=self.callbacks.pending,
         )
 
 

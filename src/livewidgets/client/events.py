@@ -10,7 +10,7 @@ from typing import Any
 from ..state.ops import get_path
 from ..state.paths import parse_path
 
-__all__ = ["EVENTS", "Emitter", "Subscriptions", "call_isolated"]
+__all__ = ["EVENTS", "Emitter", "Invoke", "Subscriptions", "call_isolated"]
 
 log = logging.getLogger("livewidgets.client")
 
@@ -41,12 +41,18 @@ def call_isolated(callback: Callable[..., Any], *args: Any) -> None:
         log.exception("[livewidgets] handler %r failed", callback)
 
 
+# Runs one handler: inline (call_isolated), or on the session's callback thread
+# (client.callbacks.Callbacks).
+Invoke = Callable[..., None]
+
+
 class Emitter:
     """Named events (``session.on("connected", cb)``)."""
 
-    def __init__(self) -> None:
+    def __init__(self, invoke: Invoke = call_isolated) -> None:
         self._handlers: dict[str, list[Callable[..., Any]]] = {}
         self._lock = threading.Lock()
+        self._invoke = invoke
 
     def on(self, event: str, callback: Callable[..., Any]) -> Callable[[], None]:
         """Call ``callback(payload_dict)`` on ``event``; returns a function that unsubscribes."""
@@ -67,15 +73,16 @@ class Emitter:
         with self._lock:
             handlers = list(self._handlers.get(event, ()))
         for handler in handlers:
-            call_isolated(handler, payload)
+            self._invoke(handler, payload)
 
 
 class Subscriptions:
     """Path subscriptions: a callback fires once per visible change at or below its path."""
 
-    def __init__(self) -> None:
+    def __init__(self, invoke: Invoke = call_isolated) -> None:
         self._subs: list[tuple[str, Callable[[Any, str], Any]]] = []
         self._lock = threading.Lock()
+        self._invoke = invoke
 
     def add(self, path: str, callback: Callable[[Any, str], Any]) -> Callable[[], None]:
         parse_path(path, allow_root=True)
@@ -99,4 +106,4 @@ class Subscriptions:
             # Identity first: untouched subtrees are shared, so most checks stop here.
             if old is new or (type(old) is type(new) and old == new):
                 continue
-            call_isolated(callback, new, path)
+            self._invoke(callback, new, path)

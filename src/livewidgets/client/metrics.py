@@ -31,6 +31,8 @@ _COUNTERS = (
     "decode_errors",
     "heartbeat_timeouts",
     "token_renewals",
+    "callback_errors",
+    "last_callback_error",
 )
 
 
@@ -53,6 +55,9 @@ class Metrics:
     heartbeat_timeouts: int = 0
     # Tokens renewed on an open connection (auth / authed, no reconnect).
     token_renewals: int = 0
+    # User callbacks (subscribe, on, change listeners) that raised; the last one's error.
+    callback_errors: int = 0
+    last_callback_error: str | None = None
     # Round trips (ping/pong and op/ack), seconds; a bounded window of recent samples.
     rtt_samples: deque[float] = field(default_factory=lambda: deque(maxlen=1000))
     connected_since: float | None = None

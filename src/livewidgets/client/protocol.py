@@ -412,6 +412,10 @@ class ClientProtocol:
         # From the welcome: our connection's id and the relay's limits (max_frame_size).
         self.connection_id: str | None = None
         self.limits: dict[str, int | float] = {}
+        # Who the relay takes us for, from its welcome ("": it did not say): the user
+        # name room rules see (a share link's holder gets one of their own) and role.
+        self.relay_user = ""
+        self.role = ""
         # Paces our ops to the relay's advertised rates (None: none advertised); kept
         # across reconnects, as the relay keeps the user's bucket (docs/protocol.md "Pacing").
         self.pacer: TokenBucket | None = None
@@ -629,6 +633,7 @@ class ClientProtocol:
         self._welcomed_ever = True
         self.connection_id = welcome.connection_id
         self.limits = dict(welcome.limits)
+        self.relay_user, self.role = welcome.user, welcome.role
         self._pace(now)
         self._renewal.stated(_lifetime(self.limits) if self.config.can_refresh else None, now)
         self._ping_at = now + self.config.heartbeat_interval

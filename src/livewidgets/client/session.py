@@ -115,7 +115,15 @@ class SessionAPI:
 
     @property
     def user(self) -> str:
-        return self._engine.user
+        """Who this session is in the room: the relay's name for it once welcomed (the
+        token's user; a share link's holder gets one of their own), else the one asked."""
+        return self._engine.protocol.relay_user or self._engine.user
+
+    @property
+    def role(self) -> str | None:
+        """``"read"``, ``"write"`` or ``"admin"``, as the relay said (None: not yet, or an
+        older relay that does not say)."""
+        return self._engine.protocol.role or None
 
     @property
     def connection_state(self) -> str:
@@ -466,6 +474,8 @@ def connect(
     """
     deadline = time.monotonic() + timeout
     loop = _LoopThread.loop()
+    # The I/O loop is shared by every session of the process: callbacks go elsewhere.
+    options.setdefault("callback_thread", True)
     engine = _engine(url, room, user, token, client_id, options)
 
     async def start() -> None:

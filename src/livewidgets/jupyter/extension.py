@@ -179,11 +179,18 @@ def status() -> str:
     peers = sorted({str(p.get("name") or p.get("user") or "?") for p in s.presence.values()})
     rtt = metrics.get("rtt_p50_ms")
     rtt_text = f"{rtt:.1f} ms" if isinstance(rtt, (int, float)) else "n/a"
+    errors = metrics.get("callback_errors") or 0
+    failing = (
+        f"\n  {errors} callback error(s), last: {metrics.get('last_callback_error')}"
+        if errors
+        else ""
+    )
     return (
         f"livewidgets: {s.connection_state}, room {s.room!r} as {s.user!r} on "
         f"{connection.url} ({connection.source})\n"
         f"  version {s.version}, {s.pending} pending, rtt p50 {rtt_text}, "
         f"{len(bindings(s))} shared widget traits, peers: {', '.join(peers) or 'none'}"
+        f"{failing}"
     )
 
 

@@ -18,6 +18,12 @@ Semantics (the contract tests check):
   write are coalesced, and the LAST value always goes out at the end of the window
   (trailing edge). So a slider drag costs at most one write per ``debounce`` s.
   Writes happen on one background thread, so they also go out while a cell runs.
+* **Live while the kernel is busy.** The widget's front-end messages are handled on
+  the kernel subshell the front end sends them to (JupyterLab ≥ 4.4 / Notebook ≥ 7.4
+  with ipykernel ≥ 7), not queued behind the running cell; a drag reaches peers at
+  once. Those messages and shared changes applied to the trait take one lock per
+  widget (:mod:`livewidgets.jupyter._comms`), so a browser change and a remote change
+  arriving together on two threads are applied one after the other.
 * **No stale echo.** While a local value waits for its window, shared changes are
   not applied to the trait (the local value is newer and will be written after
   them). After a write, the session shows the write at once, and acks of older
@@ -47,6 +53,7 @@ from traitlets import HasTraits, TraitError
 from ..client.session import Session, SessionAPI, shareable
 from ..errors import LivewidgetsError
 from ..state.paths import parse_path
+from . import _comms
 from .runtime import current_session
 
 __all__ = ["Binding", "bindings", "default_path", "rebind", "share", "unshare"]
@@ -178,6 +185,9 @@ class Binding:
         self._active = False
         # Per thread: "this thread is setting the trait from the shared value".
         self._applying = threading.local()
+        # Held while the widget's front-end messages are handled and while a shared
+        # value is set on the trait (taken before _lock, never after it).
+        self._widget_lock = _comms.install(widget)
         self._unsubscribe: Callable[[], None] | None = None
 
     @property
@@ -213,7 +223,7 @@ class Binding:
     def _start(self, push_local: bool) -> None:
         # Subscribe before reading, so no change can slip between the read and the
         # subscription; the lock makes an early callback wait for the initial sync.
-        with self._lock:
+        with self._widget_lock, self._lock:
             self._active = True
             self._unsubscribe = self.session.subscribe(self.path, self._on_shared)
             try:
@@ -249,11 +259,13 @@ class Binding:
     def _on_comm(self, change: dict[str, Any]) -> None:
         if change["new"] is None:
             self.unshare()
+        else:
+            _comms.install(self.widget)
 
     # --- shared -> trait (session thread, or the writer's thread) ----------------------
 
     def _on_shared(self, _value: Any, _path: str) -> None:
-        with self._lock:
+        with self._widget_lock, self._lock:
             # A newer local value is waiting: it will be written after this change.
             if not self._active or self._pending is not _MISSING:
                 return

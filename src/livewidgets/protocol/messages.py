@@ -158,6 +158,10 @@ class Welcome(_Message, tag="welcome"):
     limits: dict[str, int | float] = {}
     # HMAC of hello.nonce under the relay's secret (auth.relay_proof); None without.
     proof: str | None = None
+    # Who the relay takes the client for: its user name (the token's, or a share-link
+    # holder's own: relay.links) and role ("read", "write", "admin"); "" if not said.
+    user: ShortText = ""
+    role: ShortText = ""
 
 
 class Snapshot(_Message, tag="snapshot"):

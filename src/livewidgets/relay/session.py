@@ -53,6 +53,7 @@ from ..protocol.messages import (
     ServerMessage,
     Welcome,
 )
+from ..rules import Actor
 from ..state.ops import Op
 from .hub import Command, JoinRoom, LeaveRoom, Member, ResetRoom, SetPresence, Submit
 from .policy import Denied, Policy, Principal, Slow
@@ -412,6 +413,9 @@ class RelayProtocol(Generic[M]):
         self.client_id = granted.client_id or (f"{scope}.{chosen}" if scope else chosen)
         self._fire(Event.WELCOMED)
         welcome = self._welcome(self.client_id, self.connection_id, hello.nonce)
+        # Who the relay takes it for, as room rules will (widgets write to {user} paths).
+        role = Actor.from_claims(self.user, granted.claims).role
+        welcome = msgspec.structs.replace(welcome, user=self.user, role=role)
         expires_at = self._policy.expires_at(granted)
         if expires_at is None:
             return [Register(self.client_id, self.user), Reply(welcome)]

@@ -1,4 +1,4 @@
-/* livewidgets build: sources sha256:2c6ba39fa414f881c533627511f55338f074b60fb68579f24da62c7598257836 (esbuild 0.28.2) */
+/* livewidgets build: sources sha256:74492fc2403003598b97129dc2c54bf68ccef8abd7a6f76c71f4eeb29898dc13 (esbuild 0.28.2) */
 
 // src/util.js
 function h(tag, props = {}, children = []) {
@@ -66,6 +66,51 @@ function errorLine(model, disposer) {
   draw();
   return line;
 }
+var HELD_MS = 400;
+var HELD_TEXT = "Kernel busy: your changes are held and will be sent when the running cell finishes.";
+function outbox(model, disposer, root = null, delay = HELD_MS) {
+  const line = h("div", { className: "lw-held", attrs: { role: "status", "aria-live": "polite" } });
+  line.hidden = true;
+  const waiting = /* @__PURE__ */ new Map();
+  let next = 0;
+  let timer = null;
+  let disposed = false;
+  disposer.add(() => {
+    disposed = true;
+    if (timer !== null) clearTimeout(timer);
+  });
+  const update = () => {
+    if (disposed) return;
+    if (timer !== null) clearTimeout(timer);
+    timer = null;
+    const now = performance.now();
+    const oldest = Math.min(...waiting.values());
+    const held = waiting.size > 0 && now - oldest >= delay;
+    if (held === line.hidden) {
+      line.hidden = !held;
+      line.textContent = held ? HELD_TEXT : "";
+      root?.classList.toggle("lw-held-on", held);
+    }
+    if (waiting.size > 0 && !held) timer = setTimeout(update, oldest + delay - now + 1);
+  };
+  const send = (msg) => {
+    const id = next++;
+    waiting.set(id, performance.now());
+    const status = (reply) => {
+      const state = reply?.content?.execution_state;
+      if ((state === "busy" || state === "idle") && waiting.delete(id)) update();
+    };
+    model.send(msg, { iopub: { status } });
+    update();
+  };
+  return {
+    send,
+    line,
+    get waiting() {
+      return waiting.size;
+    }
+  };
+}
 
 // src/chat.js
 function clock(ts) {
@@ -109,6 +154,8 @@ function render({ model, el }) {
   const send = h("button", { className: "lw-button", text: "Send", attrs: { type: "submit" } });
   const form = h("form", { className: "lw-chat-form" }, [input, send]);
   const root = h("div", { className: "lw-widget lw-chat" }, [list, form, errorLine(model, d)]);
+  const out = outbox(model, d, root);
+  root.append(out.line);
   el.append(root);
   d.add(() => root.remove());
   ownKeyboard(root, d);
@@ -128,7 +175,7 @@ function render({ model, el }) {
     event.preventDefault();
     const text = input.value.trim();
     if (!text) return;
-    model.send({ type: "send", text });
+    out.send({ type: "send", text });
     input.value = "";
   });
   d.model(model, "change:messages", draw);

@@ -1,4 +1,4 @@
-/* livewidgets build: sources sha256:2c6ba39fa414f881c533627511f55338f074b60fb68579f24da62c7598257836 (esbuild 0.28.2) */
+/* livewidgets build: sources sha256:74492fc2403003598b97129dc2c54bf68ccef8abd7a6f76c71f4eeb29898dc13 (esbuild 0.28.2) */
 
 // src/util.js
 function h(tag, props = {}, children = []) {
@@ -103,7 +103,10 @@ function render({ model, el }) {
     if (s === "connected" && typeof rtt === "number") parts.push(`${Math.round(rtt)} ms`);
     const queue = Number(model.get("queue_depth") ?? 0);
     if (queue > 0 || s !== "connected") parts.push(`queue ${queue}`);
+    const held = Number(model.get("held") ?? 0);
+    if (held > 0) parts.push(`${held} change${held === 1 ? "" : "s"} held until the cell finishes`);
     detail.textContent = parts.join(" · ");
+    badge.classList.toggle("lw-conn-held", held > 0);
     const error = String(model.get("last_error") ?? "");
     badge.title = error ? `last error: ${error}` : `room version ${model.get("version") ?? 0}`;
     if (remaining <= 0 || s !== "reconnecting") stopTicking();
@@ -122,7 +125,8 @@ function render({ model, el }) {
     "queue_depth",
     "version",
     "last_error",
-    "gave_up"
+    "gave_up",
+    "held"
   ]) {
     d.model(model, `change:${name}`, draw);
   }

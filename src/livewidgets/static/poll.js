@@ -1,4 +1,4 @@
-/* livewidgets build: sources sha256:2c6ba39fa414f881c533627511f55338f074b60fb68579f24da62c7598257836 (esbuild 0.28.2) */
+/* livewidgets build: sources sha256:74492fc2403003598b97129dc2c54bf68ccef8abd7a6f76c71f4eeb29898dc13 (esbuild 0.28.2) */
 
 // src/util.js
 function h(tag, props = {}, children = []) {
@@ -57,6 +57,51 @@ function errorLine(model, disposer) {
   draw();
   return line;
 }
+var HELD_MS = 400;
+var HELD_TEXT = "Kernel busy: your changes are held and will be sent when the running cell finishes.";
+function outbox(model, disposer, root = null, delay = HELD_MS) {
+  const line = h("div", { className: "lw-held", attrs: { role: "status", "aria-live": "polite" } });
+  line.hidden = true;
+  const waiting = /* @__PURE__ */ new Map();
+  let next = 0;
+  let timer = null;
+  let disposed = false;
+  disposer.add(() => {
+    disposed = true;
+    if (timer !== null) clearTimeout(timer);
+  });
+  const update = () => {
+    if (disposed) return;
+    if (timer !== null) clearTimeout(timer);
+    timer = null;
+    const now = performance.now();
+    const oldest = Math.min(...waiting.values());
+    const held = waiting.size > 0 && now - oldest >= delay;
+    if (held === line.hidden) {
+      line.hidden = !held;
+      line.textContent = held ? HELD_TEXT : "";
+      root?.classList.toggle("lw-held-on", held);
+    }
+    if (waiting.size > 0 && !held) timer = setTimeout(update, oldest + delay - now + 1);
+  };
+  const send = (msg) => {
+    const id = next++;
+    waiting.set(id, performance.now());
+    const status = (reply) => {
+      const state = reply?.content?.execution_state;
+      if ((state === "busy" || state === "idle") && waiting.delete(id)) update();
+    };
+    model.send(msg, { iopub: { status } });
+    update();
+  };
+  return {
+    send,
+    line,
+    get waiting() {
+      return waiting.size;
+    }
+  };
+}
 
 // src/poll.js
 function initialize(_ctx) {
@@ -72,6 +117,8 @@ function render({ model, el }) {
     total,
     errorLine(model, d)
   ]);
+  const out = outbox(model, d, root);
+  root.append(out.line);
   el.append(root);
   d.add(() => root.remove());
   const draw = () => {
@@ -116,7 +163,7 @@ function render({ model, el }) {
     );
     const button = target?.closest?.("button[data-option]");
     if (button && list.contains(button))
-      model.send({ type: "vote", option: button.getAttribute("data-option") });
+      out.send({ type: "vote", option: button.getAttribute("data-option") });
   });
   for (const name of ["options", "counts", "total", "my_vote", "question"]) {
     d.model(model, `change:${name}`, draw);

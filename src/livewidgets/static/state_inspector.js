@@ -1,4 +1,4 @@
-/* livewidgets build: sources sha256:2c6ba39fa414f881c533627511f55338f074b60fb68579f24da62c7598257836 (esbuild 0.28.2) */
+/* livewidgets build: sources sha256:74492fc2403003598b97129dc2c54bf68ccef8abd7a6f76c71f4eeb29898dc13 (esbuild 0.28.2) */
 
 // src/util.js
 function h(tag, props = {}, children = []) {

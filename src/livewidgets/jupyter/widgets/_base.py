@@ -1,9 +1,11 @@
 """What every shared widget has: a session, owned subscriptions, echo-free trait updates.
 
 Thread model (the engine runs on its own thread): session callbacks arrive on the
-engine's I/O thread, front-end messages on the kernel's main thread, and user code
-may call widget methods from anywhere. Each widget serialises its own state with
-``_lock``. A trait set because the *session* changed runs inside
+engine's I/O thread; front-end messages on the kernel subshell the front end sends
+them to (JupyterLab ≥ 4.4 / Notebook ≥ 7.4 with ipykernel ≥ 7), else on the main
+thread; user code may call widget methods from anywhere. Each widget serialises its
+own state with ``_lock``, and its front-end messages are handled holding it
+(:mod:`livewidgets.jupyter._comms`). A trait set because the *session* changed runs inside
 :meth:`LiveWidget._from_session`; observers that would turn a trait change into a
 new shared write check :meth:`LiveWidget._is_from_session` first, so a remote change
 never comes back as a local one (ipywidgets' ``_property_lock`` idea). The flag is
@@ -27,6 +29,7 @@ import traitlets
 
 from ...client.presence import color_for as _client_color_for
 from ...errors import LivewidgetsError
+from .. import _comms
 from ..runtime import current_session
 
 __all__ = [
@@ -132,6 +135,9 @@ class LiveWidget(anywidget.AnyWidget):
         self._origin = threading.local()
         super().__init__(**kwargs)
         self.on_msg(self._on_frontend_msg)
+        # Messages from the views go where the front end sends them (a subshell, so
+        # they are handled while a cell runs) and run under _lock (see _comms).
+        _comms.install(self, self._lock)
 
     @property
     def session(self) -> Any:

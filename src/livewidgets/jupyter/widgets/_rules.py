@@ -52,27 +52,33 @@ def ensure_rules(
     if not missing:
         return
     base = rules if isinstance(current, list) else [OPEN_RULE]
+    what = ", ".join(rule["name"] for rule in missing)
+    if getattr(session, "role", None) not in (None, "admin"):
+        # Only an admin may: say what that means here instead of asking in vain.
+        on_refused(_notice(what, unguarded=current is None))
+        return
     try:
         ack = session.set_rules([*base, *missing])
     except ValueError as exc:  # a RulesError: the widget's path cannot be a pattern
         on_refused(f"cannot protect this widget with room rules: {exc}")
         return
-    what = ", ".join(rule["name"] for rule in missing)
     unguarded = current is None
 
     def done(result: Any) -> None:
         error = result.exception() if hasattr(result, "exception") else None
-        if error is None:
-            return
-        if unguarded:
-            on_refused(
-                f"not protected by room rules ({what}): anyone could change it; "
-                "an admin protects it by opening it once"
-            )
-        else:
-            on_refused(
-                f"the room's rules do not cover this widget ({what}): its writes are "
-                "refused until an admin opens it once"
-            )
+        if error is not None:
+            on_refused(_notice(what, unguarded=unguarded))
 
     ack.add_done_callback(done)
+
+
+def _notice(what: str, *, unguarded: bool) -> str:
+    if unguarded:
+        return (
+            f"not protected by room rules ({what}): anyone could change it; "
+            "an admin protects it by opening it once"
+        )
+    return (
+        f"the room's rules do not cover this widget ({what}): its writes are "
+        "refused until an admin opens it once"
+    )

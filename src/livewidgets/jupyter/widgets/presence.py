@@ -11,6 +11,7 @@ from typing import Any
 
 import traitlets
 
+from .. import _comms
 from ._base import STATIC, LiveWidget, Ticker, initials, presence_color, presence_name
 
 __all__ = ["ConnectionStatus", "Presence"]
@@ -97,7 +98,8 @@ class Presence(LiveWidget):
 
 
 class ConnectionStatus(LiveWidget):
-    """A badge: connection state, reconnect attempt and countdown, RTT, queue depth."""
+    """A badge: connection state, reconnect attempt and countdown, RTT, queue depth,
+    and how many of your widget changes wait for a running cell."""
 
     _esm = STATIC / "connection_status.js"
 
@@ -115,6 +117,9 @@ class ConnectionStatus(LiveWidget):
     last_error = traitlets.Unicode("").tag(sync=True)
     # True after reconnect_failed: the session stopped trying.
     gave_up = traitlets.Bool(False).tag(sync=True)
+    # Changes made in this kernel's widget views that wait behind a running cell (a
+    # front end without kernel subshells; counted where ipykernel >= 7.4 tells).
+    held = traitlets.Int(0).tag(sync=True)
 
     def __init__(self, session: Any = None, refresh: float = 1.0, **kwargs: Any) -> None:
         super().__init__(session=session, **kwargs)
@@ -185,4 +190,5 @@ class ConnectionStatus(LiveWidget):
             queue_depth=int(metrics.get("queue_depth", 0)),
             in_flight=int(metrics.get("in_flight", 0)),
             version=int(metrics.get("version", session.version)),
+            held=_comms.held(),
         )
