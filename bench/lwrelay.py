@@ -3,9 +3,9 @@
 Same ``Relay``, ``SecurityPolicy`` and garbage-collector settings as the CLI (no
 secret: loopback only), with
 the abuse limits raised out of the way: the per-connection op rate (CLI default
-200/s, ``--ops-rate 0`` = unlimited), connections per IP (CLI default 256, and every
-bench client comes from 127.0.0.1) and connections per room (1,000; not a CLI
-option, and the idle scenario puts 2,000 in one room). Checking the limits still
+200/s, ``--ops-rate 0`` = unlimited), connections per IP (CLI default 2,048, and every
+bench client comes from 127.0.0.1) and connections per room (CLI default 2,000; the
+idle scenario puts 2,000 in one room). Checking the limits still
 costs what it costs; only the refusals are gone. Everything else is the default.
 
 Run: ``python -m bench.lwrelay --store memory:// [--port 0]``; prints

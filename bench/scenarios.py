@@ -1,5 +1,6 @@
-"""The seven scenarios. Each starts a fresh server process per system, drives it from
-separate client processes (bench.roles via bench.team) and reports metrics.
+"""The scenarios (SCENARIOS; flood and lesson have modules of their own). Each starts
+a fresh server process per system, drives it from separate client processes
+(bench.roles via bench.team) and reports metrics.
 
 pycrdt-sqlite (bench.ypeer with a SQLiteYStore per room) writes to its store *behind*
 its broadcasts: its writers' "acks" are their own echoes, sent before the update is
@@ -25,6 +26,7 @@ from typing import Any
 
 from . import roles
 from .flood import flood
+from .lesson import lesson
 from .results import Results, percentile
 from .rules_cost import rules_cost
 from .servers import ServerProcess
@@ -85,6 +87,15 @@ class Config:
     flood_seconds: float = 4.0
     flood_count: int = 1400
     flood_systems: tuple[str, ...] = ("lw-msgpack-sqlite",)
+    # A lesson (bench.lesson) on a relay with the default limits and store: a slide
+    # every lesson_period s, students answering one slide in ten; most students are
+    # light clients in lesson_procs processes, lesson_sampled are full sessions.
+    lesson_students: tuple[int, ...] = (100, 500, 1000)
+    lesson_slides: int = 20
+    lesson_period: float = 1.0
+    lesson_procs: int = 4
+    lesson_sampled: int = 10
+    lesson_systems: tuple[str, ...] = ("lw-json-sqlite",)
     # The fan-out at 10 without and with 20 room rules (bench.rules_cost).
     rules_systems: tuple[str, ...] = ("lw-msgpack-mem", "lw-msgpack-sqlite")
     profile_dir: str | None = None
@@ -123,6 +134,8 @@ class Config:
             durability_seconds=0.7,
             flood_seconds=2.0,
             flood_count=800,
+            lesson_students=(50, 200),
+            lesson_slides=5,
         )
 
     @classmethod
@@ -156,6 +169,12 @@ class Config:
             flood_seconds=0.5,
             flood_count=500,
             flood_systems=tuple(s.name for s in SYSTEMS if s.is_livewidgets),
+            lesson_students=(12,),
+            lesson_slides=3,
+            lesson_period=0.3,
+            lesson_procs=2,
+            lesson_sampled=2,
+            lesson_systems=("lw-json-mem", "lw-msgpack-sqlite"),
             rules_systems=tuple(s.name for s in SYSTEMS if s.is_livewidgets),
         )
 
@@ -991,5 +1010,6 @@ SCENARIOS: dict[str, Callable[[Context, Sequence[System]], None]] = {
     "text": text,
     "durability": durability,
     "flood": flood,
+    "lesson": lesson,
     "rules": rules_cost,
 }

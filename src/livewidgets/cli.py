@@ -127,10 +127,35 @@ def _add_relay(subparsers: Subparsers) -> None:
     )
     security.add_argument(
         "--max-connections-per-ip",
-        type=int,
+        type=_positive_int,
         default=limits.max_connections_per_ip,
         metavar="N",
-        help="(default: %(default)s)",
+        help="connections at once per client address without a token: all of them "
+        "without a secret, else those that have not said hello yet (default: %(default)s)",
+    )
+    security.add_argument(
+        "--max-connections-per-user",
+        type=_positive_int,
+        default=limits.max_connections_per_user,
+        metavar="N",
+        help="connections at once per token user, from any address (default: %(default)s)",
+    )
+    security.add_argument(
+        "--max-connections-per-room",
+        type=_positive_int,
+        default=limits.max_connections_per_room,
+        metavar="N",
+        help="members per room (default: %(default)s)",
+    )
+    security.add_argument(
+        "--trust-proxy",
+        action="append",
+        default=[],
+        type=_cidr,
+        metavar="CIDR",
+        help="a reverse proxy's network (repeatable; e.g. 10.0.0.0/8): connections from it "
+        "count for the client its Forwarded / X-Forwarded-For header names; default: "
+        "none, the TCP peer is the client",
     )
     parser.set_defaults(handler=_run_relay)
 
@@ -143,6 +168,16 @@ def _positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be a positive integer, not {text!r}")
     return value
+
+
+def _cidr(text: str) -> str:
+    import ipaddress
+
+    try:
+        ipaddress.ip_network(text, strict=False)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not an IP network: {exc}") from None
+    return text
 
 
 def _seconds(text: str) -> float:
@@ -356,6 +391,8 @@ def _relay_security(args: argparse.Namespace) -> tuple[Any, Any]:
         user_ops_per_second=rate,
         user_ops_burst=burst,
         max_connections_per_ip=args.max_connections_per_ip,
+        max_connections_per_user=args.max_connections_per_user,
+        max_connections_per_room=args.max_connections_per_room,
     )
     policy = SecurityPolicy(
         secret, allow_origins=args.allow_origin, allow_hosts=args.allow_host, limits=limits
@@ -380,13 +417,24 @@ def _is_loopback(host: str) -> bool:
 
 async def _serve_relay(args: argparse.Namespace) -> None:
     from .relay import Relay
-    from .relay.process import tune_garbage_collector
+    from .relay.process import FD_RESERVE, raise_fd_limit, tune_garbage_collector
 
     policy, context = _relay_security(args)
+    # Each connection is a file descriptor: lift the soft limit (often 1,024) to the
+    # hard one, and say so when even that cannot hold a full room.
+    fds = raise_fd_limit()
+    if 0 <= fds < args.max_connections_per_room + FD_RESERVE:
+        print(
+            f"livewidgets relay: the file descriptor limit ({fds}) allows about "
+            f"{fds - FD_RESERVE} connections, fewer than --max-connections-per-room "
+            f"({args.max_connections_per_room}); raise it (ulimit -n) for large rooms",
+            file=sys.stderr,
+        )
     rules = _load_rules(args.rules)
     relay = Relay(
         args.host,
         args.port,
+        trust_proxies=args.trust_proxy,
         store=args.store,
         snapshot_every=args.snapshot_every,
         max_frame_size=args.max_frame_size,

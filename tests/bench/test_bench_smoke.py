@@ -12,7 +12,18 @@ from typing import Any
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-SCENARIOS = ("fanout", "throughput", "idle", "join", "e2e", "text", "durability", "flood", "rules")
+SCENARIOS = (
+    "fanout",
+    "throughput",
+    "idle",
+    "join",
+    "e2e",
+    "text",
+    "durability",
+    "flood",
+    "lesson",
+    "rules",
+)
 # One livewidgets variant per codec and store, the floor, and pycrdt-websocket without
 # and with its SQLite store when it is installed (the bench skips it otherwise).
 SYSTEMS = ("lw-json-mem", "lw-msgpack-sqlite", "floor", "pycrdt", "pycrdt-sqlite")

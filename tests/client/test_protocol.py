@@ -29,6 +29,7 @@ from livewidgets.client.protocol import (
     ProtocolConfig,
     ReconnectAfter,
     Refused,
+    RefusedConnection,
     RelayError,
     SendMessages,
     State,
@@ -36,6 +37,7 @@ from livewidgets.client.protocol import (
     Status,
     VerifyProof,
 )
+from livewidgets.client.refusals import Refusal, from_http
 from livewidgets.protocol import (
     PROTOCOL_VERSION,
     AckMessage,
@@ -287,7 +289,70 @@ def test_http_401_without_refresher_is_final() -> None:
     """A 401 at the HTTP upgrade is an invalid token: without a refresher, stop."""
     p = client()
     p.connect(0.0)
-    assert p.connect_failed(0.0, status=401) == [StateChanged(Status.CLOSED)]
+    refused = Refusal("auth_invalid", "HTTP 401 instead of a WebSocket handshake", False, 401)
+    assert p.connect_failed(0.0, status=401) == [
+        RefusedConnection(refused, final=True),
+        StateChanged(Status.CLOSED),
+    ]
+
+
+def test_a_transient_refusal_retries_and_says_why() -> None:
+    """A cap reached (the relay's 429): retried with backoff; the reconnecting state
+    names the reason, the message and the limit."""
+    p = client()
+    p.connect(0.0)
+    full = from_http(429, b"limit_exceeded: too many anonymous connections from ::1 (limit 3)\n")
+    assert (full.reason, full.limit, full.transient) == ("limit_exceeded", 3, True)
+    [first] = expected_delays(1)
+    assert p.connect_failed(0.0, refusal=full) == [
+        RefusedConnection(full, final=False),
+        StateChanged(
+            Status.RECONNECTING,
+            {
+                "attempt": 1,
+                "delay": first,
+                "reason": "limit_exceeded",
+                "message": "too many anonymous connections from ::1 (limit 3)",
+                "limit": 3,
+            },
+        ),
+        ReconnectAfter(first, "ws://a"),
+    ]
+
+
+def test_a_permanent_refusal_stops_at_once() -> None:
+    """An Origin the relay refuses (403) will be refused again: stop, no backoff."""
+    p = client()
+    p.connect(0.0)
+    origin = from_http(403, b"forbidden: origin 'https://evil.example' is not allowed\n")
+    assert p.connect_failed(0.0, refusal=origin) == [
+        RefusedConnection(origin, final=True),
+        StateChanged(Status.CLOSED),
+    ]
+
+
+def test_a_hello_refused_by_the_relay_is_decided_by_its_error_and_close() -> None:
+    """The relay answers hello with an error, then closes: a per-user cap (1008) is
+    retried with its reason; another protocol version (4001) stops at once."""
+    p = client()
+    p.connect(0.0)
+    p.opened(0.0)
+    message = "too many connections for user 'ada' (limit 32)"
+    p.receive(Error("limit_exceeded", message, ref="hello"), 0.0)
+    [refused, reconnecting, _] = p.closed(1008, 0.1)
+    assert refused == RefusedConnection(
+        Refusal("limit_exceeded", message, True, close_code=1008), final=False
+    )
+    assert reconnecting.details["limit"] == 32  # type: ignore[union-attr]
+    p.connect(1.0)
+    p.opened(1.0)
+    p.receive(Error("protocol_version", "protocol 1 is not supported", ref="hello"), 1.0)
+    [refused, closed] = p.closed(4001, 1.1)
+    assert refused == RefusedConnection(
+        Refusal("protocol_version", "protocol 1 is not supported", False, close_code=4001),
+        final=True,
+    )
+    assert closed == StateChanged(Status.CLOSED)
 
 
 def test_join_refusal_is_typed() -> None:
@@ -520,3 +585,21 @@ def test_the_pacer_outlives_a_reconnect() -> None:
     assert p.next_deadline() == 0.5
     assert p.tick(0.5) == [SendMessages([op(1)])]
     assert p.tick(1.0) == [SendMessages([op(2)])]
+
+
+def test_a_hello_refusal_whose_close_frame_was_lost_is_decided_by_the_error() -> None:
+    """The relay's error arrived but its close did not (1006): the error's documented
+    close decides, so an expired token still asks for a new one instead of stopping
+    (found by the fault simulation, tests/sim)."""
+    p = client(can_refresh=True)
+    p.connect(0.0)
+    p.opened(0.0)
+    p.receive(Error("auth_expired", "the token has expired", ref="hello"), 0.0)
+    assert p.closed(None, 0.1)[-1] == NeedToken(CloseCode.AUTH_EXPIRED)
+    q = client()
+    q.connect(0.0)
+    q.opened(0.0)
+    q.receive(Error("limit_exceeded", "too many connections for user 'a' (limit 2)"), 0.0)
+    [refused, reconnecting, _] = q.closed(1006, 0.1)
+    assert refused.refusal.transient and refused.refusal.close_code == 1008  # type: ignore[union-attr]
+    assert reconnecting.status is Status.RECONNECTING  # type: ignore[union-attr]

@@ -506,6 +506,40 @@ def test_connection_status_counts_reconnect_attempts(
         loop.close()
 
 
+def test_connection_status_says_why_the_relay_refuses(
+    wait_until: Wait, widgets: list[LiveWidget]
+) -> None:
+    """A relay at its per-address cap: the badge shows reconnecting, and last_error
+    names the refusal and its limit while it waits; once a slot frees up, connected."""
+    from livewidgets.relay.security import Limits, SecurityPolicy
+
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    policy = SecurityPolicy(None, limits=Limits(max_connections_per_ip=1))
+    relay = Relay(host="127.0.0.1", port=0, policy=policy)
+    asyncio.run_coroutine_threadsafe(relay.start(), loop).result(TIMEOUT)
+    options: dict[str, Any] = {"backoff": Backoff(initial=0.05, cap=0.1, minimum=0.02)}
+    holder = livewidgets.connect(relay.url, "r", "bob", timeout=TIMEOUT, **options)
+    session = livewidgets.connect(relay.url, "r", "alice", wait=False, **options)
+    try:
+        badge = ConnectionStatus(session=session, refresh=0)
+        widgets.append(badge)
+        wait_until(lambda: "limit 1" in badge.last_error, message="the refusal shown")
+        assert badge.state == "reconnecting"
+        assert "refused (limit_exceeded): too many anonymous connections" in badge.last_error
+        holder.close()
+        wait_until(lambda: badge.state == "connected", message="connected once a slot is free")
+        assert badge.last_error == ""
+    finally:
+        session.close()
+        holder.close()
+        asyncio.run_coroutine_threadsafe(relay.stop(), loop).result(TIMEOUT)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(TIMEOUT)
+        loop.close()
+
+
 # --- Chat, StateInspector, ConflictResolver -------------------------------------------
 
 

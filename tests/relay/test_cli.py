@@ -60,3 +60,27 @@ def test_relay_process_garbage_collector_settings() -> None:
         "assert gc.get_freeze_count() > 1000, gc.get_freeze_count()"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_connection_limit_and_proxy_options_parse() -> None:
+    """The connection caps and --trust-proxy (repeatable CIDRs) reach the policy's
+    Limits; a malformed CIDR is a usage error, not a relay that trusts nobody."""
+    from livewidgets.cli import _relay_security
+    from livewidgets.relay.security import Limits
+
+    args = build_parser().parse_args(
+        [
+            *["relay", "--store", "memory://", "--trust-proxy", "10.0.0.0/8"],
+            *["--trust-proxy", "::1", "--max-connections-per-user", "5"],
+            *["--max-connections-per-room", "3000", "--max-connections-per-ip", "7"],
+        ]
+    )
+    assert args.trust_proxy == ["10.0.0.0/8", "::1"]
+    policy, _ = _relay_security(args)
+    limits: Limits = policy.limits
+    assert (limits.max_connections_per_user, limits.max_connections_per_room) == (5, 3000)
+    assert limits.max_connections_per_ip == 7
+    defaults = build_parser().parse_args(["relay"])
+    assert defaults.trust_proxy == [] and defaults.max_connections_per_ip == 2048
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["relay", "--trust-proxy", "10.0.0.0/99"])

@@ -152,7 +152,7 @@ def test_a_denial_that_closes_closes() -> None:
     p = opened(Policy(renew=denied))
     assert p.receive(Auth("x"), 1.0) == [
         Reply(Error("auth_invalid", "revoked", "auth")),
-        Close(CloseCode.AUTH_INVALID, "auth_invalid"),
+        Close(CloseCode.AUTH_INVALID, "auth_invalid: revoked"),
     ]
     assert p.state is State.CLOSING
 
@@ -163,7 +163,9 @@ def test_auth_before_hello_is_refused_with_4000() -> None:
         Member(), Policy(), connection_id="conn", welcome=welcome, max_invalid_frames=3
     )
     actions = p.receive(Auth("t"), 0.0)
-    assert actions[-1] == Close(CloseCode.HELLO_REQUIRED, "hello_required")
+    assert actions[-1] == Close(
+        CloseCode.HELLO_REQUIRED, "hello_required: the first frame must be hello, not auth"
+    )
 
 
 def test_auth_after_expiry_is_ignored() -> None:

@@ -163,7 +163,7 @@ def test_hello_with_bad_version_is_refused_with_4001() -> None:
     )
     assert actions == [
         error(ErrorCode.PROTOCOL_VERSION, detail, "hello"),
-        Close(CloseCode.PROTOCOL_VERSION, "protocol_version"),
+        Close(CloseCode.PROTOCOL_VERSION, f"protocol_version: {detail}"),
     ]
     assert p.state is State.CLOSING
 
@@ -173,7 +173,7 @@ def test_hello_with_bad_token_is_refused_with_the_policy_close() -> None:
     p = session(Policy(hello=Denied(ErrorCode.AUTH_INVALID, "bad signature")))
     assert p.receive(Hello(PROTOCOL_VERSION, token="t"), 0.0) == [
         error(ErrorCode.AUTH_INVALID, "bad signature", "hello"),
-        Close(CloseCode.AUTH_INVALID, "auth_invalid"),
+        Close(CloseCode.AUTH_INVALID, "auth_invalid: bad signature"),
     ]
 
 
@@ -183,7 +183,7 @@ def test_hello_with_expired_token_closes_with_4004() -> None:
     p = session(Policy(hello=expired))
     assert p.receive(Hello(PROTOCOL_VERSION, token="t"), 0.0) == [
         error(ErrorCode.AUTH_EXPIRED, "token expired", "hello"),
-        Close(CloseCode.AUTH_EXPIRED, "auth_expired"),
+        Close(CloseCode.AUTH_EXPIRED, "auth_expired: token expired"),
     ]
 
 
@@ -191,7 +191,7 @@ def test_first_frame_not_hello_is_refused_with_4000() -> None:
     """A join before hello: hello_required, close 4000."""
     assert session().receive(Join("r"), 0.0) == [
         error(ErrorCode.HELLO_REQUIRED, "the first frame must be hello, not join", "join"),
-        Close(CloseCode.HELLO_REQUIRED, "hello_required"),
+        Close(CloseCode.HELLO_REQUIRED, "hello_required: the first frame must be hello, not join"),
     ]
 
 
@@ -201,11 +201,11 @@ def test_invalid_first_frame_and_hello_timeout_close_with_4000() -> None:
     detail = "the first frame must be a valid hello: malformed frame: x"
     assert session().invalid(bad, 0.0) == [
         error(ErrorCode.HELLO_REQUIRED, detail),
-        Close(CloseCode.HELLO_REQUIRED, "hello_required"),
+        Close(CloseCode.HELLO_REQUIRED, f"hello_required: {detail}"),
     ]
     assert session().hello_timeout() == [
         error(ErrorCode.HELLO_REQUIRED, "no hello received in time"),
-        Close(CloseCode.HELLO_REQUIRED, "hello_required"),
+        Close(CloseCode.HELLO_REQUIRED, "hello_required: no hello received in time"),
     ]
 
 
@@ -215,9 +215,30 @@ def test_connect_refused_by_policy_closes_with_1008() -> None:
     p = RelayProtocol(Member(), policy, connection_id="c", welcome=welcome, max_invalid_frames=3)
     assert p.connect("10.0.0.1") == [
         error(ErrorCode.LIMIT_EXCEEDED, "too many"),
-        Close(CloseCode.POLICY_VIOLATION, "limit_exceeded"),
+        Close(CloseCode.POLICY_VIOLATION, "limit_exceeded: too many"),
     ]
     assert p.connection_lost() == [] and policy.calls == []
+
+
+def test_admission_refused_after_hello_closes_with_1008_and_releases_the_address() -> None:
+    """on_admit denies (a per-user limit, known only once the principal is): the
+    reason and its limit in the error and the close reason, and on_close releases the
+    address the connection held, with no principal."""
+    full = Denied(ErrorCode.LIMIT_EXCEEDED, "too many connections for user 'ada' (limit 2)")
+
+    class Full(Policy):
+        def on_admit(self, principal: Principal, address: str | None) -> Denied | None:
+            return full
+
+    policy = Full()
+    p = RelayProtocol(Member(), policy, connection_id="c", welcome=welcome, max_invalid_frames=3)
+    assert p.connect("10.0.0.1") == []
+    assert p.receive(Hello(PROTOCOL_VERSION, user="ada"), 0.0) == [
+        error(ErrorCode.LIMIT_EXCEEDED, full.message, "hello"),
+        Close(CloseCode.POLICY_VIOLATION, f"limit_exceeded: {full.message}"),
+    ]
+    p.connection_lost()
+    assert policy.calls == [("close", None, "10.0.0.1")]
 
 
 def test_second_hello_is_an_error_only() -> None:

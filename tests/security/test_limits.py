@@ -26,16 +26,17 @@ from livewidgets.protocol import (
     PresenceUpdate,
     Reject,
     SetOp,
+    Welcome,
 )
 from livewidgets.protocol.codes import CloseCode, ErrorCode
 from livewidgets.relay import Relay
-from livewidgets.relay.policy import Denied, Slow
+from livewidgets.relay.policy import Denied, Principal, Slow
 from livewidgets.relay.security import Limits, SecurityPolicy
 
 from ..client.helpers import FAST
 from ..conftest import RelayFactory
 from ..relay.helpers import TIMEOUT, RawClient
-from .helpers import ack_for, admitted, assert_serves, hello, token
+from .helpers import SECRET, ack_for, admitted, assert_serves, hello, token
 
 
 async def test_origin_allowlist(secure_relay_factory: object) -> None:
@@ -118,28 +119,65 @@ async def test_rooms_per_connection_limit(secure_relay_factory: object) -> None:
     await assert_serves(relay.url, token())
 
 
-async def test_connections_per_ip_limit(secure_relay_factory: object) -> None:
-    """Connections beyond the per-address limit: limit_exceeded, close 1008, then a free slot."""
-    relay: Relay = await secure_relay_factory(  # type: ignore[operator]
-        limits=Limits(max_connections_per_ip=3)
+async def test_connections_per_ip_limit(relay_factory: RelayFactory) -> None:
+    """Anonymous connections beyond the per-address limit: HTTP 429 before any
+    WebSocket, its body naming the reason and the limit; a closed one frees a slot."""
+    relay = await relay_factory(
+        policy=SecurityPolicy(None, limits=Limits(max_connections_per_ip=3))
     )
-    clients = [await admitted(relay.url, token()) for _ in range(3)]
-    extra = await RawClient.connect(relay.url, hello=False)
-    error = await extra.expect(Error)
-    assert error.code == "limit_exceeded"
-    assert await extra.closed() == 1008
+    clients = [await admitted(relay.url) for _ in range(3)]
+    with pytest.raises(InvalidStatus) as refused:
+        await connect(relay.url)
+    response = refused.value.response
+    assert response.status_code == 429 and response.headers["Retry-After"] == "1"
+    assert response.body == (
+        b"limit_exceeded: too many anonymous connections from 127.0.0.1 (limit 3)\n"
+    )
     await clients.pop().close()
     # The slot is released when the relay sees the close: a new connection may race it.
     for _ in range(50):
-        client, answer = await hello(relay.url, token())
-        if not isinstance(answer, Error):
+        try:
+            client = await admitted(relay.url)
             break
-        assert answer.code == "limit_exceeded"
-        await client.closed()
+        except InvalidStatus as exc:
+            assert exc.response.status_code == 429
+            await asyncio.sleep(0.01)  # the relay's side of the close, not a result
     else:
         pytest.fail("the per-address slot was never released")
     await client.close()
     for c in clients:
+        await c.close()
+
+
+async def test_authenticated_connections_count_per_user_not_per_address(
+    secure_relay_factory: object,
+) -> None:
+    """With tokens, a connection counts for its user once its hello is accepted: five
+    users behind one address pass a per-address limit of 2; a user's third connection
+    is refused at hello with limit_exceeded and close 1008, naming the limit."""
+    relay: Relay = await secure_relay_factory(  # type: ignore[operator]
+        limits=Limits(max_connections_per_ip=2, max_connections_per_user=2)
+    )
+    crowd = [await admitted(relay.url, token(user=f"s{i}")) for i in range(5)]
+    crowd.append(await admitted(relay.url, token(user="s0")))
+    extra, answer = await hello(relay.url, token(user="s0"))
+    assert isinstance(answer, Error)
+    assert (answer.code, answer.message) == (
+        "limit_exceeded",
+        "too many connections for user 's0' (limit 2)",
+    )
+    assert await extra.closed() == 1008
+    assert extra.ws.close_reason == "limit_exceeded: too many connections for user 's0' (limit 2)"
+    await crowd.pop().close()
+    for _ in range(50):  # the relay sees the close a moment later
+        client, answer = await hello(relay.url, token(user="s0"))
+        if isinstance(answer, Welcome):
+            break
+        await client.closed()
+    else:
+        pytest.fail("the user's slot was never released")
+    await client.close()
+    for c in crowd:
         await c.close()
 
 
@@ -316,10 +354,10 @@ async def test_relay_without_policy_limits(relay_factory: RelayFactory) -> None:
 
 async def test_many_presences_keep_the_room_joinable(secure_relay: Relay) -> None:
     """70 members with the largest allowed presence: a newcomer's session still joins."""
-    reader = token(role="read", user="mallory")
     big = {"x": "A" * (16 * 1024 - 16)}
     crowd = []
-    for _ in range(70):  # one user, 70 connections: well under every limit
+    for i in range(70):  # 70 readers: well under every limit
+        reader = token(role="read", user=f"reader{i}")
         client = await admitted(secure_relay.url, reader, max_size=None)  # joined grows
         await client.join("room", presence=big)
         crowd.append(client)
@@ -454,3 +492,65 @@ def test_the_policy_slows_before_it_refuses() -> None:
     refused = policy.on_write(ann, "r", ten, 1.7)
     assert isinstance(refused, Denied)
     assert (refused.code, refused.close) == (ErrorCode.RATE_LIMITED, CloseCode.RATE_LIMITED)
+
+
+def test_connection_counts_move_from_the_address_to_the_user() -> None:
+    """The policy's accounting, step by step: a connection counts for its address
+    until its hello is accepted with a token, then for its user; a refused one, and
+    one that closes, release exactly what they held. Without a secret the address
+    keeps counting (the user is only a claim)."""
+    policy = SecurityPolicy(
+        SECRET, limits=Limits(max_connections_per_ip=2, max_connections_per_user=1)
+    )
+
+    def hello_as(user: str) -> Any:
+        return policy.on_hello(Hello(1, token=token(user=user)), None)
+
+    assert policy.on_connect("10.0.0.1") is None  # connection 1
+    assert policy.on_connect("10.0.0.1") is None  # connection 2 (stays anonymous)
+    full = policy.check_connect("10.0.0.1")
+    assert full is not None and (full.status, full.code) == (429, ErrorCode.LIMIT_EXCEEDED)
+    assert full.message == "too many anonymous connections from 10.0.0.1 (limit 2)"
+    ada = hello_as("ada")
+    assert policy.on_admit(ada, "10.0.0.1") is None  # 1 now counts for ada, not the address
+    assert policy.check_connect("10.0.0.1") is None
+    assert policy.on_connect("10.0.0.1") is None  # connection 3, ada again
+    second = policy.on_admit(hello_as("ada"), "10.0.0.1")
+    assert second is not None and second.close == CloseCode.POLICY_VIOLATION
+    assert second.message == "too many connections for user 'ada' (limit 1)"
+    assert policy.check_connect("10.0.0.1") is not None  # 2 and 3 hold the address
+    policy.on_close(None, "10.0.0.1")  # 3, refused: its address slot
+    policy.on_close(ada, "10.0.0.1")  # 1: ada's slot, not the address's
+    assert policy.on_connect("10.0.0.1") is None  # connection 4, ada: room for her again
+    assert policy.on_admit(hello_as("ada"), "10.0.0.1") is None
+    assert policy.check_connect("10.0.0.1") is None  # only 2 counts for the address
+    anonymous = SecurityPolicy(None, limits=Limits(max_connections_per_ip=1))
+    assert anonymous.on_connect("10.0.0.2") is None
+    claimed = anonymous.on_hello(Hello(1, user="ada"), None)
+    assert isinstance(claimed, Principal) and anonymous.on_admit(claimed, "10.0.0.2") is None
+    assert anonymous.check_connect("10.0.0.2") is not None  # still counted per address
+
+
+def test_renewal_keeps_the_user_count_and_link_holders_count_per_address() -> None:
+    """A renewed token is the same connection: closing it releases its user's slot (a
+    leak would lock the user out after 32 renewals-then-closes). A share link's
+    holders choose their identity, so they stay counted per address."""
+    from livewidgets.auth import issue_link_token
+
+    policy = SecurityPolicy(
+        SECRET, limits=Limits(max_connections_per_ip=1, max_connections_per_user=1)
+    )
+    assert policy.on_connect("10.0.0.1") is None
+    ada = policy.on_hello(Hello(1, token=token(user="ada")), None)
+    assert isinstance(ada, Principal) and policy.on_admit(ada, "10.0.0.1") is None
+    renewed = policy.on_renew(ada, token(user="ada"), [])
+    assert isinstance(renewed, Principal) and renewed is not ada
+    policy.on_close(renewed, "10.0.0.1")
+    assert policy.on_connect("10.0.0.1") is None
+    again = policy.on_hello(Hello(1, token=token(user="ada")), None)
+    assert isinstance(again, Principal) and policy.on_admit(again, "10.0.0.1") is None
+    link, _ = issue_link_token(SECRET, room="r")
+    assert policy.on_connect("10.0.0.2") is None
+    holder = policy.on_hello(Hello(1, token=link, user="guest"), None)
+    assert isinstance(holder, Principal) and policy.on_admit(holder, "10.0.0.2") is None
+    assert policy.check_connect("10.0.0.2") is not None  # still the address's

@@ -275,7 +275,7 @@ def test_a_revoked_session_is_told_and_closed_with_4006() -> None:
     assert denied is not None
     reply, close = session.revoked(denied)
     assert isinstance(reply, Reply) and reply.message.code == "auth_revoked"
-    assert close == Close(CloseCode.REVOKED, "auth_revoked")
+    assert close == Close(CloseCode.REVOKED, f"auth_revoked: {denied.message}")
     assert session.revoked(denied) == []  # already closing
 
 

@@ -53,6 +53,7 @@ from livewidgets.client.protocol import (
     ProtocolConfig,
     ReconnectAfter,
     Refused,
+    RefusedConnection,
     SendMessages,
     State,
     VerifyProof,
@@ -713,6 +714,12 @@ class Simulation:
 
         self.later(self.rng.uniform(0.0, 0.05), answer)
 
+    def _do_refused(self, client: SimClient, action: RefusedConnection) -> None:
+        """A refused attempt: retried (counted) unless the refusal is final."""
+        self.counts["refused_connection"] += 1
+        if action.final:
+            self._do_stop(client, action)
+
     def _do_stop(self, client: SimClient, action: Any) -> None:
         raise AssertionError(f"{client.name} stopped for good: {action!r}")
 
@@ -1032,4 +1039,5 @@ _CLIENT_ACTIONS: dict[type, Callable[[Simulation, SimClient, Any], None]] = {
     GaveUp: Simulation._do_stop,
     AuthExpiredEvent: Simulation._do_stop,
     Refused: Simulation._do_stop,
+    RefusedConnection: Simulation._do_refused,
 }

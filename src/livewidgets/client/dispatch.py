@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from ..errors import AuthExpired, JoinRefused
+from ..errors import AuthExpired, ConnectionRefused, JoinRefused
 from . import protocol as lifecycle
 from .ack import rejection
 from .callbacks import Callbacks
@@ -45,6 +45,10 @@ class Dispatcher:
         self.joined: asyncio.Future[None] | None = None
         # The last error the relay sent outside any room (e.g. why it refused us).
         self.last_error: dict[str, Any] | None = None
+        # Why the last refused attempt was refused (for connect()'s timeout message),
+        # and the relay that attempt dialed (set by the engine as it dials).
+        self.last_refusal: ConnectionRefused | None = None
+        self.url = ""
 
     def deliver(self, action: Any) -> None:
         """Carry out one event action (KeyError for an action that is not an event)."""
@@ -129,6 +133,14 @@ class Dispatcher:
         """A refused join also fails a pending connect()."""
         self.fail_joined(JoinRefused(action.code.value, action.message))
 
+    def _on_refused_connection(self, action: lifecycle.RefusedConnection) -> None:
+        """Say why an attempt was refused; a final refusal also fails connect()."""
+        error = self.last_refusal = action.refusal.error(self.url)
+        details = {"reason": error.reason, "transient": not action.final}
+        self.events.emit("error", {"error": error, "during": "connect", **details})
+        if action.final:
+            self.fail_joined(error)
+
     def _on_failed_connection(self, action: lifecycle.ConnectionFailed) -> None:
         self.events.emit("error", {"error": action.error, "during": action.during})
 
@@ -152,6 +164,7 @@ _HANDLERS: dict[type, Callable[[Dispatcher, Any], None]] = {
     Resync: Dispatcher._on_resync,
     lifecycle.RelayError: Dispatcher._on_relay_error,
     lifecycle.Refused: Dispatcher._on_refused,
+    lifecycle.RefusedConnection: Dispatcher._on_refused_connection,
     lifecycle.ConnectionFailed: Dispatcher._on_failed_connection,
     lifecycle.GaveUp: Dispatcher._on_gave_up,
     lifecycle.AuthExpiredEvent: Dispatcher._on_auth_expired,

@@ -28,14 +28,15 @@ from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
 from .. import wsio
-from ..errors import SessionClosed
+from ..errors import ConnectionRefused, SessionClosed
 from ..protocol import CloseCode, FrameError, client_codec
 from ..protocol.codec import Codec
 from ..protocol.messages import ServerMessage
 from . import protocol as lifecycle
+from . import refusals
 from .ack import Ack
 from .callbacks import Callbacks
 from .config import EngineConfig
@@ -118,6 +119,8 @@ class Engine:
         # Tasks of the current connection (pings, closes): cancelled when it ends.
         self._tasks: set[asyncio.Task[Any]] = set()
         self._finished = False
+        # Set when this engine can no longer be used (in a forked child): why.
+        self.unusable: str | None = None
 
     # --- the protocol's state, read through ---------------------------------------
 
@@ -156,6 +159,11 @@ class Engine:
         """The last error the relay sent outside any room (e.g. why it refused us)."""
         return self.dispatch.last_error
 
+    @property
+    def last_refusal(self) -> ConnectionRefused | None:
+        """Why the last refused attempt was refused (connect()'s timeout names it)."""
+        return self.dispatch.last_refusal
+
     def _next_url(self) -> None:
         self.protocol.next_url()
 
@@ -186,6 +194,18 @@ class Engine:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
         self._finish()
+
+    def abandon(self, reason: str) -> None:
+        """This process is a fork's child (client.forks): the loop, thread and socket
+        are the parent's. Touch none of them; fail what waits here, refuse all use."""
+        # The parent's I/O thread may have held these at the fork: fresh ones.
+        self._lock = threading.RLock()
+        self._waiters = Waiters(self._lock)
+        self._handoff = Handoff(self._writer.take)  # loop None: nothing reaches the parent's
+        self.unusable, self.state = reason, "closed"
+        self._loop, self._finished = None, True
+        for ack, _ in [h for p in self.core.pending for h in p.handles]:
+            ack.fail(SessionClosed(reason))
 
     def _finish(self) -> None:
         if self._finished:
@@ -228,6 +248,7 @@ class Engine:
     async def _connect_once(self, url: str) -> None:
         """One connection's life, reported to the protocol from open to close."""
         self.metrics.attempts += 1
+        self.dispatch.url = url  # a refusal names the relay that refused
         try:
             ws = await connect(
                 url,
@@ -238,11 +259,11 @@ class Engine:
                 ssl=self.config.ssl_for(url),
                 user_agent_header=f"livewidgets/{_version()}",
             )
-        except (OSError, InvalidHandshake, TimeoutError) as exc:
+        except (OSError, InvalidHandshake, InvalidURI, TimeoutError) as exc:
             self.metrics.failures += 1
-            self.events.emit("error", {"error": exc, "during": "connect"})
-            status = exc.response.status_code if isinstance(exc, InvalidStatus) else None
-            self._feed(lambda now: self.protocol.connect_failed(now, status))
+            # Why, and whether waiting helps, is the protocol's call (client.refusals).
+            refusal = refusals.from_exception(exc, url)
+            self._feed(lambda now: self.protocol.connect_failed(now, refusal=refusal))
             return
         await self._serve(ws)
 
@@ -350,7 +371,7 @@ class Engine:
 
         def attempt(now: float) -> list[Action]:
             if self.state == "closed":
-                raise SessionClosed("the session is closed")
+                raise SessionClosed(self.unusable or "the session is closed")
             if precondition is not None:
                 precondition(self.core.visible)
             submitted = self.protocol.submit(
@@ -366,6 +387,8 @@ class Engine:
 
     def update_presence(self, fields: dict[str, Any]) -> None:
         """Merge fields into our presence and publish (throttled, latest wins)."""
+        if self.unusable:
+            raise SessionClosed(self.unusable)
         self._feed(lambda now: self.protocol.update_presence(fields, now))
 
     def rewrite_presence(self, change: Callable[[dict[str, Any]], None]) -> None:
@@ -376,6 +399,8 @@ class Engine:
 
     def send_admin(self, action: str, client_id: str | None = None) -> None:
         """Queue an admin message (reset/kick); it goes out once connected."""
+        if self.unusable:
+            raise SessionClosed(self.unusable)
         self._feed(lambda now: self.protocol.admin(self.core.room, action, client_id))
 
     def add_change_listener(self, listener: Callable[..., Any]) -> Callable[[], None]:

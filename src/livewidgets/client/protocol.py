@@ -45,6 +45,7 @@ from ..protocol.messages import (
 from ..protocol.pacing import TokenBucket
 from .core import Event, JoinedRoom, Priority, Resync, RoomSync, Send
 from .presence import LocalPresence
+from .refusals import Refusal, from_http, from_relay
 from .renewal import Renewal, RenewalConfig
 
 __all__ = [
@@ -67,6 +68,7 @@ __all__ = [
     "ProtocolConfig",
     "ReconnectAfter",
     "Refused",
+    "RefusedConnection",
     "RelayError",
     "RenewToken",
     "SendMessages",
@@ -282,6 +284,16 @@ class Refused:
 
 
 @dataclass(frozen=True)
+class RefusedConnection:
+    """An attempt was refused during its handshake (refusals.Refusal says why).
+    ``final``: the session stops here (connect() raises it); else it retries, and
+    the RECONNECTING state change carries the reason."""
+
+    refusal: Refusal
+    final: bool
+
+
+@dataclass(frozen=True)
 class ConnectionFailed:
     """The handshake failed on our side (no welcome in time, a bad first frame)."""
 
@@ -322,6 +334,7 @@ Action = (
     | StateChanged
     | RelayError
     | Refused
+    | RefusedConnection
     | ConnectionFailed
     | GaveUp
     | AuthExpiredEvent
@@ -429,6 +442,10 @@ class ClientProtocol:
         self._joining: set[str] = set()
         # When the relay must have welcomed us (or closed after refusing us).
         self._handshake_deadline: float | None = None
+        # The error the relay answered our hello with (its close follows).
+        self._handshake_error: Error | None = None
+        # Why the attempt that is ending was refused (for its RECONNECTING details).
+        self._retry_reason: Refusal | None = None
         # Heartbeat: when the next ping is due; when its pong is overdue.
         self._ping_at: float | None = None
         self._pong_deadline: float | None = None
@@ -468,6 +485,7 @@ class ClientProtocol:
         self._accept("opened")
         self._goto(State.HANDSHAKING)
         self._joined_here = False
+        self._handshake_error = None
         self._handshake_deadline = now + self.config.open_timeout
         self._nonce = self._nonces() if self._nonces is not None and self.config.verify else None
         hello = Hello(
@@ -482,11 +500,18 @@ class ClientProtocol:
             messages += self._joins(now)
         return [SendMessages(messages)]
 
-    def connect_failed(self, now: float, status: int | None = None) -> list[Action]:
-        """The socket did not open (``status``: the HTTP status if the relay answered)."""
+    def connect_failed(
+        self, now: float, status: int | None = None, refusal: Refusal | None = None
+    ) -> list[Action]:
+        """The socket did not open: ``refusal`` says why (the shell classifies what
+        failed, refusals.from_exception); ``status`` alone: the relay answered HTTP."""
         self._accept("connect_failed")
-        code = CloseCode.AUTH_INVALID if status in (401, 403) else None
-        return self._after_connection(code, now)
+        if refusal is None and status is not None:
+            refusal = from_http(status, None)
+        if refusal is None:
+            return self._after_connection(None, now)
+        code = CloseCode.AUTH_INVALID if refusal.status == 401 else None
+        return self._after_refusal(refusal, code, now)
 
     def closed(self, code: int | None, now: float, *, by_peer: bool = True) -> list[Action]:
         """The socket is closed (``by_peer``: the relay sent a close frame)."""
@@ -502,6 +527,10 @@ class ClientProtocol:
         if self.state is State.CONNECTED:
             actions.append(StateChanged(Status.DISCONNECTED, {"code": code}))
         self._stop_timers()
+        error, self._handshake_error = self._handshake_error, None
+        if error is not None:  # the relay refused our hello, then closed
+            refusal = from_relay(error.code, error.message, code)
+            return actions + self._after_refusal(refusal, refusal.close_code, now)
         return actions + self._after_connection(code, now)
 
     def token_refreshed(self, token: str | None, now: float) -> list[Action]:
@@ -587,8 +616,9 @@ class ClientProtocol:
     def _handshake(self, message: Any, now: float) -> list[Action]:
         """The first frame: a welcome, or the error that refuses us."""
         if isinstance(message, Error):
-            # The relay closes next; its close code decides what we do.
+            # The relay closes next; with its close code, this error decides what we do.
             self._goto(State.CLOSING)
+            self._handshake_error = message
             self._handshake_deadline = now + self.config.open_timeout
             return [RelayError(message.code, message.message, during="handshake")]
         if not isinstance(message, Welcome):
@@ -899,6 +929,23 @@ class ClientProtocol:
             return [*expired, *self._stop()]
         return self._retry(now)
 
+    def _after_refusal(self, refusal: Refusal, code: int | None, now: float) -> list[Action]:
+        """An attempt was refused: stop at once if waiting cannot fix it, else retry
+        with backoff and say why (a new token may fix an auth refusal: NeedToken)."""
+        if code in _AUTH_CLOSES and self.config.can_refresh:
+            return self._after_connection(code, now)
+        if refusal.transient:
+            self._retry_reason = refusal
+            try:
+                actions = self._after_connection(code, now)
+            finally:
+                self._retry_reason = None
+            return [RefusedConnection(refusal, self.state is State.CLOSED), *actions]
+        self._failures += 1
+        self._joined_here = False
+        expired = [AuthExpiredEvent()] if code == CloseCode.AUTH_EXPIRED else []
+        return [RefusedConnection(refusal, final=True), *expired, *self._stop()]
+
     def _retry(self, now: float) -> list[Action]:
         limit = self.config.max_attempts
         if limit is not None and self._failures >= limit:
@@ -907,10 +954,13 @@ class ClientProtocol:
         delay = next(self._backoff)
         self.attempt += 1
         self._goto(State.BACKOFF)
-        return [
-            StateChanged(Status.RECONNECTING, {"attempt": self.attempt, "delay": delay}),
-            ReconnectAfter(delay, self.url),
-        ]
+        details: dict[str, Any] = {"attempt": self.attempt, "delay": delay}
+        why = self._retry_reason
+        if why is not None:  # the status says what the wait is for
+            details.update(reason=why.reason, message=why.message)
+            if why.limit is not None:
+                details["limit"] = why.limit
+        return [StateChanged(Status.RECONNECTING, details), ReconnectAfter(delay, self.url)]
 
     def _stop(self) -> list[Action]:
         self._goto(State.CLOSED)

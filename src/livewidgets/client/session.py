@@ -7,8 +7,10 @@ one :class:`~livewidgets.client.engine.Engine`; they differ only in how they wai
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
@@ -16,7 +18,7 @@ from urllib.parse import urlsplit
 
 import msgspec
 
-from ..errors import JoinRefused, SessionClosed
+from ..errors import ConnectTimeout, JoinRefused, SessionClosed
 from ..local_relay import LocalCredentials, credentials
 from ..state.ops import (
     DeleteOp,
@@ -31,6 +33,7 @@ from ..state.ops import (
     get_path,
 )
 from ..state.paths import parse_path
+from . import forks
 from .ack import Ack
 from .core import Priority
 from .engine import Engine, EngineConfig
@@ -329,10 +332,18 @@ def _path(path: str) -> str:
 
 
 class _LoopThread:
-    """One daemon thread running the asyncio loop all sync sessions share."""
+    """One daemon thread running the asyncio loop all sync sessions share (one per
+    process: a forked child starts its own, see client.forks)."""
 
     _lock = threading.Lock()
     _loop: asyncio.AbstractEventLoop | None = None
+
+    @classmethod
+    def forget(cls) -> None:
+        """In a forked child: the thread did not survive the fork, and its lock may
+        have been held by another thread at that moment."""
+        cls._lock = threading.Lock()
+        cls._loop = None
 
     @classmethod
     def loop(cls) -> asyncio.AbstractEventLoop:
@@ -419,7 +430,9 @@ def _engine(
             options["token_refresh"] = local.token_refresh
             options.setdefault("verify_relay", local.verify_relay)
     config = EngineConfig(**options)
-    return Engine(url, room, user=user or "", token=token, client_id=client_id, config=config)
+    engine = Engine(url, room, user=user or "", token=token, client_id=client_id, config=config)
+    forks.track(engine)
+    return engine
 
 
 def _local_relay_credentials(url: str, room: str, user: str | None) -> LocalCredentials | None:
@@ -459,6 +472,7 @@ def connect(
     timeout) is the same from a command, and gives the first token if ``token`` is
     None (docs/security.md "Renewal").
     """
+    deadline = time.monotonic() + timeout
     loop = _LoopThread.loop()
     # The I/O loop is shared by every session of the process: callbacks go elsewhere.
     options.setdefault("callback_thread", True)
@@ -467,15 +481,40 @@ def connect(
     async def start() -> None:
         engine.start()
         if wait:
-            await engine.wait_joined(timeout)
+            await engine.wait_joined(max(0.0, deadline - time.monotonic()))
 
     session = Session(engine, loop)
+    started = asyncio.run_coroutine_threadsafe(start(), loop)
     try:
-        asyncio.run_coroutine_threadsafe(start(), loop).result(timeout + 1)
-    except (TimeoutError, SessionClosed, JoinRefused):
-        session.close()
+        # The loop's own wait ends at the deadline; this one only guards against a
+        # loop that does not run at all.
+        started.result(max(0.0, deadline - time.monotonic()) + 0.5)
+    except (TimeoutError, asyncio.TimeoutError, concurrent.futures.TimeoutError):
+        _give_up(session, deadline)
+        raise _timed_out(engine, timeout) from None
+    except (SessionClosed, JoinRefused):
+        _give_up(session, deadline)
         raise
     return session
+
+
+def _give_up(session: Session, deadline: float) -> None:
+    """Stop a session that failed to join, waiting no later than ``deadline``: the
+    close goes on in the background, connect() has promised its caller a bound."""
+    closing = asyncio.run_coroutine_threadsafe(session._engine.aclose(), session._loop)
+    with contextlib.suppress(concurrent.futures.TimeoutError, TimeoutError, SessionClosed):
+        closing.result(max(0.0, deadline - time.monotonic()))
+
+
+def _timed_out(engine: Engine, timeout: float) -> ConnectTimeout:
+    """The TimeoutError connect() raises: what the attempts met, if the relay said."""
+    refusal = engine.last_refusal
+    text = f"could not join room {engine.core.room!r} on {engine.url} within {timeout:g} s"
+    if refusal is not None:
+        text += f" ({engine.metrics.attempts} attempts; the last: {refusal})"
+    elif engine.metrics.attempts:
+        text += f" ({engine.metrics.attempts} attempts, no answer)"
+    return ConnectTimeout(text, refusal)
 
 
 async def connect_async(
@@ -496,7 +535,13 @@ async def connect_async(
     if wait:
         try:
             await engine.wait_joined(timeout)
-        except (TimeoutError, SessionClosed, JoinRefused):
+        except (TimeoutError, asyncio.TimeoutError):
+            await session.close()
+            raise _timed_out(engine, timeout) from None
+        except (SessionClosed, JoinRefused):
             await session.close()
             raise
     return session
+
+
+forks.on_fork_in_child(_LoopThread.forget)

@@ -49,7 +49,7 @@ from .. import identity, local_relay
 from ..client.session import Session
 from ..client.session import connect as _connect_session
 from ..client.tokens import TokenCommand, command_from_env
-from ..errors import SessionClosed
+from ..errors import ConnectionRefused, SessionClosed
 from .runtime import set_current_session
 from .share import bindings, rebind
 
@@ -130,6 +130,8 @@ def connect(
     options.setdefault("name", name or identity.default_name(user))
     try:
         session = _connect_session(url, room, user, token, timeout=timeout, **options)
+    except ConnectionRefused:
+        raise  # precise already: the relay's reason and limit, or the TLS/HTTP failure
     except (TimeoutError, SessionClosed) as exc:
         raise ConnectionError(
             f"livewidgets: could not join room {room!r} on {url} within {timeout} s "

@@ -132,6 +132,10 @@ class RelayContext(Protocol):
 
     def kick(self, client_id: str, room: str) -> bool: ...
 
+    def client_address(self, ws: ServerConnection) -> str | None:
+        """The client's IP address (through trusted proxies), for per-address limits."""
+        ...
+
     async def revoke(self, revocation: Revocation) -> int:
         """Record and enforce a revocation (relay.revoker); connections closed here."""
         ...
@@ -256,7 +260,7 @@ class Connection:
     async def run(self) -> None:
         """Handshake, then serve frames until the connection closes; always cleans up."""
         protocol = self.protocol
-        await self._execute(protocol.connect(_address(self.ws)))
+        await self._execute(protocol.connect(self.relay.client_address(self.ws)))
         if protocol.state is not State.AWAITING_HELLO:
             await self._finish_writer()
             return
@@ -670,15 +674,6 @@ def _forget_handshake_headers(ws: ServerConnection) -> None:
         ws.request.headers.clear()
     if ws.response is not None:
         ws.response.headers.clear()
-
-
-def _address(ws: ServerConnection) -> str | None:
-    """The peer's IP address (None if the socket does not say)."""
-    try:
-        peer = ws.remote_address
-    except OSError:
-        return None
-    return str(peer[0]) if isinstance(peer, tuple) and peer else None
 
 
 def _tag(message: Any) -> str:

@@ -3,8 +3,9 @@
 Served from websockets' ``process_request`` hook, before any WebSocket handshake,
 so load balancers and Prometheus need no second port. Every request first passes
 the policy's request check (Host and Origin allowlists: 403); then any other
-request without ``Upgrade: websocket`` gets 404, and upgrades go on to the
-handshake.
+request without ``Upgrade: websocket`` gets 404, and upgrades pass the relay's
+admission check (connection limits: 429 or 503 with ``Retry-After`` and the reason
+and limit in the body) before the handshake.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from websockets.asyncio.server import ServerConnection
 from websockets.http11 import Request, Response
 
 from .metrics import CONTENT_TYPE_LATEST, RelayMetrics
-from .policy import Policy
+from .policy import Denied, Policy
 
 __all__ = ["HttpEndpoints"]
 
@@ -27,17 +28,23 @@ class HttpEndpoints:
     """The ``process_request`` hook of one relay."""
 
     def __init__(
-        self, health: Callable[[], dict[str, Any]], metrics: RelayMetrics, policy: Policy
+        self,
+        health: Callable[[], dict[str, Any]],
+        metrics: RelayMetrics,
+        policy: Policy,
+        admit: Callable[[ServerConnection, Request], Denied | None] | None = None,
     ) -> None:
         # Returns the /healthz body; "status" other than "ok" answers 503.
         self._health = health
         self._metrics = metrics
         self._policy = policy
+        # The relay's admission check for upgrades (capacity, connections per address).
+        self._admit = admit
 
     def __call__(self, connection: ServerConnection, request: Request) -> Response | None:
         denied = self._policy.check_request(request)
         if denied is not None:
-            return connection.respond(HTTPStatus.FORBIDDEN, f"{denied.message}\n")
+            return _refuse(connection, denied)
         path = request.path.partition("?")[0]
         if path == "/healthz":
             return self._healthz(connection)
@@ -45,12 +52,24 @@ class HttpEndpoints:
             return _respond(connection, HTTPStatus.OK, self._metrics.render(), CONTENT_TYPE_LATEST)
         if "websocket" not in request.headers.get("Upgrade", "").lower():
             return connection.respond(HTTPStatus.NOT_FOUND, "Not found: try /healthz or /metrics\n")
-        return None
+        denied = self._admit(connection, request) if self._admit is not None else None
+        return _refuse(connection, denied) if denied is not None else None
 
     def _healthz(self, connection: ServerConnection) -> Response:
         body = self._health()
         status = HTTPStatus.OK if body.get("status") == "ok" else HTTPStatus.SERVICE_UNAVAILABLE
         return _respond(connection, status, json.dumps(body).encode(), "application/json")
+
+
+def _refuse(connection: ServerConnection, denied: Denied) -> Response:
+    """The refusal as HTTP: its status (403 unless it says), its message as the body,
+    ``code: message`` so clients can tell the reason; ``Retry-After`` for limits that
+    free up (429, 503)."""
+    status = HTTPStatus(denied.status or HTTPStatus.FORBIDDEN)
+    response = connection.respond(status, f"{denied.code.value}: {denied.message}\n")
+    if status in (HTTPStatus.TOO_MANY_REQUESTS, HTTPStatus.SERVICE_UNAVAILABLE):
+        response.headers["Retry-After"] = "1"
+    return response
 
 
 def _respond(

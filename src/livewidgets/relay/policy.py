@@ -6,8 +6,10 @@ The relay asks its policy at every decision point and does what it says:
 hook            when                                             typical use
 ==============  ===============================================  ======================
 check_request   HTTP upgrade request, before the handshake       Origin allowlist
+check_connect   HTTP upgrade request (read-only): 429 if full    connections per IP
 on_connect      WebSocket open, before hello                     connections per IP
 on_hello        the hello frame                                  verify a token, roles
+on_admit        hello granted: the principal is known            connections per user
 on_renew        an auth frame: a new token, same connection      token renewal
 on_join         each join                                        room scope, read role
 on_leave        each leave (not on close: see on_close)          room counts
@@ -72,6 +74,9 @@ class Denied:
     code: ErrorCode
     message: str
     close: CloseCode | None = None
+    # The HTTP status when refused before the handshake (check_request and
+    # check_connect; None: 403). 429 and 503 tell clients to come back later.
+    status: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,12 +94,22 @@ class Policy(Protocol):
         """Before any HTTP answer (handshake, /healthz, /metrics); a denial is a 403."""
         ...
 
+    def check_connect(self, address: str | None) -> Denied | None:
+        """Whether ``on_connect`` would admit ``address`` now (counts nothing): a
+        denial answers the upgrade request with its ``status`` and message."""
+        ...
+
     def on_connect(self, address: str | None) -> Denied | None:
         """A WebSocket opened from ``address`` (IP); a denial closes it."""
         ...
 
     def on_hello(self, hello: Hello, request: Request | None) -> Principal | Denied:
         """Authenticate the connection (denials should set ``close``)."""
+        ...
+
+    def on_admit(self, principal: Principal, address: str | None) -> Denied | None:
+        """``on_hello`` granted ``principal``: admit it (per-user limits); a denial
+        closes the connection, which is then released with ``on_close(None, ...)``."""
         ...
 
     def on_renew(
@@ -158,7 +173,13 @@ class AllowAll:
     def check_request(self, request: Request) -> Denied | None:
         return None
 
+    def check_connect(self, address: str | None) -> Denied | None:
+        return None
+
     def on_connect(self, address: str | None) -> Denied | None:
+        return None
+
+    def on_admit(self, principal: Principal, address: str | None) -> Denied | None:
         return None
 
     def prove(self, nonce: str) -> str | None:

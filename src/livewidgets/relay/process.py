@@ -7,9 +7,11 @@ or a test run that embeds a relay.
 
 from __future__ import annotations
 
+import contextlib
 import gc
+import resource
 
-__all__ = ["GC_THRESHOLDS", "tune_garbage_collector"]
+__all__ = ["FD_RESERVE", "GC_THRESHOLDS", "fd_capacity", "raise_fd_limit", "tune_garbage_collector"]
 
 # CPython's default (700, 10, 10) runs a young collection every 700 container
 # allocations, a middle one every 7,000 and, as the heap grows, full ones that scan
@@ -28,3 +30,31 @@ def tune_garbage_collector() -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(*GC_THRESHOLDS)
+
+
+# File descriptors a relay needs besides its connections: the listening sockets, the
+# store (SQLite's database, WAL and shm files, or Redis), logs, the event loop's own.
+FD_RESERVE = 64
+
+
+def raise_fd_limit() -> int:
+    """Raise this process's soft RLIMIT_NOFILE to its hard limit (each connection is a
+    file descriptor; many systems start processes at 1,024, too few for a
+    1,000-person lesson) and return the new soft limit (-1: unlimited)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard and (hard == resource.RLIM_INFINITY or soft < hard):
+        # e.g. macOS refuses RLIM_INFINITY: then keep what we had.
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    return -1 if soft == resource.RLIM_INFINITY else soft
+
+
+def fd_capacity() -> int | None:
+    """How many connections this process's file-descriptor limit leaves room for
+    (None: unlimited). Past it, accept() fails with EMFILE and nobody is told why, so
+    the relay refuses connections beyond it with a 503 that says so."""
+    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    if soft == resource.RLIM_INFINITY:
+        return None
+    return max(1, soft - FD_RESERVE)

@@ -62,8 +62,18 @@ class Limits:
     """Documented defaults (docs/security.md "Limits")."""
 
     max_rooms_per_connection: int = 16
-    max_connections_per_room: int = 1000
-    max_connections_per_ip: int = 256
+    # A 1,000-person lesson (students, the teacher, a projector, a second kernel here
+    # and there) fits with room to spare; the fan-out to a room this size is measured
+    # in docs/benchmarks.md "Lesson".
+    max_connections_per_room: int = 2000
+    # Connections per address that carry no credentials: every connection until its
+    # hello, and on a relay without a secret every connection (there the user is only
+    # a claim). High, because whole classes share one address: a school's NAT, the
+    # JupyterHub proxy, or 127.0.0.1 for every kernel on one machine.
+    max_connections_per_ip: int = 2048
+    # Connections per authenticated user (the token's sub), from any address: one
+    # person's kernels, tabs and scripts, with room for reconnects in flight.
+    max_connections_per_user: int = 32
     # Ops per second and burst (a batch counts its ops), per connection and per user
     # (one bucket shared by the user's connections; without a secret, per connection);
     # advertised in welcome.limits, enforced by reading slower (docs/protocol.md "Pacing").
@@ -141,7 +151,13 @@ class SecurityPolicy:
         # Owners of _rates entries with no connection left, oldest first (an ordered set).
         self._idle: dict[str, None] = {}
         self._room_counts: Counter[str] = Counter()
+        # Anonymous connections per address, and authenticated ones per user: a
+        # connection counts for its address from on_connect until on_admit moves it to
+        # its user (docs/security.md "Connection limits").
         self._ip_counts: Counter[str] = Counter()
+        self._user_counts: Counter[str] = Counter()
+        # id(principal) -> user, for connections counted per user.
+        self._counted_users: dict[int, str] = {}
         # Revoked links and tokens, as the relay's store has them (relay.revoker).
         self.denylist = Denylist()
 
@@ -164,16 +180,45 @@ class SecurityPolicy:
             ErrorCode.FORBIDDEN, f"origin {origin!r} is not allowed", CloseCode.ORIGIN_FORBIDDEN
         )
 
-    def on_connect(self, address: str | None) -> Denied | None:
-        """A TCP peer opened a WebSocket (before hello)."""
-        if address is not None and self._ip_counts[address] >= self.limits.max_connections_per_ip:
+    def check_connect(self, address: str | None) -> Denied | None:
+        """Would :meth:`on_connect` admit ``address`` now? Asked at the HTTP upgrade, so
+        a refusal is a readable 429 before any WebSocket exists; counts nothing."""
+        limit = self.limits.max_connections_per_ip
+        if address is not None and self._ip_counts[address] >= limit:
             return Denied(
                 ErrorCode.LIMIT_EXCEEDED,
-                f"too many connections from {address} (limit {self.limits.max_connections_per_ip})",
+                f"too many anonymous connections from {address} (limit {limit})",
+                CloseCode.POLICY_VIOLATION,
+                status=429,
+            )
+        return None
+
+    def on_connect(self, address: str | None) -> Denied | None:
+        """A TCP peer opened a WebSocket (before hello): it counts for its address.
+        Checked again here: handshakes that passed check_connect together may overshoot."""
+        denied = self.check_connect(address)
+        if denied is None and address is not None:
+            self._ip_counts[address] += 1
+        return denied
+
+    def on_admit(self, principal: Principal, address: str | None) -> Denied | None:
+        """After hello: a connection with a personal token stops counting for its
+        address and counts for its user instead (a class behind one NAT is many users).
+        Link holders stay counted per address: their identity comes from the client id
+        they ask for (relay.links), so a holder could mint as many as they like."""
+        claims = principal.claims
+        if "token_id" not in claims or claims.get("link_id") is not None:
+            return None  # anonymous, or a link holder: stays counted per address
+        user, limit = claims.get("owner") or principal.user, self.limits.max_connections_per_user
+        if self._user_counts[user] >= limit:
+            return Denied(
+                ErrorCode.LIMIT_EXCEEDED,
+                f"too many connections for user {principal.user[:64]!r} (limit {limit})",
                 CloseCode.POLICY_VIOLATION,
             )
-        if address is not None:
-            self._ip_counts[address] += 1
+        self._release_address(address)
+        self._user_counts[user] += 1
+        self._counted_users[id(principal)] = user
         return None
 
     def prove(self, nonce: str) -> str | None:
@@ -266,6 +311,9 @@ class SecurityPolicy:
         if state is not None:
             state.may_write = self.role(renewed).allows(Role.WRITE)
             self._states[id(renewed)] = state
+        counted = self._counted_users.pop(id(principal), None)
+        if counted is not None:  # still the same user's connection (on_admit)
+            self._counted_users[id(renewed)] = counted
         return renewed
 
     def on_join(self, principal: Principal, room: str) -> Denied | None:
@@ -277,12 +325,14 @@ class SecurityPolicy:
             if len(state.rooms) >= self.limits.max_rooms_per_connection:
                 return Denied(
                     ErrorCode.LIMIT_EXCEEDED,
-                    f"at most {self.limits.max_rooms_per_connection} rooms per connection",
+                    "too many rooms on this connection "
+                    f"(limit {self.limits.max_rooms_per_connection})",
                 )
             if self._room_counts[room] >= self.limits.max_connections_per_room:
                 return Denied(
                     ErrorCode.LIMIT_EXCEEDED,
-                    f"room {room!r} is full ({self.limits.max_connections_per_room} connections)",
+                    f"room {room!r} is full (limit {self.limits.max_connections_per_room}"
+                    " connections)",
                 )
             state.rooms.add(room)
             self._room_counts[room] += 1
@@ -355,10 +405,13 @@ class SecurityPolicy:
 
     def on_close(self, principal: Principal | None, address: str | None) -> None:
         """The connection ended: release what it held."""
-        if address is not None and self._ip_counts[address] > 0:
-            self._ip_counts[address] -= 1
-            if not self._ip_counts[address]:
-                del self._ip_counts[address]
+        user = self._counted_users.pop(id(principal), None) if principal is not None else None
+        if user is not None:
+            self._user_counts[user] -= 1
+            if self._user_counts[user] <= 0:
+                del self._user_counts[user]
+        else:
+            self._release_address(address)
         if principal is None:
             return
         state = self._states.pop(id(principal), None)
@@ -434,6 +487,12 @@ class SecurityPolicy:
                 CloseCode.RATE_LIMITED,
             )
         return Slow(now + wait)
+
+    def _release_address(self, address: str | None) -> None:
+        if address is not None and self._ip_counts[address] > 0:
+            self._ip_counts[address] -= 1
+            if not self._ip_counts[address]:
+                del self._ip_counts[address]
 
     def _release_room(self, room: str) -> None:
         self._room_counts[room] -= 1

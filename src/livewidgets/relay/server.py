@@ -24,19 +24,22 @@ from typing import Any
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import NegotiationError
+from websockets.http11 import Request
 from websockets.typing import Subprotocol
 
 from .. import __version__
 from ..protocol.codec import JSON_SUBPROTOCOL, SUBPROTOCOLS, Codec, server_codec
-from ..protocol.codes import CloseCode
+from ..protocol.codes import CloseCode, ErrorCode
 from ..protocol.messages import MAX_BATCH_OPS, PROTOCOL_VERSION, ClientMessage, Welcome
 from ..rules import RuleSet
 from ..state.ops import MAX_VALUE_DEPTH
 from ..state.paths import MAX_PATH_DEPTH, MAX_PATH_LENGTH
+from .addresses import ProxyTrust
 from .connection import Connection, ConnectionConfig
 from .http import HttpEndpoints
 from .metrics import RelayMetrics
-from .policy import AllowAll, Policy
+from .policy import AllowAll, Denied, Policy
+from .process import fd_capacity
 from .revocation import Revocation
 from .revoker import Revoker
 from .room import DEFAULT_MAX_STATE_BYTES
@@ -88,6 +91,12 @@ class Relay:
     between snapshots (bounds load and join time); ``presence_interval`` seconds
     at least between two presence messages of a room (changes in between are
     coalesced into one; 0 sends each change at once).
+
+    ``trust_proxies``: CIDRs of reverse proxies whose ``Forwarded`` /
+    ``X-Forwarded-For`` header names the client (relay.addresses; none by default:
+    the TCP peer is the client). ``max_connections``: the most connections at once,
+    beyond which upgrades get 503 (default: what the process's file-descriptor limit
+    leaves room for, relay.process.fd_capacity).
     """
 
     def __init__(
@@ -108,6 +117,8 @@ class Relay:
         max_inflight: int = 256,
         max_state_bytes: int | None = None,
         close_timeout: float = 10.0,
+        trust_proxies: Sequence[str] = (),
+        max_connections: int | None = None,
         policy: Policy | None = None,
         ssl: ssl_module.SSLContext | None = None,
         logger: logging.Logger | None = None,
@@ -144,6 +155,8 @@ class Relay:
             ping_timeout=ping_timeout,
         )
         self._policy: Policy = policy if policy is not None else AllowAll()
+        self._proxies = ProxyTrust(trust_proxies)
+        self.max_connections = max_connections if max_connections is not None else fd_capacity()
         # With a TLS context the relay serves wss:// (and https:// for /healthz).
         self._ssl = ssl
         self._logger = logger or logging.getLogger("livewidgets.relay")
@@ -296,6 +309,34 @@ class Relay:
         proof = self.policy.prove(nonce) if nonce else None
         return Welcome(PROTOCOL_VERSION, client_id, connection_id, SERVER_NAME, limits, proof)
 
+    def client_address(self, ws: ServerConnection) -> str | None:
+        """The client's IP address: the TCP peer's, or through a trusted proxy the one
+        it forwards for (relay.addresses). Only while the handshake headers are kept."""
+        return self._address(ws, ws.request)
+
+    def _address(self, ws: ServerConnection, request: Request | None) -> str | None:
+        try:
+            peer = ws.remote_address
+        except OSError:
+            return None
+        address = str(peer[0]) if isinstance(peer, tuple) and peer else None
+        if not self._proxies or request is None:
+            return address
+        return self._proxies.client_address(address, request.headers)
+
+    def _admit(self, ws: ServerConnection, request: Request) -> Denied | None:
+        """Before the handshake: the relay's capacity, then the policy's per-address
+        limit, so a refusal is an HTTP answer that says why (429/503, relay.http)."""
+        limit = self.max_connections
+        if limit is not None and len(self._connections) >= limit:
+            return Denied(
+                ErrorCode.LIMIT_EXCEEDED,
+                f"the relay is at capacity (limit {limit} connections at once); try again "
+                "later, or raise its file descriptor limit (ulimit -n)",
+                status=503,
+            )
+        return self._policy.check_connect(self._address(ws, request))
+
     def room(self, name: str) -> RoomRunner[Connection]:
         runner = self._rooms.get(name)
         if runner is None:
@@ -351,7 +392,7 @@ class Relay:
             self._requested_port,
             subprotocols=[Subprotocol(sp) for sp in SUBPROTOCOLS],
             select_subprotocol=_select_subprotocol,
-            process_request=HttpEndpoints(self.health, self._metrics, self._policy),
+            process_request=HttpEndpoints(self.health, self._metrics, self._policy, self._admit),
             # Compression would re-compress every broadcast per receiver, undoing encode-once.
             compression=None,
             max_size=self.max_frame_size,

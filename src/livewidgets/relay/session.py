@@ -399,6 +399,11 @@ class RelayProtocol(Generic[M]):
         if isinstance(granted, Denied):
             close = granted.close or CloseCode.AUTH_INVALID
             return self._refuse(granted.code, granted.message, close, "hello")
+        # Now that the principal is known: per-user connection limits.
+        refused = self._policy.on_admit(granted, self._address)
+        if refused is not None:
+            close = refused.close or CloseCode.POLICY_VIOLATION
+            return self._refuse(refused.code, refused.message, close, "hello")
         self.principal, self.user = granted, granted.user
         # An authenticated user's client ids live in their own namespace, so nobody can
         # take over another user's id (dedupe, presence, replacing its connection); a
@@ -529,7 +534,7 @@ class RelayProtocol(Generic[M]):
     ) -> list[Action]:
         """Answer ``code`` and close: the connection is not admitted."""
         self._fire(Event.CLOSE)
-        return [_error(code, message, ref), Close(close, code.value)]
+        return [_error(code, message, ref), Close(close, _close_reason(code, message))]
 
     def _deny(
         self, denied: Denied, ref: str | None, room: str | None = None, *, close: int | None = None
@@ -539,7 +544,7 @@ class RelayProtocol(Generic[M]):
         code = denied.close if denied.close is not None else close
         if code is not None:
             self._fire(Event.CLOSE)
-            actions.append(Close(code, denied.code.value))
+            actions.append(Close(code, _close_reason(denied.code, denied.message)))
         return actions
 
     def _not_joined(self, room: str, ref: str, now: float) -> list[Action]:
@@ -582,6 +587,13 @@ def _error(code: ErrorCode, message: str, ref: str | None = None, room: str | No
 
 def _tag(message: Any) -> str:
     return str(message.__struct_config__.tag)
+
+
+def _close_reason(code: ErrorCode, message: str) -> str:
+    """``code: message`` for a close frame, cut to the 123 bytes one may carry: the
+    reason (and its limit) reaches a client that missed the error frame before it."""
+    reason = f"{code.value}: {message}"
+    return reason.encode()[:123].decode(errors="ignore")
 
 
 # state -> message type -> handler; None: every other type. Class-level: no table of

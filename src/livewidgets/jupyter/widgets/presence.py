@@ -180,6 +180,10 @@ class ConnectionStatus(LiveWidget):
             if event == "reconnecting" and isinstance(delay, int | float):
                 traits.update(retry_delay=float(delay), retry_id=next(self._retry_ids))
                 self._retry_at = time.monotonic() + float(delay)
+                if payload.get("message"):  # refused: say what the wait is for
+                    traits["last_error"] = (
+                        f"refused ({payload.get('reason')}): {payload['message']}"[:200]
+                    )
             else:
                 traits["retry_delay"] = 0.0
                 self._retry_at = None
