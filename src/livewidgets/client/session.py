@@ -373,9 +373,11 @@ class Session(SessionAPI):
         self._engine.wait_idle(timeout)
 
     def close(self) -> None:
-        """Leave the room and close the connection (no reconnect)."""
+        """Leave the room and close the connection (no reconnect); returns once the
+        callbacks of what happened before (the "closed" event included) have run."""
         if self._engine.state != "closed":
             self._run(self._engine.aclose(), timeout=10)
+        self._engine.callbacks.wait_idle(10)
 
     def __enter__(self) -> Session:
         return self
