@@ -279,3 +279,21 @@ async def test_groups_in_the_token_open_group_rules(relay_factory: Any) -> None:
     assert snapshot.state == {}
     reply = await op(student, 1, SetOp("staff/plan", value="none"))
     assert isinstance(reply, Reject) and reply.code == "forbidden"
+
+
+async def test_a_conflict_does_not_show_what_the_rules_hide(rules_relay: Relay) -> None:
+    """A stale if_version on a path the writer may not read: refused, and the answer
+    carries no current value (it would leak what the rules hide)."""
+    url = rules_relay.url
+    alice, _ = await joined(url, "alice")
+    bob, _ = await joined(url, "bob")
+    secret = SetOp("answers/alice/q1", value=SECRET_ANSWER)
+    assert isinstance(await op(alice, 1, secret), AckMessage)
+    stale = SetOp("answers/alice/q1", value="x", if_version=0)
+    reply = await op(bob, 1, stale, base=1)
+    assert isinstance(reply, Reject) and reply.current is None
+    assert not bob.saw(SECRET_ANSWER)
+    # Alice, who may read it, gets her current value with her own conflict.
+    mine = await op(alice, 2, stale, base=1)
+    assert isinstance(mine, Reject) and mine.code == "conflict"
+    assert mine.current == SECRET_ANSWER

@@ -27,7 +27,7 @@ from typing import Any, Final
 import msgspec
 
 from ..protocol.codes import ErrorCode
-from ..rules import Actor, RuleSet, check_ops
+from ..rules import MISSING, Actor, RuleSet, check_ops, project
 from ..state.clock import PathClock
 from ..state.ops import (
     MergeOp,
@@ -384,7 +384,7 @@ class RoomCore:
         try:
             ops = self._rebase(client_id, base_version, ops)
         except TextReplaced as exc:
-            return Rejected(ErrorCode.CONFLICT, str(exc), exc.path, *self._current(exc.path))
+            return Rejected(ErrorCode.CONFLICT, str(exc), exc.path, *self._current(exc.path, actor))
         except TextOpError as exc:
             # A delta that does not span the text at base_version cannot be transformed
             # over the concurrent ones: the client's mistake, not the room's.
@@ -394,11 +394,12 @@ class RoomCore:
             if op.if_version is not None:
                 changed = self.clock.changed_at(op.path)
                 if changed > op.if_version:
+                    current, _ = self._current(op.path, actor)
                     return Rejected(
                         ErrorCode.CONFLICT,
                         f"`{op.path}` changed at version {changed}, after {op.if_version}",
                         op.path,
-                        get_path(self.state, op.path),
+                        current,
                         changed,
                     )
         # Apply everything first: a batch that fails costs no size computation.
@@ -478,8 +479,15 @@ class RoomCore:
         ]
         return transform_ops(ops, concurrent)[0]
 
-    def _current(self, path: str) -> tuple[Any, int]:
-        return get_path(self.state, path), self.clock.changed_at(path)
+    def _current(self, path: str, actor: Actor | None = None) -> tuple[Any, int]:
+        """The value at ``path`` for a conflict's answer, as ``actor`` may read it (a
+        conflict must not show what the room's rules hide from the writer)."""
+        value = get_path(self.state, path)
+        rules = self.rules.effective(self.state)
+        if actor is not None and rules is not None and value is not None:
+            seen = project(rules, actor, value, path)
+            value = None if seen is MISSING else seen
+        return value, self.clock.changed_at(path)
 
     def _answer_resend(self, client_id: str, seq: int, last_seq: int, last_version: int) -> Outcome:
         if seq == last_seq and last_version:
