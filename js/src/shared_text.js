@@ -138,7 +138,15 @@ function render({ model, el }) {
   ]);
   const labels = h("div", { className: "lw-text-labels", attrs: { "aria-hidden": "true" } });
   const wrap = h("div", { className: "lw-text-wrap" }, [textarea, overlay, labels]);
-  const root = h("div", { className: "lw-widget lw-text" }, [wrap, errorLine(model, d)]);
+  // "Alice is editing": quiet, and read out politely by screen readers.
+  const editing = h("div", {
+    className: "lw-muted lw-editing",
+    attrs: { role: "status", "aria-live": "polite" },
+  });
+  const showEditing = () => {
+    editing.textContent = String(model.get("editing_hint") ?? "");
+  };
+  const root = h("div", { className: "lw-widget lw-text" }, [wrap, editing, errorLine(model, d)]);
   const out = outbox(model, d, root);
   root.append(out.line);
   el.append(root);
@@ -317,6 +325,8 @@ function render({ model, el }) {
   });
   d.model(model, "msg:custom", onMessage);
   d.model(model, "change:cursors", adoptCursors);
+  d.model(model, "change:editing_hint", showEditing);
+  showEditing();
   d.model(model, "change:cursors_rev", adoptCursors);
   d.on(textarea, "input", onInput);
   d.on(textarea, "select", onSelect);

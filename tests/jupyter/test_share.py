@@ -12,7 +12,7 @@ import pytest
 import traitlets
 
 from livewidgets.client import Session
-from livewidgets.jupyter import share, unshare
+from livewidgets.jupyter import editing, share, unshare
 from livewidgets.jupyter.runtime import set_current_session
 from livewidgets.jupyter.share import bindings, default_path
 
@@ -275,3 +275,22 @@ def test_changes_from_another_thread_are_shared(connect: Connect, wait_until: Wa
     thread.start()
     thread.join(TIMEOUT)
     wait_until(lambda: b.get("x") == 11, message="written from the thread")
+
+
+def test_peers_editing_a_shared_widget_show_in_its_tooltip(
+    connect: Callable[..., Any], wait_until: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While Bob drags his slider, Alice's shows "Bob is editing" (quietly, in the
+    tooltip); the hint goes away a moment after he stops, and an application's own
+    tooltip is never replaced."""
+    monkeypatch.setattr(editing, "HOLD", 0.3)
+    alice, bob = connect("alice"), connect("bob", name="Bob")
+    mine, theirs, labelled = W.IntSlider(), W.IntSlider(), W.IntSlider(tooltip="threshold")
+    for widget, session in ((mine, alice), (theirs, bob), (labelled, alice)):
+        share(widget, "value", "params/n", session=session)
+    theirs.value = 5
+    wait_until(lambda: mine.tooltip == "Bob is editing", message="the hint at alice")
+    assert labelled.tooltip == "threshold"
+    assert theirs.tooltip is None  # nobody else is editing
+    wait_until(lambda: mine.tooltip is None, message="the hint gone after he stopped")
+    assert mine.value == 5 and labelled.tooltip == "threshold"

@@ -23,6 +23,7 @@ from livewidgets.auth import issue_link_token, issue_token
 from livewidgets.client import Session
 from livewidgets.client.backoff import Backoff
 from livewidgets.errors import OpRejected, SessionClosed
+from livewidgets.jupyter import editing
 from livewidgets.jupyter.widgets import (
     AnswerBox,
     Chat,
@@ -156,7 +157,9 @@ def test_poll_vote_reaches_the_other_session(
     widgets += [pa, pb]
     frontend(pa, type="vote", option="tea")
     wait_until(lambda: pb.counts == {"tea": 1, "coffee": 0}, message="bob sees the vote")
-    assert pa.my_vote == "tea" and pb.my_vote is None and pb.total == 1
+    # Widgets follow the session from its callback thread: alice's a moment later.
+    wait_until(lambda: pa.my_vote == "tea", message="alice's widget shows her vote")
+    assert pb.my_vote is None and pb.total == 1
     version = settle(wait_until, a, b)
     # Had B echoed the change, the room would have sequenced more than A's one vote.
     assert version == 2
@@ -283,6 +286,21 @@ def test_text_cursor_reaches_peers(
     assert tb.cursors_rev == tb.rev
     ta.close()  # closing withdraws the cursor
     wait_until(lambda: tb.cursors == [], message="cursor gone")
+
+
+def test_text_says_who_is_editing(
+    connect: Connect, wait_until: Wait, widgets: list[LiveWidget], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Bob types in his view: Alice's SharedText says "Bob is editing" until he stops."""
+    monkeypatch.setattr(editing, "HOLD", 0.3)
+    a, b = connect("alice"), connect("bob", name="Bob")
+    ta, tb = SharedText("t", session=a), SharedText("t", session=b)
+    widgets += [ta, tb]
+    frontend(tb, type="edit", view="v", rev=0, delta=["hi"], anchor=2, head=2)
+    wait_until(lambda: ta.editing_hint == "Bob is editing", message="the hint at alice")
+    assert tb.editing_hint == ""
+    wait_until(lambda: ta.editing_hint == "", message="the hint gone after he stopped")
+    assert ta.value == "hi"
 
 
 def test_text_resets_a_view_it_cannot_serve(connect: Connect, widgets: list[LiveWidget]) -> None:

@@ -53,7 +53,7 @@ from traitlets import HasTraits, TraitError
 from ..client.session import Session, SessionAPI, shareable
 from ..errors import LivewidgetsError
 from ..state.paths import parse_path
-from . import _comms
+from . import _comms, editing
 from .runtime import current_session
 
 __all__ = ["Binding", "bindings", "default_path", "rebind", "share", "unshare"]
@@ -189,6 +189,10 @@ class Binding:
         # value is set on the trait (taken before _lock, never after it).
         self._widget_lock = _comms.install(widget)
         self._unsubscribe: Callable[[], None] | None = None
+        # "Alice is editing" in the widget's tooltip (ipywidgets' DOMWidget.tooltip),
+        # only while the application set none of its own (jupyter.editing).
+        self._off_presence: Callable[[], None] | None = None
+        self._hint = ""
 
     @property
     def active(self) -> bool:
@@ -237,6 +241,8 @@ class Binding:
                 self._unsubscribe()
                 raise
             self.widget.observe(self._on_trait, names=[self.trait])
+            if self.widget.has_trait("tooltip"):
+                self._off_presence = self.session.on("presence", self._on_presence)
             if self.widget.has_trait("comm"):
                 # ipywidgets' close() sets comm to None: a closed widget ends its bindings.
                 self.widget.observe(self._on_comm, names=["comm"])
@@ -255,6 +261,22 @@ class Binding:
             if self._unsubscribe is not None:
                 self._unsubscribe()
                 self._unsubscribe = None
+            off, self._off_presence = self._off_presence, None
+        if off is not None:
+            off()
+            self._show_editors([])
+
+    def _on_presence(self, _payload: Any) -> None:
+        self._show_editors(editing.editing(self.session, self.path))
+
+    def _show_editors(self, names: list[str]) -> None:
+        text = editing.hint(names)
+        with self._widget_lock:
+            current = getattr(self.widget, "tooltip", None)
+            if text == self._hint or current not in (None, "", self._hint):
+                return  # unchanged, or the application's own tooltip: leave it
+            self._hint = text
+            setattr(self.widget, "tooltip", text or None)  # noqa: B010 - a DOMWidget trait
 
     def _on_comm(self, change: dict[str, Any]) -> None:
         if change["new"] is None:
@@ -319,6 +341,7 @@ class Binding:
             if not self._active:
                 return
             self._pending = value
+            editing.touch(self.session, self.path)
             if self._scheduled:
                 return  # the trailing write of this window will carry it
             self._scheduled = True

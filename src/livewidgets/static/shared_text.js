@@ -1,4 +1,4 @@
-/* livewidgets build: sources sha256:3b18bf289f5941be928d717a6f30f5ac571175226f0f70dc93ecfd5c97d99610 (esbuild 0.28.2) */
+/* livewidgets build: sources sha256:7ac038f2c9c0c4a72d0e0b2985fbd2bc424549be41dc9c939cf72e3277dae979 (esbuild 0.28.2) */
 
 // src/ot.js
 var TextOpError = class extends Error {
@@ -638,7 +638,14 @@ function render({ model, el }) {
   ]);
   const labels = h("div", { className: "lw-text-labels", attrs: { "aria-hidden": "true" } });
   const wrap = h("div", { className: "lw-text-wrap" }, [textarea, overlay, labels]);
-  const root = h("div", { className: "lw-widget lw-text" }, [wrap, errorLine(model, d)]);
+  const editing = h("div", {
+    className: "lw-muted lw-editing",
+    attrs: { role: "status", "aria-live": "polite" }
+  });
+  const showEditing = () => {
+    editing.textContent = String(model.get("editing_hint") ?? "");
+  };
+  const root = h("div", { className: "lw-widget lw-text" }, [wrap, editing, errorLine(model, d)]);
   const out = outbox(model, d, root);
   root.append(out.line);
   el.append(root);
@@ -790,6 +797,8 @@ function render({ model, el }) {
   });
   d.model(model, "msg:custom", onMessage);
   d.model(model, "change:cursors", adoptCursors);
+  d.model(model, "change:editing_hint", showEditing);
+  showEditing();
   d.model(model, "change:cursors_rev", adoptCursors);
   d.on(textarea, "input", onInput);
   d.on(textarea, "select", onSelect);

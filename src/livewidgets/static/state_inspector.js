@@ -1,4 +1,4 @@
-/* livewidgets build: sources sha256:3b18bf289f5941be928d717a6f30f5ac571175226f0f70dc93ecfd5c97d99610 (esbuild 0.28.2) */
+/* livewidgets build: sources sha256:7ac038f2c9c0c4a72d0e0b2985fbd2bc424549be41dc9c939cf72e3277dae979 (esbuild 0.28.2) */
 
 // src/util.js
 function h(tag, props = {}, children = []) {

@@ -39,6 +39,7 @@ import traitlets
 
 from ...errors import LivewidgetsError
 from ...state import text as ot
+from .. import editing
 from ._base import STATIC, LiveWidget, presence_color
 
 __all__ = ["SharedText"]
@@ -96,6 +97,8 @@ class SharedText(LiveWidget):
     rows = traitlets.Int(8).tag(sync=True)
     cursors = traitlets.List(traitlets.Dict()).tag(sync=True)
     cursors_rev = traitlets.Int(0).tag(sync=True)
+    # "Alice is editing" while peers change this text (jupyter.editing), else "".
+    editing_hint = traitlets.Unicode("").tag(sync=True)
 
     def __init__(
         self,
@@ -122,9 +125,15 @@ class SharedText(LiveWidget):
         self._own(self._text.subscribe(self._on_text))
         self._own(self._text.on_cursors(self._on_cursors))
         self._own(self._withdraw_cursor)
+        self._own(self._session.on("presence", self._on_presence))
         with self._lock:
             self._reconcile()  # a change between reading the text and subscribing
             self._publish_cursors()
+
+    def _on_presence(self, _payload: Any) -> None:
+        hint = editing.hint(editing.editing(self._session, self.path))
+        if hint != self.editing_hint:
+            self._set_from_session(editing_hint=hint)
 
     # --- Python API ---------------------------------------------------------------
 
@@ -173,6 +182,7 @@ class SharedText(LiveWidget):
             if done is None:
                 self._reset(view, "the text kept changing under the edit")
             else:
+                editing.touch(self._session, self.path)
                 self._set_cursor(done)
 
     def _msg_cursor(self, msg: CursorMsg) -> None:
