@@ -183,6 +183,12 @@ def badge(notebook: Notebook) -> str:
     return str(notebook.widget(".lw-conn").inner_text())
 
 
+def activities(notebook: Notebook) -> list[str]:
+    """What the Presence bar says peers' kernels run ("running a cell in ...")."""
+    found = notebook.panel.locator(".jp-OutputArea .lw-avatar-activity")
+    return [str(t) for t in found.all_inner_texts()]
+
+
 def held_lines(notebook: Notebook) -> list[str]:
     """The texts of the visible 'changes held' lines in the notebook's widgets."""
     lines = notebook.panel.locator(".jp-OutputArea .lw-held:not([hidden])")
@@ -244,6 +250,10 @@ def test_bobs_changes_reach_alice_while_his_kernel_is_busy(
             seen.append(time.time())
             assert_busy(bob, f"Alice saw {what}")
 
+        # Alice's Presence bar says what Bob's kernel runs: his notebook, busy since when.
+        running = f"running a cell in {room}-bob.ipynb, busy "
+        live(lambda: any(a.startswith(running) for a in activities(alice)), "Bob's busy cell")
+
         for i in range(0, 30, 10):
             type_in(bob, TYPED[i : i + 10])
             live(lambda n=i + 10: text_value(alice) == TYPED[:n], f"Bob's first {i + 10} chars")
@@ -268,6 +278,7 @@ def test_bobs_changes_reach_alice_while_his_kernel_is_busy(
         screenshot(alice.page, "busy-live-alice")
 
         wait_idle(bob, 20 + TIMEOUT)
+        wait_for(lambda: activities(alice) == [], message="Bob shown idle after his cell")
         start, end = busy_bounds(bob)
         assert all(start < t < end for t in seen), (start, end, seen)
         # After the cell: both pages agree character for character.
