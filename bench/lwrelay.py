@@ -27,7 +27,14 @@ __all__ = ["main", "policy", "run"]
 UNLIMITED: dict[str, float] = {
     "ops_per_second": math.inf,
     "ops_burst": math.inf,
+    # Without a secret every connection is its own "user": its user bucket (200/s by
+    # default) would cap each bench writer as surely as the connection's.
+    "user_ops_per_second": math.inf,
+    "user_ops_burst": math.inf,
+    "presence_per_second": math.inf,
+    "presence_burst": math.inf,
     "max_connections_per_ip": 10**9,
+    "max_connections_per_user": 10**9,
     "max_connections_per_room": 10**9,
 }
 
