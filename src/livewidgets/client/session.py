@@ -20,6 +20,7 @@ import msgspec
 
 from ..errors import ConnectTimeout, JoinRefused, SessionClosed
 from ..local_relay import LocalCredentials, credentials
+from ..rules import RULES_PATH
 from ..state.ops import (
     DeleteOp,
     IncrementOp,
@@ -54,10 +55,6 @@ def shareable(value: Any) -> Any:
         raise ValueError(f"cannot share {type(value).__name__}: {exc}") from None
     check_value(copy)
     return copy
-
-
-# Where a room keeps its own rules (relay.room_rules.RULES_PATH; docs/rules.md).
-RULES_PATH = "$rules"
 
 
 class _BatchContext(threading.local):

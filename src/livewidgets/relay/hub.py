@@ -54,9 +54,7 @@ from ..protocol.messages import (
 )
 from ..rules import Actor, RuleSet, allows, project, read_guard, view_of_op
 from ..state.ops import DeleteOp, Op
-from ..state.paths import is_within
 from .room import Accepted, Duplicate, LogEntry, Outcome, Rejected, RoomCore
-from .room_rules import RULES_PATH
 
 __all__ = [
     "RESET_ORIGIN",
@@ -526,7 +524,7 @@ class RoomHub(Generic[M]):
         without rules (``rules``: those it was checked under), else as each reader may
         see it (an empty broadcast still advances their version). An entry that
         changed the rules sends everyone the room as they may see it now."""
-        if any(is_within(op.path, RULES_PATH) for op in entry.ops):
+        if self.core.rules_in_force is not rules:  # the entry changed them ($rules)
             return self._snapshots(tuple(self.members))
         if rules is None:
             to = tuple(m for m in self.members if m is not author)
@@ -587,10 +585,6 @@ class RoomHub(Generic[M]):
             return []
         self._unsaved.append(outcome.entry)
         return [*self.flush_presence(), *self._fan_out(outcome.entry, rules, None)]
-
-    def _to_others(self, member: M, message: ServerMessage) -> list[Delivery[M]]:
-        others = self._others(member)
-        return [Delivery(others, message)] if others else []
 
 
 def _broadcast(room: str, entry: LogEntry) -> Broadcast:

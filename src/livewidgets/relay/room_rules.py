@@ -18,14 +18,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..protocol.codes import ErrorCode
-from ..rules import Actor, RulesError, RuleSet, parse_rules
+from ..rules import RULES_PATH, Actor, RulesError, RuleSet, parse_rules
 from ..rules.syntax import Rule, parse_pattern, parse_who
 from ..state.ops import Op
 from ..state.paths import is_within
 
 __all__ = ["RULES_PATH", "DefaultRules", "RoomRules"]
 
-RULES_PATH = "$rules"
 _BUILTIN = Rule(
     name=RULES_PATH,
     pattern=parse_pattern(f"{RULES_PATH}/**", RULES_PATH),

@@ -16,10 +16,11 @@ from .check import (
     read_guard,
     view_of_op,
 )
-from .syntax import Rule, RulesError, RuleSet, load_rules, parse_rules
+from .syntax import RULES_PATH, Rule, RulesError, RuleSet, load_rules, parse_rules
 
 __all__ = [
     "MISSING",
+    "RULES_PATH",
     "Actor",
     "Denial",
     "Rule",

@@ -27,6 +27,7 @@ from typing import Any
 
 __all__ = [
     "OP_KINDS",
+    "RULES_PATH",
     "VALUE_TYPES",
     "Pattern",
     "Rule",
@@ -37,6 +38,9 @@ __all__ = [
     "parse_rules",
 ]
 
+# Where a room keeps its own rules: a key of its state the relay guards (only admins
+# write it, with a valid rule set), so they are logged and replicated like any write.
+RULES_PATH = "$rules"
 OP_KINDS = frozenset({"set", "merge", "push", "remove", "increment", "delete", "text"})
 VALUE_TYPES = frozenset({"string", "number", "integer", "boolean", "null", "list", "mapping"})
 MAX_RULES = 256
