@@ -25,6 +25,9 @@ from livewidgets.protocol import (
     ErrorCode,
     FrameError,
     Hello,
+    History,
+    HistoryEntry,
+    HistoryReply,
     Join,
     Joined,
     Leave,
@@ -83,6 +86,9 @@ CLIENT_MESSAGES: list[Any] = [
     Admin(room="r", action="revoke", link="Zm9yaw_-1"),
     Admin(room="r", action="revoke", token_id="aGVsbG8tdG9rZW4"),
     Auth(token="t.k.n2"),
+    History(room="r", id=1),
+    History(room="r", id=2, path="poll/q1", user="ada", limit=20, before=90),
+    History(room="r", id=3, at=42),
 ]
 
 SERVER_MESSAGES: list[Any] = [
@@ -108,6 +114,19 @@ SERVER_MESSAGES: list[Any] = [
     PresenceUpdate(room="r", states={"c-2": {"user": "grace"}}),
     PresenceUpdate(room="r", states={"c-2": None, "c-3": {"user": "ada"}}),
     Error(code="bad_frame", message="nope"),
+    HistoryReply(
+        room="r",
+        id=2,
+        entries=[
+            HistoryEntry(version=7, client_id="c-1", ops=ALL_OPS[:2], user="ada", time=1.5),
+            HistoryEntry(version=9, client_id="@relay", ops=[DeleteOp(path="a")]),
+        ],
+        more=True,
+        since=3,
+        head=12,
+    ),
+    HistoryReply(room="r", id=3, since=3, head=12, at=5, state={"a": 1}),
+    HistoryReply(room="r", id=4, error="out_of_history", message="gone"),
     Error(code="not_joined", message="join first", ref="presence", room="r"),
     Revoked(room="r", link="Zm9yaw_-1", closed=3),
     Revoked(room="r", token_id="aGVsbG8tdG9rZW4"),

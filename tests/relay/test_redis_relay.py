@@ -11,6 +11,7 @@ import pytest
 import livewidgets.asyncio as lwa
 from livewidgets.client import Backoff
 from livewidgets.relay import Relay
+from livewidgets.relay.history import HistoryHorizon
 from livewidgets.relay.store.redis import RedisStore
 
 from .helpers import REDIS_URL, TIMEOUT, redis_available
@@ -108,8 +109,12 @@ async def test_a_relay_behind_a_compacted_log_reloads_and_clients_resume(prefix:
     """A relay that lags behind a compaction (deaf, no poll in time, no kept tail)
     cannot read its gap: it drops the room (1011), its client resumes against the
     reloaded room, and its write lands once, after everything else."""
-    first = RedisStore(REDIS_URL, prefix=prefix, keep_log=0)
-    second = deaf(RedisStore(REDIS_URL, prefix=prefix, keep_log=0, poll_interval=60))
+    # No history either: it would keep the compacted entries (relay.history).
+    none = HistoryHorizon(entries=0)
+    first = RedisStore(REDIS_URL, prefix=prefix, keep_log=0, history=none)
+    second = deaf(
+        RedisStore(REDIS_URL, prefix=prefix, keep_log=0, poll_interval=60, history=none)
+    )
     async with Relay(store=first, snapshot_every=5) as one, Relay(store=second) as two:
         a = await lwa.connect(one.url, "r", "ada", backoff=FAST)
         b = await lwa.connect(two.url, "r", "grace", backoff=FAST)

@@ -4,7 +4,9 @@ runner's inline round and failed commit, the shared runner's refused append."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
+import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +39,13 @@ DECODE = client_codec(JSON_SUBPROTOCOL).decode
 SETTINGS = RoomSettings(snapshot_every=1000, max_delta=100)
 THEIRS = SetOp("k", value="theirs")
 MINE = IncrementOp("n")
+
+
+def _untimed(entries: list[LogEntry]) -> list[LogEntry]:
+    """The entries without their time, once it is checked to be the relay's clock's."""
+    now = time.time()
+    assert all(e.time == 0.0 or now - 60 < e.time <= now for e in entries)
+    return [dataclasses.replace(e, time=0.0) for e in entries]
 
 
 @dataclass(eq=False)
@@ -150,7 +159,7 @@ async def test_local_runner_runs_a_lone_op_at_once_and_acks_it_after_its_commit(
     await room.runner.stop()
     assert room.exited == [room.runner]
     assert (a.done, b.done) == (2, 1) and a.closed is b.closed is None
-    assert await store.read_log("r", 0, 10) == [LogEntry(1, "a", 1, (MINE,))]
+    assert _untimed(await store.read_log("r", 0, 10)) == [LogEntry(1, "a", 1, (MINE,), user="u")]
     await store.close()
 
 
@@ -197,9 +206,9 @@ async def test_shared_runner_redoes_a_round_the_store_refused(
     ]
     assert room.metric("livewidgets_store_conflicts_total") == 1
     assert room.metric("livewidgets_remote_entries_total") == 1
-    assert await theirs.read_log("r", 0, 10) == [
+    assert _untimed(await theirs.read_log("r", 0, 10)) == [
         LogEntry(1, "c", 1, (THEIRS,)),
-        LogEntry(2, "a", 1, (MINE,)),
+        LogEntry(2, "a", 1, (MINE,), user="u"),
     ]
     await room.runner.stop()
     assert room.runner.version == 2 and (a.done, b.done) == (2, 1)

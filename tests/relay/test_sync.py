@@ -356,10 +356,10 @@ async def test_a_bug_while_sequencing_a_lone_op_fails_only_its_room(
     await other.join("calm")
     original = RoomCore.submit
 
-    def submit(core: RoomCore, *args: Any) -> Any:
+    def submit(core: RoomCore, *args: Any, **kwargs: Any) -> Any:
         if core.name == "r":
             raise RuntimeError("sequencer bug")
-        return original(core, *args)
+        return original(core, *args, **kwargs)
 
     monkeypatch.setattr(RoomCore, "submit", submit)
     await a.op("r", 1, IncrementOp("n"))

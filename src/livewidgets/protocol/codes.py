@@ -47,6 +47,8 @@ class ErrorCode(str, enum.Enum):
     # The token, or the link it belongs to, was revoked by an admin.
     AUTH_REVOKED = "auth_revoked"
     FORBIDDEN = "forbidden"
+    # A ``history`` query asked for a version the room no longer keeps (or never had).
+    OUT_OF_HISTORY = "out_of_history"
     # The relay failed internally (e.g. its store); the op was not applied.
     INTERNAL = "internal"
 

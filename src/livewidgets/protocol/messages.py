@@ -27,6 +27,9 @@ __all__ = [
     "DeleteOp",
     "Error",
     "Hello",
+    "History",
+    "HistoryEntry",
+    "HistoryReply",
     "IncrementOp",
     "Join",
     "Joined",
@@ -143,7 +146,25 @@ class Auth(_Message, tag="auth"):
     token: Annotated[str, Meta(min_length=1, max_length=4096)]
 
 
-ClientMessage: TypeAlias = Hello | Join | Leave | OpMessage | Batch | PresenceMessage | Admin | Auth
+class History(_Message, tag="history"):
+    """Read a joined room's history (docs/history.md), answered by ``history`` with the
+    same ``id``: the newest ``limit`` entries before version ``before`` (None: up to
+    the head) that changed ``path`` (or below or above it; None: any path), written
+    by ``user`` (None: anyone); or, with ``at``, the room's state at that version.
+    Both as the asker may read them under the room's rules."""
+
+    room: RoomName
+    id: Seq
+    path: Path | None = None
+    user: ShortText | None = None
+    limit: Annotated[int, Meta(ge=1, le=1000)] = 100
+    before: Version | None = None
+    at: Version | None = None
+
+
+ClientMessage: TypeAlias = (
+    Hello | Join | Leave | OpMessage | Batch | PresenceMessage | Admin | Auth | History
+)
 
 
 # --- relay -> client --------------------------------------------------------------
@@ -253,6 +274,37 @@ class Authed(_Message, tag="authed"):
     expires_in: Annotated[float, Meta(ge=0, le=MAX_EXPIRES_IN)] | None = None
 
 
+class HistoryEntry(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True, frozen=True):
+    """One accepted op or batch as history shows it: its version, the Unix time the
+    relay sequenced it (0: before history was kept), who wrote it (``user``; the
+    relay logs an admin's reset under the admin's name) from which client, and the
+    ops as applied (as the asker may see them)."""
+
+    version: Version
+    client_id: str
+    ops: list[Op]
+    user: str = ""
+    time: float = 0.0
+
+
+class HistoryReply(_Message, tag="history"):
+    """The answer to ``history`` ``id``: ``entries`` oldest first (``more``: older
+    ones matched too; ask again with ``before`` = the first one's version), or
+    ``state`` at version ``at``. ``since``..``head``: the versions the room's history
+    covers now. ``error``/``message``: the query was refused (nothing else is set)."""
+
+    room: str
+    id: Seq
+    entries: list[HistoryEntry] = []
+    more: bool = False
+    since: Version = 0
+    head: Version = 0
+    at: Version | None = None
+    state: dict[str, Any] | None = None
+    error: str | None = None
+    message: str | None = None
+
+
 ServerMessage: TypeAlias = (
     Welcome
     | Snapshot
@@ -264,4 +316,5 @@ ServerMessage: TypeAlias = (
     | Error
     | Revoked
     | Authed
+    | HistoryReply
 )

@@ -54,6 +54,8 @@ from ..protocol.messages import (
     Batch,
     ClientMessage,
     Error,
+    History,
+    HistoryReply,
     OpMessage,
     Revoked,
     ServerMessage,
@@ -74,6 +76,7 @@ from .session import (
     Kick,
     PauseReading,
     Put,
+    ReadHistory,
     Register,
     RelayProtocol,
     Reply,
@@ -138,6 +141,10 @@ class RelayContext(Protocol):
 
     async def revoke(self, revocation: Revocation) -> int:
         """Record and enforce a revocation (relay.revoker); connections closed here."""
+        ...
+
+    async def read_history(self, query: History, actor: Actor) -> HistoryReply:
+        """The answer to a ``history`` query (docs/history.md)."""
         ...
 
 
@@ -404,6 +411,8 @@ class Connection:
                 await self._do_revoke(action)
             elif isinstance(action, PauseReading):
                 await self._pause_reading(action.until)
+            elif isinstance(action, ReadHistory):
+                self._reply(await self.relay.read_history(action.query, self.actor))
             else:
                 _ACTIONS[type(action)](self, action)
 

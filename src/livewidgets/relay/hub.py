@@ -39,6 +39,7 @@ Members are opaque handles (the relay's connections); the hub only reads their
 from __future__ import annotations
 
 import operator
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, Literal, Protocol, TypeVar
@@ -184,9 +185,16 @@ class RoomHub(Generic[M]):
     """Routing state of one room: call :meth:`handle` for each command, in arrival order."""
 
     def __init__(
-        self, core: RoomCore, *, max_delta: int = 1000, share_presence: bool = False
+        self,
+        core: RoomCore,
+        *,
+        max_delta: int = 1000,
+        share_presence: bool = False,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.core = core
+        # Wall clock: the time each accepted entry records (history).
+        self._clock = clock
         self.name = core.name
         # Longest catch-up served as broadcasts; beyond it a joiner gets a snapshot.
         self.max_delta = max_delta
@@ -508,6 +516,7 @@ class RoomHub(Generic[M]):
                 command.base_version,
                 command.ops,
                 actor_of(member),
+                at=self._clock(),
             )
         reply = _reply(self.name, command.client_seq, outcome)
         sends = [Delivery((member,), reply, after_commit=True)]
@@ -577,10 +586,12 @@ class RoomHub(Generic[M]):
             return []
         rules = self.core.rules_in_force
         # The relay is the author (its own client id and a growing seq), so every member,
-        # the admin included, applies it as a remote op; the log records who asked nothing
-        # more than that a reset happened at this version.
+        # the admin included, applies it as a remote op; the log records the admin who
+        # asked as its user (history).
         seq = self.core.version + 1
-        outcome = self.core.submit(RESET_ORIGIN, seq, self.core.version, ops)
+        outcome = self.core.submit(
+            RESET_ORIGIN, seq, self.core.version, ops, user=command.member.user, at=self._clock()
+        )
         if not isinstance(outcome, Accepted):
             return []
         self._unsaved.append(outcome.entry)

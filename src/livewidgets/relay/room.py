@@ -95,6 +95,11 @@ class LogEntry:
     # a restart or on another relay (its verdict is durable once a later op of the
     # client is). The reason's message and details are not kept.
     refused: tuple[tuple[int, str], ...] = ()
+    # Who wrote it (the principal's user name; "" for entries logged before history
+    # existed) and when the relay sequenced it (Unix time; 0.0: unknown). History
+    # (docs/history.md) shows them; sequencing never reads them.
+    user: str = ""
+    time: float = 0.0
 
 
 @dataclass(slots=True)
@@ -342,10 +347,14 @@ class RoomCore:
         base_version: int,
         ops: Sequence[Op],
         actor: Actor | None = None,
+        *,
+        user: str | None = None,
+        at: float = 0.0,
     ) -> Outcome:
         """Order one op/batch: dedupe, rebase text, check preconditions and rules, apply.
 
         ``actor``: who wrote it, for the room's rules (None: the relay itself, trusted).
+        The entry records ``user`` (default: the actor's) and Unix time ``at``.
         """
         last_seq, last_version = self.dedupe.get(client_id, (0, 0))
         if client_seq <= last_seq:
@@ -356,7 +365,9 @@ class RoomCore:
             self._remember_reject(client_id, client_seq, outcome)
             return outcome
         refused = self._take_unlogged(client_id)
-        entry = LogEntry(self.version + 1, client_id, client_seq, outcome, refused)
+        if user is None:
+            user = actor.user if actor is not None else ""
+        entry = LogEntry(self.version + 1, client_id, client_seq, outcome, refused, user, at)
         self._advance(entry)
         return Accepted(entry)
 

@@ -30,12 +30,20 @@ from websockets.typing import Subprotocol
 from .. import __version__
 from ..protocol.codec import JSON_SUBPROTOCOL, SUBPROTOCOLS, Codec, server_codec
 from ..protocol.codes import CloseCode, ErrorCode
-from ..protocol.messages import MAX_BATCH_OPS, PROTOCOL_VERSION, ClientMessage, Welcome
-from ..rules import RuleSet
+from ..protocol.messages import (
+    MAX_BATCH_OPS,
+    PROTOCOL_VERSION,
+    ClientMessage,
+    History,
+    HistoryReply,
+    Welcome,
+)
+from ..rules import Actor, RuleSet
 from ..state.ops import MAX_VALUE_DEPTH
 from ..state.paths import MAX_PATH_DEPTH, MAX_PATH_LENGTH
 from .addresses import ProxyTrust
 from .connection import Connection, ConnectionConfig
+from .history import HistoryHorizon, answer, state_at
 from .http import HttpEndpoints
 from .metrics import RelayMetrics
 from .policy import AllowAll, Denied, Policy
@@ -43,9 +51,9 @@ from .process import fd_capacity
 from .revocation import Revocation
 from .revoker import Revoker
 from .room import DEFAULT_MAX_STATE_BYTES
-from .room_rules import DefaultRules
+from .room_rules import DefaultRules, RoomRules
 from .runner import RoomRunner, RoomSettings, room_runner
-from .store import Store, open_store
+from .store import Store, StoreError, open_store
 
 __all__ = ["SERVER_NAME", "Relay"]
 
@@ -123,8 +131,12 @@ class Relay:
         ssl: ssl_module.SSLContext | None = None,
         logger: logging.Logger | None = None,
         rules: RuleSet | None = None,
+        history: HistoryHorizon | None = None,
     ) -> None:
         self.host = host
+        # How much history the store keeps behind its snapshots (docs/history.md);
+        # only for a store the relay opens from a URL.
+        self.history = history
         # Rules for rooms without their own (docs/rules.md); reload_rules replaces them.
         self._rules = DefaultRules(rules)
         self._requested_port = port
@@ -256,7 +268,7 @@ class Relay:
             raise RuntimeError("the relay is already started")
         if isinstance(self._store_arg, str):
             # Opening SQLite may create/migrate the file: keep it off the event loop.
-            self._store = await asyncio.to_thread(open_store, self._store_arg)
+            self._store = await asyncio.to_thread(open_store, self._store_arg, history=self.history)
         else:
             self._store = self._store_arg
         try:
@@ -373,6 +385,30 @@ class Relay:
             return False
         connection.close(CloseCode.KICKED, "removed by an admin", flush=False)
         return True
+
+    async def read_history(self, query: History, actor: Actor) -> HistoryReply:
+        """Answer a ``history`` query from the store (docs/history.md), as ``actor``
+        may read it under the room's rules in force. The work (replaying the kept
+        history under rules, or up to ``at``) runs on a worker thread."""
+        runner = self._rooms.get(query.room)
+        hub = runner.hub if runner is not None else None
+        try:
+            record = await self.store.read_history(query.room)
+        except StoreError as exc:
+            self._logger.error("room %r: reading its history failed: %s", query.room, exc)
+            detail = "the history could not be read; see the relay log"
+            return HistoryReply(query.room, query.id, error="internal", message=detail)
+        if hub is not None:
+            rules = hub.core.rules_in_force
+            return await asyncio.to_thread(answer, record, query, actor, rules)
+        # The room is still loading: its rules are those of its stored state.
+        default = self._rules
+
+        def answer_loading() -> HistoryReply:
+            rules = RoomRules(default).effective(state_at(record, record.head))
+            return answer(record, query, actor, rules)
+
+        return await asyncio.to_thread(answer_loading)
 
     async def revoke(self, revocation: Revocation) -> int:
         """Record ``revocation`` in the store and close this relay's connections it

@@ -46,6 +46,7 @@ from ..protocol.messages import (
     ClientMessage,
     Error,
     Hello,
+    History,
     Join,
     Leave,
     OpMessage,
@@ -70,6 +71,7 @@ __all__ = [
     "Kick",
     "PauseReading",
     "Put",
+    "ReadHistory",
     "Register",
     "RelayProtocol",
     "Reply",
@@ -192,7 +194,18 @@ class PauseReading:
     until: float
 
 
-Action: TypeAlias = Reply | Put[Any] | Close | Register | ExpireAt | Kick | Revoke | PauseReading
+@dataclass(frozen=True, slots=True)
+class ReadHistory:
+    """Answer ``query`` from the room's stored history (docs/history.md) with a
+    ``history`` reply; the connection reads nothing else meanwhile (one query at a
+    time per connection)."""
+
+    query: History
+
+
+Action: TypeAlias = (
+    Reply | Put[Any] | Close | Register | ExpireAt | Kick | Revoke | PauseReading | ReadHistory
+)
 
 # What the handlers of one message type look like.
 _Handler: TypeAlias = "Callable[[RelayProtocol[Any], Any, float], list[Action]]"
@@ -491,6 +504,13 @@ class RelayProtocol(Generic[M]):
         put: Action = Put(room, SetPresence(self.member, message.state))
         return [put] if verdict is None else [put, PauseReading(verdict.until)]
 
+    def _on_history(self, message: History, now: float) -> list[Action]:
+        # Reading a room's history needs what reading the room does: having joined it
+        # (the policy admitted the join); the room's rules filter the answer.
+        if message.room not in self.rooms:
+            return self._not_joined(message.room, "history", now)
+        return [ReadHistory(message)]
+
     def _on_admin(self, message: Admin, now: float) -> list[Action]:
         room = message.room
         if message.action == "revoke":
@@ -610,6 +630,7 @@ _HANDLERS: dict[State, dict[type | None, _Handler]] = {
         PresenceMessage: _P._on_presence,
         Admin: _P._on_admin,
         Auth: _P._on_auth,
+        History: _P._on_history,
         None: _P._ignore,
     },
     State.CLOSING: {None: _P._ignore},

@@ -18,6 +18,10 @@ can implement it without touching the room core:
   when another one moved a room's head, so it can read the new entries
   (``read_log``) and broadcast them to its own clients (relay.runner_shared). Single-relay
   stores (memory, SQLite) do not: nobody else writes their rooms.
+* Compaction keeps history (relay.history): ``save_snapshot`` keeps the entries of
+  the store's :class:`~livewidgets.relay.history.HistoryHorizon` behind the new
+  snapshot, with the older snapshots that start them, and ``read_history`` returns
+  them (the oldest kept snapshot, then every entry after it).
 * Every store keeps the relay's revocations (relay.revocation: revoked link and token
   ids), outside any room; a shared store also implements :class:`RevocationFeed`, so
   that a revocation made on one relay closes its connections on the others.
@@ -41,12 +45,15 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
+from ..history import HistoryHorizon, HistoryRecord
 from ..lineage import Lineage
 from ..revocation import Revocation, RevokeKind
 from ..room import LogEntry, RoomRecord
 
 __all__ = [
     "HeadCallback",
+    "HistoryHorizon",
+    "HistoryRecord",
     "LogEntry",
     "PresenceBus",
     "PresenceCallback",
@@ -116,10 +123,21 @@ class Store(Protocol):
     async def save_snapshot(
         self, room: str, version: int, state: dict[str, Any], clock_data: Any
     ) -> None:
-        """Store the room state at ``version`` and drop log entries up to it (compaction).
+        """Store the room state at ``version`` as the room's snapshot (compaction), and
+        trim the history to the store's horizon (relay.history: the entries and older
+        snapshots out of it are dropped; the entries up to ``version`` are no longer
+        loaded with the room).
 
         An older snapshot than the stored one is ignored.
         """
+        ...
+
+    async def read_history(self, room: str) -> HistoryRecord:
+        """The room's kept history: the oldest kept snapshot and every entry after it."""
+        ...
+
+    async def rooms(self) -> list[tuple[str, int]]:
+        """Every room stored, with its head version, sorted by name."""
         ...
 
     async def revoke(self, revocation: Revocation) -> None:
@@ -259,7 +277,7 @@ def check_continues(head: int, entries: Sequence[LogEntry]) -> None:
             )
 
 
-def open_store(url: str) -> Store:
+def open_store(url: str, *, history: HistoryHorizon | None = None) -> Store:
     """Open a store from a URL: ``memory://``, ``sqlite:///path/to/rooms.db`` or
     ``redis://host:6379/0``.
 
@@ -267,16 +285,18 @@ def open_store(url: str) -> Store:
     ``sqlite:////var/lib/rooms.db`` is absolute (as in SQLAlchemy URLs);
     ``?synchronous=normal`` skips the fsync per commit (see relay.store.sqlite).
     Redis URLs take ``?prefix=lw``, ``?keep_log=1000`` and ``?poll_interval=1``
-    (see relay.store.redis) besides redis-py's own options.
+    (see relay.store.redis) besides redis-py's own options. ``history``: how much
+    history to keep (default :class:`~livewidgets.relay.history.HistoryHorizon`).
     """
+    history = history or HistoryHorizon()
     if url == "memory://":
         from .memory import MemoryStore
 
-        return MemoryStore()
+        return MemoryStore(history=history)
     if url.startswith(("redis://", "rediss://", "unix://")):
         from .redis import RedisStore  # needs the ``redis`` extra
 
-        return RedisStore(url)
+        return RedisStore(url, history=history)
     prefix = "sqlite:///"
     if url.startswith(prefix) and len(url) > len(prefix):
         from .sqlite import SQLiteStore
@@ -287,7 +307,7 @@ def open_store(url: str) -> Store:
         if unknown:
             raise ValueError(f"unknown SQLite store option(s): {', '.join(sorted(unknown))}")
         synchronous = options.get("synchronous", ["full"])[-1]
-        return SQLiteStore(path, synchronous=synchronous)
+        return SQLiteStore(path, synchronous=synchronous, history=history)
     raise ValueError(
         f"unsupported store URL {url!r}: use memory://, sqlite:///path/to/rooms.db "
         "or redis://host:6379/0"

@@ -7,9 +7,11 @@ protocol. Entries and states are immutable, so they are kept by reference.
 from __future__ import annotations
 
 import bisect
+import time
 from collections.abc import Sequence
 from typing import Any
 
+from ..history import HistoryHorizon, HistoryRecord
 from ..lineage import Lineage
 from ..revocation import Revocation
 from ..room import LogEntry, RoomRecord
@@ -21,8 +23,13 @@ __all__ = ["MemoryStore"]
 class MemoryStore:
     """A :class:`~livewidgets.relay.store.Store` kept in dictionaries."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, history: HistoryHorizon | None = None) -> None:
+        self.history = history or HistoryHorizon()
+        # room -> its record; record.log holds every kept entry (history included),
+        # load() hands out those after the snapshot.
         self._rooms: dict[str, RoomRecord] = {}
+        # room -> kept snapshots, oldest first: (version, Unix time taken, state).
+        self._snapshots: dict[str, list[tuple[int, float, dict[str, Any]]]] = {}
         self._revocations: dict[tuple[str, str, str], Revocation] = {}
         self._closed = False
 
@@ -38,7 +45,7 @@ class MemoryStore:
             record.snapshot_version,
             record.snapshot_state,
             record.snapshot_clock,
-            list(record.log),
+            self._after(record.log, record.snapshot_version),
             dict(record.dedupe),
             record.lineage,
         )
@@ -58,9 +65,24 @@ class MemoryStore:
                 record.dedupe[entry.client_id] = (entry.client_seq, entry.version)
 
     async def read_log(self, room: str, after: int, limit: int) -> list[LogEntry]:
-        log = self._room(room).log
-        start = bisect.bisect_right(log, after, key=lambda entry: entry.version)
-        return log[start : start + max(limit, 0)]
+        return self._after(self._room(room).log, after)[: max(limit, 0)]
+
+    @staticmethod
+    def _after(log: list[LogEntry], version: int) -> list[LogEntry]:
+        return log[bisect.bisect_right(log, version, key=lambda entry: entry.version) :]
+
+    async def read_history(self, room: str) -> HistoryRecord:
+        record = self._room(room)
+        snapshots = self._snapshots.get(room)
+        if not snapshots:
+            return HistoryRecord(room, 0, {}, list(record.log))
+        version, _, state = snapshots[0]
+        return HistoryRecord(room, version, state, self._after(record.log, version))
+
+    async def rooms(self) -> list[tuple[str, int]]:
+        if self._closed:
+            raise StoreError("the store is closed")
+        return sorted((name, record.head) for name, record in self._rooms.items())
 
     async def save_snapshot(
         self, room: str, version: int, state: dict[str, Any], clock_data: Any
@@ -74,7 +96,12 @@ class MemoryStore:
         record.snapshot_version = version
         record.snapshot_state = state
         record.snapshot_clock = clock_data
-        record.log = [entry for entry in record.log if entry.version > version]
+        snapshots = self._snapshots.setdefault(room, [])
+        snapshots.append((version, time.time(), state))
+        cut = self.history.trim_to(head, [(v, t) for v, t, _ in snapshots], time.time())
+        if cut is not None:
+            self._snapshots[room] = [s for s in snapshots if s[0] >= cut]
+            record.log = self._after(record.log, cut)
 
     async def revoke(self, revocation: Revocation) -> None:
         if self._closed:

@@ -5,9 +5,12 @@ one slot and the scripts stay atomic):
 
 ======================  ====  ===================================================
 ``lw:{room}:head``      str   version of the last appended entry
-``lw:{room}:log``       zset  msgpack [version, client_id, client_seq, ops], score = version
+``lw:{room}:log``       zset  msgpack [version, client_id, client_seq, ops, refused,
+                              user, time], score = version
 ``lw:{room}:dedupe``    hash  client_id -> "highest_client_seq its_version"
 ``lw:{room}:snapshot``  hash  version, state, clock (msgpack)
+``lw:{room}:snapshots`` hash  version -> state (msgpack): the kept history's snapshots
+``lw:{room}:snaptimes`` hash  version -> Unix time the snapshot was taken
 ``lw:{room}:epoch``     str   the room's epoch (relay.lineage): set once, kept
 ``lw:{room}:events``    chan  pub/sub: the new head after each append
 ``lw:{room}:presence``  chan  pub/sub: presence (msgpack [relay_id, kind, ttl, states])
@@ -35,8 +38,9 @@ channels of the rooms it has loaded) and, since pub/sub is at-most-once (a dropp
 connection loses messages), from a poll of the watched heads every
 ``poll_interval`` seconds: a relay hears of every head within that bound. It then
 reads the entries it lacks with ``read_log``. A snapshot keeps the last
-``keep_log`` entries before it in the log, so a relay that lags by up to that many
-entries behind a compaction still reads its gap instead of having to reload.
+``keep_log`` entries before it in the log (at least: history keeps more, see
+relay.history), so a relay that lags by up to that many entries behind a compaction
+still reads its gap instead of having to reload.
 
 Presence (the :class:`~livewidgets.relay.store.PresenceBus` protocol) goes over the
 room's presence channel only, never into keys: each store has a random relay id;
@@ -56,6 +60,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 import urllib.parse
 import uuid
 from collections import deque
@@ -68,6 +73,7 @@ from redis.asyncio.client import PubSub
 from redis.exceptions import RedisError
 
 from ...state.ops import Op
+from ..history import HistoryHorizon, HistoryRecord
 from ..lineage import Lineage
 from ..revocation import Revocation
 from ..room import LogEntry, RoomRecord
@@ -99,6 +105,8 @@ class _StoredEntry(msgspec.Struct, array_like=True):
     client_seq: int
     ops: list[Op]
     refused: tuple[tuple[int, str], ...] = ()
+    user: str = ""
+    time: float = 0.0
 
 
 _decode_entry = msgspec.msgpack.Decoder(_StoredEntry).decode
@@ -140,17 +148,31 @@ redis.call('PUBLISH', ARGV[4], ARGV[2])
 return -1
 """
 
-# KEYS: head, log, snapshot. ARGV: version, state, clock, entries to keep before the
-# snapshot (for relays catching up). Returns 0 ok, 1 older (ignored), -1 ahead of
-# the head.
+# KEYS: head, log, snapshot, snapshots, snaptimes. ARGV: version, state, clock, time.
+# Returns {0, head, snaptimes...} ok, {1} older (ignored), {-1} ahead of the head.
 _SNAPSHOT = """
 local head = tonumber(redis.call('GET', KEYS[1]) or '0')
 local current = tonumber(redis.call('HGET', KEYS[3], 'version') or '0')
 local version = tonumber(ARGV[1])
-if version <= current then return 1 end
-if version > head then return -1 end
+if version <= current then return {1} end
+if version > head then return {-1} end
 redis.call('HSET', KEYS[3], 'version', version, 'state', ARGV[2], 'clock', ARGV[3])
-redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', version - tonumber(ARGV[4]))
+redis.call('HSET', KEYS[4], version, ARGV[2])
+redis.call('HSET', KEYS[5], version, ARGV[4])
+return {0, head, redis.call('HGETALL', KEYS[5])}
+"""
+
+# KEYS: log, snapshots, snaptimes. ARGV: the version to trim the history to
+# (relay.history): entries up to it and snapshots before it go.
+_TRIM = """
+local cut = tonumber(ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', cut)
+for _, version in ipairs(redis.call('HKEYS', KEYS[3])) do
+  if tonumber(version) < cut then
+    redis.call('HDEL', KEYS[2], version)
+    redis.call('HDEL', KEYS[3], version)
+  end
+end
 return 0
 """
 
@@ -173,8 +195,10 @@ class RedisStore:
         keep_log: int | None = None,
         poll_interval: float | None = None,
         presence_heartbeat: float | None = None,
+        history: HistoryHorizon | None = None,
     ) -> None:
         url, options = _split_options(url)
+        self.history = history or HistoryHorizon()
         self.url = url
         self.prefix = prefix if prefix is not None else options.get("prefix", "lw")
         self.keep_log = keep_log if keep_log is not None else int(options.get("keep_log", 1000))
@@ -202,6 +226,7 @@ class RedisStore:
         self._redis: Redis = Redis.from_url(url)
         self._append = self._redis.register_script(_APPEND)
         self._snapshot = self._redis.register_script(_SNAPSHOT)
+        self._trim = self._redis.register_script(_TRIM)
         # Watching: room -> callbacks; channel -> room for the subscribed channels; one
         # pub/sub connection and one reader task per store, made on the first watch.
         self._watchers: dict[str, list[HeadCallback]] = {}
@@ -228,6 +253,10 @@ class RedisStore:
             raise StoreError("the store is closed")
         base = f"{self.prefix}:{{{room}}}"
         return f"{base}:head", f"{base}:log", f"{base}:dedupe", f"{base}:snapshot"
+
+    def _history_keys(self, room: str) -> tuple[str, str]:
+        base = f"{self.prefix}:{{{room}}}"
+        return f"{base}:snapshots", f"{base}:snaptimes"
 
     def _epoch_key(self, room: str) -> str:
         return f"{self.prefix}:{{{room}}}:epoch"
@@ -276,8 +305,17 @@ class RedisStore:
         check_continues(first - 1, entries)  # consecutive among themselves; Lua checks the head
         args: list[bytes | str | int] = [first - 1, last, len(entries), self._channel(room)]
         for entry in entries:
-            fields = [entry.version, entry.client_id, entry.client_seq, list(entry.ops)]
-            blob = _encode([*fields, entry.refused] if entry.refused else fields)
+            blob = _encode(
+                [
+                    entry.version,
+                    entry.client_id,
+                    entry.client_seq,
+                    list(entry.ops),
+                    entry.refused,
+                    entry.user,
+                    entry.time,
+                ]
+            )
             args += [entry.version, blob]
         latest = {e.client_id: (e.client_seq, e.version) for e in entries}
         for client_id, (seq, version) in latest.items():
@@ -318,13 +356,65 @@ class RedisStore:
         self, room: str, version: int, state: dict[str, Any], clock_data: Any
     ) -> None:
         head_key, log_key, _, snapshot_key = self._keys(room)
-        args: list[bytes | int] = [version, _encode(state), _encode(clock_data), self.keep_log]
+        snapshots_key, times_key = self._history_keys(room)
+        now = time.time()
+        args: list[bytes | int | float] = [version, _encode(state), _encode(clock_data), now]
+        keys = [head_key, log_key, snapshot_key, snapshots_key, times_key]
         try:
-            result = await self._snapshot(keys=[head_key, log_key, snapshot_key], args=args)
+            result = await self._snapshot(keys=keys, args=args)
+            if int(result[0]) == -1:
+                raise StoreConflict(f"snapshot at {version} is ahead of the log head")
+            if int(result[0]) != 0:
+                return
+            head, flat = int(result[1]), result[2]
+            # Relays catching up read the keep_log entries before the snapshot: the
+            # history is never trimmed past them.
+            kept = sorted(
+                (int(v), float(t))
+                for v, t in zip(flat[::2], flat[1::2], strict=True)
+                if int(v) <= version - self.keep_log
+            )
+            cut = self.history.trim_to(head, kept, now)
+            if cut is not None:
+                await self._trim(keys=[log_key, snapshots_key, times_key], args=[cut])
         except RedisError as exc:
             raise StoreError(f"redis: {exc}") from exc
-        if int(result) == -1:
-            raise StoreConflict(f"snapshot at {version} is ahead of the log head")
+
+    async def read_history(self, room: str) -> HistoryRecord:
+        _, log_key, _, snapshot_key = self._keys(room)
+        snapshots_key, times_key = self._history_keys(room)
+        try:
+            for _ in range(10):  # a trim between the two reads moves the base: read again
+                versions = [int(v) for v in await self._redis.hkeys(times_key)]
+                if versions:
+                    base = min(versions)
+                    state_key, state_field = snapshots_key, str(base)
+                else:  # compacted before history existed (or never): the snapshot starts it
+                    base = int(await self._redis.hget(snapshot_key, "version") or 0)
+                    state_key, state_field = snapshot_key, "state"
+                async with self._redis.pipeline(transaction=True) as pipe:
+                    pipe.hget(state_key, state_field)
+                    pipe.zrangebyscore(log_key, f"({base}", "+inf")
+                    state, blobs = await pipe.execute()
+                if base == 0 or state is not None:
+                    decoded = _decode_state(state) if state is not None else {}
+                    return HistoryRecord(room, base, decoded, [_entry(blob) for blob in blobs])
+        except RedisError as exc:
+            raise StoreError(f"redis: {exc}") from exc
+        raise StoreError(f"room {room!r}: its history kept moving while it was read")
+
+    async def rooms(self) -> list[tuple[str, int]]:
+        if self._closed:
+            raise StoreError("the store is closed")
+        pattern, rooms = f"{self.prefix}:{{*}}:head", []
+        try:
+            async for key in self._redis.scan_iter(match=pattern, count=1000):
+                name = key.decode()[len(self.prefix) + 2 : -len("}:head")]
+                head = await self._redis.get(key)
+                rooms.append((name, int(head or 0)))
+        except RedisError as exc:
+            raise StoreError(f"redis: {exc}") from exc
+        return sorted(rooms)
 
     # --- watching heads (WatchableStore) ---------------------------------------------
 
@@ -660,5 +750,11 @@ def _seq_version(value: bytes) -> tuple[int, int]:
 def _entry(blob: Any) -> LogEntry:
     stored = _decode_entry(blob)
     return LogEntry(
-        stored.version, stored.client_id, stored.client_seq, tuple(stored.ops), stored.refused
+        stored.version,
+        stored.client_id,
+        stored.client_seq,
+        tuple(stored.ops),
+        stored.refused,
+        stored.user,
+        stored.time,
     )

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import sqlite3
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
@@ -26,6 +27,7 @@ from typing import Any, TypeVar
 import msgspec
 
 from ...state.ops import Op
+from ..history import HistoryHorizon, HistoryRecord
 from ..lineage import Lineage
 from ..revocation import Revocation
 from ..room import LogEntry, RoomRecord
@@ -80,6 +82,23 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (kind, id, scope)
     ) WITHOUT ROWID;
     """,
+    # History (relay.history): who wrote each entry and when; the snapshots that start
+    # the kept history (the room's current one is in both tables). A room compacted
+    # before this keeps its current snapshot as the start of its history.
+    """
+    ALTER TABLE log ADD COLUMN user TEXT;
+    ALTER TABLE log ADD COLUMN time REAL;
+    CREATE TABLE snapshots (
+        room TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        time REAL NOT NULL,
+        state BLOB NOT NULL,
+        PRIMARY KEY (room, version)
+    ) WITHOUT ROWID;
+    INSERT INTO snapshots (room, version, time, state)
+        SELECT room, snapshot_version, 0, snapshot_state FROM rooms
+        WHERE snapshot_version > 0 AND snapshot_state IS NOT NULL;
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -98,10 +117,13 @@ class SQLiteStore:
     writer thread, so a bad path fails here rather than at the first join.
     """
 
-    def __init__(self, path: str, *, synchronous: str = "full") -> None:
+    def __init__(
+        self, path: str, *, synchronous: str = "full", history: HistoryHorizon | None = None
+    ) -> None:
         if synchronous not in ("full", "normal"):
             raise ValueError(f"synchronous must be 'full' or 'normal', not {synchronous!r}")
         self.path = path
+        self.history = history or HistoryHorizon()
         self.synchronous = synchronous
         # One thread owns the connection; calls queue up on it in order.
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="livewidgets-sqlite")
@@ -133,6 +155,12 @@ class SQLiteStore:
         self, room: str, version: int, state: dict[str, Any], clock_data: Any
     ) -> None:
         await self._call(self._save_snapshot, room, version, state, clock_data)
+
+    async def read_history(self, room: str) -> HistoryRecord:
+        return await self._call(self._read_history, room)
+
+    async def rooms(self) -> list[tuple[str, int]]:
+        return await self._call(self._rooms)
 
     async def revoke(self, revocation: Revocation) -> None:
         await self._call(self._revoke, revocation)
@@ -236,16 +264,36 @@ class SQLiteStore:
     @staticmethod
     def _select_log(db: sqlite3.Connection, room: str, after: int, limit: int) -> list[LogEntry]:
         rows = db.execute(
-            "SELECT version, client_id, client_seq, ops, refused FROM log"
+            "SELECT version, client_id, client_seq, ops, refused, user, time FROM log"
             " WHERE room = ? AND version > ? ORDER BY version LIMIT ?",
             (room, after, limit),
         )
         return [
             LogEntry(
-                v, cid, seq, tuple(_decode_ops(ops)), _decode_refused(refused) if refused else ()
+                v,
+                cid,
+                seq,
+                tuple(_decode_ops(ops)),
+                _decode_refused(refused) if refused else (),
+                user or "",
+                at or 0.0,
             )
-            for v, cid, seq, ops, refused in rows
+            for v, cid, seq, ops, refused, user, at in rows
         ]
+
+    def _read_history(self, room: str) -> HistoryRecord:
+        with _transaction(self._conn(), "BEGIN") as db:
+            row = db.execute(
+                "SELECT version, state FROM snapshots WHERE room = ? ORDER BY version LIMIT 1",
+                (room,),
+            ).fetchone()
+            base, state = (row[0], _decode_state(row[1])) if row is not None else (0, {})
+            return HistoryRecord(room, base, state, self._select_log(db, room, base, -1))
+
+    def _rooms(self) -> list[tuple[str, int]]:
+        with _transaction(self._conn(), "BEGIN") as db:
+            rows = db.execute("SELECT room, head_version FROM rooms ORDER BY room").fetchall()
+        return [(room, head) for room, head in rows]
 
     def _append(self, room: str, entries: list[LogEntry]) -> None:
         rows = [
@@ -256,6 +304,8 @@ class SQLiteStore:
                 e.client_seq,
                 _encode(e.ops),
                 _encode(e.refused) if e.refused else None,
+                e.user,
+                e.time,
             )
             for e in entries
         ]
@@ -264,8 +314,8 @@ class SQLiteStore:
         with _transaction(self._conn(), "BEGIN IMMEDIATE") as db:
             check_continues(_head(db, room), entries)
             db.executemany(
-                "INSERT INTO log (room, version, client_id, client_seq, ops, refused)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
+                "INSERT INTO log (room, version, client_id, client_seq, ops, refused, user, time)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 rows,
             )
             db.executemany(
@@ -296,7 +346,17 @@ class SQLiteStore:
                 " WHERE room = ?",
                 (version, state_blob, clock_blob, room),
             )
-            db.execute("DELETE FROM log WHERE room = ? AND version <= ?", (room, version))
+            now = time.time()
+            db.execute(
+                "INSERT INTO snapshots VALUES (?, ?, ?, ?)", (room, version, now, state_blob)
+            )
+            kept = db.execute(
+                "SELECT version, time FROM snapshots WHERE room = ? ORDER BY version", (room,)
+            ).fetchall()
+            cut = self.history.trim_to(head, kept, now)
+            if cut is not None:
+                db.execute("DELETE FROM log WHERE room = ? AND version <= ?", (room, cut))
+                db.execute("DELETE FROM snapshots WHERE room = ? AND version < ?", (room, cut))
 
     def _revoke(self, revocation: Revocation) -> None:
         # A commit of its own, fsynced (synchronous=FULL): the revocation survives a
