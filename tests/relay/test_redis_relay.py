@@ -112,9 +112,7 @@ async def test_a_relay_behind_a_compacted_log_reloads_and_clients_resume(prefix:
     # No history either: it would keep the compacted entries (relay.history).
     none = HistoryHorizon(entries=0)
     first = RedisStore(REDIS_URL, prefix=prefix, keep_log=0, history=none)
-    second = deaf(
-        RedisStore(REDIS_URL, prefix=prefix, keep_log=0, poll_interval=60, history=none)
-    )
+    second = deaf(RedisStore(REDIS_URL, prefix=prefix, keep_log=0, poll_interval=60, history=none))
     async with Relay(store=first, snapshot_every=5) as one, Relay(store=second) as two:
         a = await lwa.connect(one.url, "r", "ada", backoff=FAST)
         b = await lwa.connect(two.url, "r", "grace", backoff=FAST)

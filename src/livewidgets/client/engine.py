@@ -34,7 +34,7 @@ from .. import wsio
 from ..errors import ConnectionRefused, SessionClosed
 from ..protocol import CloseCode, FrameError, client_codec
 from ..protocol.codec import Codec
-from ..protocol.messages import ServerMessage
+from ..protocol.messages import History, HistoryReply, ServerMessage
 from . import protocol as lifecycle
 from . import refusals
 from .ack import Ack
@@ -43,6 +43,7 @@ from .config import EngineConfig
 from .core import Priority, RoomSync
 from .dispatch import Dispatcher
 from .handoff import Handoff, Waiters
+from .history import HistoryQueries
 from .metrics import Metrics
 from .presence import LocalPresence
 from .protocol import Action, SendMessages
@@ -121,6 +122,8 @@ class Engine:
         self._finished = False
         # Set when this engine can no longer be used (in a forked child): why.
         self.unusable: str | None = None
+        # History queries waiting for the relay's answer (client.history).
+        self.history_queries = HistoryQueries()
 
     # --- the protocol's state, read through ---------------------------------------
 
@@ -218,6 +221,7 @@ class Engine:
         for ack, _ in handles:
             ack.fail(SessionClosed("the session closed before the relay acknowledged"))
         self.dispatch.fail_joined(SessionClosed("the session closed before joining"))
+        self.history_queries.fail_all(SessionClosed("the session closed before the answer"))
         self._set_state("closed")
         self._waiters.notify()
         self.callbacks.close()  # after "closed" reached its listeners
@@ -403,6 +407,26 @@ class Engine:
             raise SessionClosed(self.unusable)
         self._feed(lambda now: self.protocol.admin(self.core.room, action, client_id))
 
+    async def query_history(self, timeout: float | None, **fields: Any) -> HistoryReply:
+        """Ask the relay for the room's history (protocol ``history``; ``fields``: its
+        query fields) and wait for the answer; raises HistoryError, TimeoutError."""
+        if self.unusable:
+            raise SessionClosed(self.unusable)
+        if self._finished:
+            raise SessionClosed("the session is closed")
+        query_id, answer = self.history_queries.open()
+        query = History(room=self.core.room, id=query_id, **fields)
+        self._feed(lambda now: self.protocol.query(query))
+        try:
+            return await asyncio.wait_for(answer, timeout)
+        finally:
+            self.history_queries.close(query_id)
+            with self._lock:
+                self.protocol.forget_query(query_id)
+
+    def _on_history_answered(self, action: lifecycle.HistoryAnswered) -> None:
+        self.history_queries.answered(action.reply)
+
     def add_change_listener(self, listener: Callable[..., Any]) -> Callable[[], None]:
         """``listener(change)`` with the core's :class:`Changed` event on each visible change."""
         return self.dispatch.add_change_listener(listener)
@@ -573,4 +597,5 @@ _HANDLERS: dict[type, Callable[[Engine, Any], None]] = {
     lifecycle.RenewToken: Engine._on_renew_token,
     lifecycle.TokenRenewed: Engine._on_token_renewed,
     lifecycle.VerifyProof: Engine._on_verify,
+    lifecycle.HistoryAnswered: Engine._on_history_answered,
 }

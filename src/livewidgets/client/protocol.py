@@ -38,6 +38,8 @@ from ..protocol.messages import (
     Batch,
     Error,
     Hello,
+    History,
+    HistoryReply,
     OpMessage,
     PresenceMessage,
     Welcome,
@@ -60,6 +62,7 @@ __all__ = [
     "Connect",
     "ConnectionFailed",
     "GaveUp",
+    "HistoryAnswered",
     "JoinRefusal",
     "LocalProtocolError",
     "MyPresence",
@@ -314,6 +317,13 @@ class AuthExpiredEvent:
 
 
 @dataclass(frozen=True)
+class HistoryAnswered:
+    """The relay answered our ``history`` query ``reply.id``."""
+
+    reply: HistoryReply
+
+
+@dataclass(frozen=True)
 class MyPresence:
     """Our own presence fields changed (an update, or we went idle)."""
 
@@ -339,6 +349,7 @@ Action = (
     | GaveUp
     | AuthExpiredEvent
     | MyPresence
+    | HistoryAnswered
     | Event
 )
 
@@ -457,6 +468,9 @@ class ClientProtocol:
         self._presence_due: float | None = None
         # Admin messages waiting for the connection.
         self._admin: list[Admin] = []
+        # History queries not answered yet, by id: (re)sent whenever the rooms are
+        # joined, so one asked offline, or lost with a connection, is answered later.
+        self._queries: dict[int, History] = {}
 
     # --- the rule book ------------------------------------------------------------
 
@@ -595,6 +609,9 @@ class ClientProtocol:
             return self._handshake(message, now)
         if isinstance(message, Authed):
             return self._authed(message, now)
+        if isinstance(message, HistoryReply):
+            asked = self._queries.pop(message.id, None)
+            return [HistoryAnswered(message)] if asked is not None else []
         actions: list[Action] = []
         if isinstance(message, Error):
             if message.ref == "auth":  # the new token was refused: the old one holds
@@ -720,6 +737,15 @@ class ClientProtocol:
         """An admin message (reset/kick): now if connected, else once we are."""
         self._admin.append(Admin(room=room, action=action, client_id=client_id))  # type: ignore[arg-type]
         return self._flush_admin() if self.state is State.CONNECTED else []
+
+    def query(self, query: History) -> list[Action]:
+        """A history query (docs/history.md): now if connected, else once we are."""
+        self._queries[query.id] = query
+        return [SendMessages([query])] if self.state is State.CONNECTED else []
+
+    def forget_query(self, query_id: int) -> None:
+        """The asker stopped waiting for ``query_id`` (a late answer is ignored)."""
+        self._queries.pop(query_id, None)
 
     def fits(self, message: Any, size: int) -> bool:
         """Whether a frame of ``size`` bytes encoding ``message`` may be sent."""
@@ -879,7 +905,8 @@ class ClientProtocol:
 
     def _flush_admin(self) -> list[Action]:
         admin, self._admin = self._admin, []
-        return [SendMessages(list(admin))] if admin else []
+        waiting = [*admin, *self._queries.values()]
+        return [SendMessages(waiting)] if waiting else []
 
     def _schedule_presence(self, now: float) -> list[Action]:
         """Publish now if the rate allows, else once when it does (latest wins)."""

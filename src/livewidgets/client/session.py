@@ -18,8 +18,9 @@ from urllib.parse import urlsplit
 
 import msgspec
 
-from ..errors import ConnectTimeout, JoinRefused, SessionClosed
+from ..errors import ConnectTimeout, JoinRefused, OpRejected, SessionClosed
 from ..local_relay import LocalCredentials, credentials
+from ..protocol.messages import HistoryEntry, HistoryReply
 from ..rules import RULES_PATH
 from ..state.ops import (
     DeleteOp,
@@ -38,6 +39,7 @@ from . import forks
 from .ack import Ack
 from .core import Priority
 from .engine import Engine, EngineConfig
+from .history import revert_ops
 from .text import TextHandle
 from .tokens import TokenCommand
 
@@ -241,6 +243,45 @@ class SessionAPI:
             return self._batch.ack
         return self._engine.submit([op], priority=priority)
 
+    # --- history (docs/history.md) -------------------------------------------------
+
+    @staticmethod
+    def _history_query(
+        path: str | None, limit: int, user: str | None, before: int | None
+    ) -> dict[str, Any]:
+        if not 1 <= limit <= 1000:
+            raise ValueError(f"limit must be between 1 and 1000, not {limit}")
+        return {
+            "path": None if path is None or path == "" else _path(path),
+            "limit": limit,
+            "user": user,
+            "before": before,
+        }
+
+    def _revert(self, reply: HistoryReply, path: str) -> Ack:
+        """Submit the batch that makes ``path`` (the room when "") what it was in
+        ``reply.state``, against the state as it is when the batch applies."""
+        if self.role not in (None, "admin"):
+            raise OpRejected("forbidden", "only an admin may revert the room")
+        past = reply.state or {}
+        for _ in range(100):  # a remote op landing in between: compute again
+            seen = self._engine.core.visible
+            ops = revert_ops(seen, past, path)
+            if not ops:
+                ack = Ack()
+                ack.resolve(self.version)
+                return ack
+
+            def unchanged(visible: dict[str, Any], seen: dict[str, Any] = seen) -> None:
+                if visible is not seen:
+                    raise _Moved
+
+            try:
+                return self._engine.submit(ops, batch=True, precondition=unchanged)
+            except _Moved:
+                continue
+        raise OpRejected("conflict", "the room kept changing while the revert was computed")
+
     # --- observing ----------------------------------------------------------------
 
     def subscribe(self, path: str, callback: Callable[[Any, str], Any]) -> Callable[[], None]:
@@ -355,6 +396,10 @@ class _LoopThread:
             return cls._loop
 
 
+class _Moved(Exception):
+    """The room changed between computing a revert and submitting it."""
+
+
 class Session(SessionAPI):
     """A room session for ordinary (threaded) code; its I/O runs on a background loop."""
 
@@ -368,6 +413,40 @@ class Session(SessionAPI):
     def flush(self, timeout: float | None = None) -> None:
         """Block until the relay acknowledged every write made so far, or raise."""
         self._engine.wait_idle(timeout)
+
+    def history(
+        self,
+        path: str | None = None,
+        limit: int = 100,
+        *,
+        user: str | None = None,
+        before: int | None = None,
+        timeout: float | None = 10.0,
+    ) -> list[HistoryEntry]:
+        """Who changed what and when (docs/history.md): the newest ``limit`` (at most
+        1000) entries that changed ``path`` (or below or above it; None: anything),
+        oldest first, written by ``user`` (None: anyone), before version ``before``.
+        Each has ``version``, ``time`` (Unix), ``user``, ``client_id`` and ``ops`` as
+        applied, as the room's rules let you read them. Blocks up to ``timeout``."""
+        query = self._history_query(path, limit, user, before)
+        reply = self._run(self._engine.query_history(timeout, **query))
+        return list(reply.entries)
+
+    def state_at(self, version: int, path: str = "", *, timeout: float | None = 10.0) -> Any:
+        """The value at ``path`` (the room when "") right after ``version``, within the
+        kept history (else :class:`~livewidgets.client.history.HistoryError`
+        ``out_of_history``)."""
+        reply = self._run(self._engine.query_history(timeout, at=version))
+        return get_path(reply.state or {}, path) if path else reply.state
+
+    def revert_to(self, version: int, path: str = "", *, timeout: float | None = 10.0) -> Ack:
+        """Make ``path`` (the whole room when "") what it was right after ``version``,
+        as one new batch of the changes needed (admins; the room's ``$rules`` stay).
+        Nothing is destroyed: history keeps what it replaced, and it can be undone."""
+        if path:
+            _path(path)
+        reply = self._run(self._engine.query_history(timeout, at=version))
+        return self._revert(reply, path)
 
     def close(self) -> None:
         """Leave the room and close the connection (no reconnect); returns once the
@@ -395,6 +474,32 @@ class AsyncSession(SessionAPI):
     async def flush(self, timeout: float | None = None) -> None:
         """Wait until the relay acknowledged every write made so far, or raise."""
         await asyncio.to_thread(self._engine.wait_idle, timeout)
+
+    async def history(
+        self,
+        path: str | None = None,
+        limit: int = 100,
+        *,
+        user: str | None = None,
+        before: int | None = None,
+        timeout: float | None = 10.0,
+    ) -> list[HistoryEntry]:
+        """See :meth:`Session.history`."""
+        query = self._history_query(path, limit, user, before)
+        reply = await self._engine.query_history(timeout, **query)
+        return list(reply.entries)
+
+    async def state_at(self, version: int, path: str = "", *, timeout: float | None = 10.0) -> Any:
+        """See :meth:`Session.state_at`."""
+        reply = await self._engine.query_history(timeout, at=version)
+        return get_path(reply.state or {}, path) if path else reply.state
+
+    async def revert_to(self, version: int, path: str = "", *, timeout: float | None = 10.0) -> int:
+        """See :meth:`Session.revert_to`; returns the version the revert got."""
+        if path:
+            _path(path)
+        reply = await self._engine.query_history(timeout, at=version)
+        return int(await self._revert(reply, path))
 
     async def close(self) -> None:
         await self._engine.aclose()

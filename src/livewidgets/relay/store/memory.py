@@ -72,12 +72,13 @@ class MemoryStore:
         return log[bisect.bisect_right(log, version, key=lambda entry: entry.version) :]
 
     async def read_history(self, room: str) -> HistoryRecord:
+        # The history starts right before the oldest kept entry (trims cut at snapshots).
         record = self._room(room)
-        snapshots = self._snapshots.get(room)
-        if not snapshots:
+        if record.log and record.log[0].version == 1:
             return HistoryRecord(room, 0, {}, list(record.log))
-        version, _, state = snapshots[0]
-        return HistoryRecord(room, version, state, self._after(record.log, version))
+        start = record.log[0].version - 1 if record.log else record.snapshot_version
+        states = {version: state for version, _, state in self._snapshots.get(room, ())}
+        return HistoryRecord(room, start, states.get(start, {}), list(record.log))
 
     async def rooms(self) -> list[tuple[str, int]]:
         if self._closed:

@@ -381,24 +381,32 @@ class RedisStore:
             raise StoreError(f"redis: {exc}") from exc
 
     async def read_history(self, room: str) -> HistoryRecord:
+        # The history starts right before the oldest kept entry: at version 0, or at
+        # the snapshot the log was last trimmed to (trims cut at snapshots).
         _, log_key, _, snapshot_key = self._keys(room)
-        snapshots_key, times_key = self._history_keys(room)
+        snapshots_key, _ = self._history_keys(room)
         try:
-            for _ in range(10):  # a trim between the two reads moves the base: read again
-                versions = [int(v) for v in await self._redis.hkeys(times_key)]
-                if versions:
-                    base = min(versions)
+            for _ in range(10):  # a trim between the two reads moves the start: read again
+                first = await self._redis.zrange(log_key, 0, 0, withscores=True)
+                if first and int(first[0][1]) == 1:
+                    state_key, state_field, base = None, "", 0
+                elif first:
+                    base = int(first[0][1]) - 1
                     state_key, state_field = snapshots_key, str(base)
-                else:  # compacted before history existed (or never): the snapshot starts it
+                else:  # trimmed to the current snapshot, compacted before history, or new
                     base = int(await self._redis.hget(snapshot_key, "version") or 0)
                     state_key, state_field = snapshot_key, "state"
                 async with self._redis.pipeline(transaction=True) as pipe:
-                    pipe.hget(state_key, state_field)
+                    if state_key is not None:
+                        pipe.hget(state_key, state_field)
                     pipe.zrangebyscore(log_key, f"({base}", "+inf")
-                    state, blobs = await pipe.execute()
-                if base == 0 or state is not None:
-                    decoded = _decode_state(state) if state is not None else {}
-                    return HistoryRecord(room, base, decoded, [_entry(blob) for blob in blobs])
+                    *state, blobs = await pipe.execute()
+                entries = [_entry(blob) for blob in blobs]
+                if entries and entries[0].version != base + 1:
+                    continue
+                if base == 0 or (state and state[0] is not None):
+                    decoded = _decode_state(state[0]) if state and state[0] else {}
+                    return HistoryRecord(room, base, decoded, entries)
         except RedisError as exc:
             raise StoreError(f"redis: {exc}") from exc
         raise StoreError(f"room {room!r}: its history kept moving while it was read")

@@ -282,12 +282,24 @@ class SQLiteStore:
         ]
 
     def _read_history(self, room: str) -> HistoryRecord:
+        # The history starts right before the oldest kept entry: at version 0, or at
+        # the snapshot the log was last trimmed to (trims cut at snapshots).
         with _transaction(self._conn(), "BEGIN") as db:
-            row = db.execute(
-                "SELECT version, state FROM snapshots WHERE room = ? ORDER BY version LIMIT 1",
-                (room,),
-            ).fetchone()
-            base, state = (row[0], _decode_state(row[1])) if row is not None else (0, {})
+            (first,) = db.execute("SELECT min(version) FROM log WHERE room = ?", (room,)).fetchone()
+            if first is None:  # trimmed to the current snapshot (or a new room)
+                row = db.execute(
+                    "SELECT snapshot_version, snapshot_state FROM rooms WHERE room = ?", (room,)
+                ).fetchone()
+            elif first > 1:
+                row = db.execute(
+                    "SELECT version, state FROM snapshots WHERE room = ? AND version = ?",
+                    (room, first - 1),
+                ).fetchone()
+                if row is None:
+                    raise StoreError(f"room {room!r}: no snapshot at {first - 1} starts its log")
+            else:
+                row = None
+            base, state = (row[0], _decode_state(row[1])) if row and row[1] else (0, {})
             return HistoryRecord(room, base, state, self._select_log(db, room, base, -1))
 
     def _rooms(self) -> list[tuple[str, int]]:
