@@ -40,7 +40,7 @@ from ..state import text as text_ot
 from ..state.ops import DeleteOp, Op, OpError, TextOp, apply_ops, get_path, touched_paths
 from ..state.paths import is_related
 from ..state.rebase import TextReplaced, transform_ops
-from .undo import Kind, Step, UndoHistory, invert_ops
+from .undo import Kind, Step, UndoHistory
 
 __all__ = [
     "Acked",
@@ -279,8 +279,8 @@ class RoomSync:
 
         Returns None when there is nothing to undo. The new write's outcome reaches
         ``handle`` (Acked, or Failed: ``conflict`` when a value it would restore changed
-        since, or its text was replaced). A non-text write not yet confirmed is undone
-        once it is (its version guards the undo); a text edit is undone at once.
+        since, or its text was replaced). A write not yet confirmed is undone once it
+        is (or, if the relay refuses it, there is nothing to undo).
         """
         step = self.history.take(path, redo)
         if step is None:
@@ -294,21 +294,17 @@ class RoomSync:
         where = step.paths[0] if step.paths else None
         if step.lost is not None:
             return [self._undo_refused(handle, where, f"cannot undo: {step.lost}")]
-        live = [p for p in self.pending if p.replayed]
-        mine = [p for p in live if p in step.pending]
-        if mine and not step.text_only:
-            self.history.defer(step, handle, kind)  # its version will guard the undo
+        if any(p.replayed for p in step.pending):
+            # Undone once confirmed: its version guards the undo, and its inverse is
+            # computed from what the relay really applied (an inverse made now would not
+            # follow the rebases of the op it undoes: it could bring back text a peer
+            # deleted concurrently).
+            self.history.defer(step, handle, kind)
             return []
-        # The inverse against ``visible``: walk the pending ops, inverting the step's
-        # own parts and transforming the inverse over the others.
-        inverse, state = list(step.inverse), self.confirmed
+        # The inverse against ``visible``: transformed over the pending ops.
         try:
-            for pending in live:
-                if pending in step.pending:
-                    inverse = [*invert_ops(state, pending.ops, None), *inverse]
-                else:
-                    inverse = transform_ops(inverse, pending.ops)[0]
-                state = _try_apply(state, pending.ops)
+            ops = [op for p in self.pending if p.replayed for op in p.ops]
+            inverse = transform_ops(step.inverse, ops)[0] if ops else list(step.inverse)
         except TextReplaced as exc:
             return [self._undo_refused(handle, exc.path, f"cannot undo: {exc}")]
         if not inverse:

@@ -201,9 +201,7 @@ class UndoHistory:
                 if not isinstance(after, str) or not isinstance(before, str):
                     diffs[op.path] = DeleteOp(path=op.path)
                 elif before != after:
-                    diffs[op.path] = TextOp(
-                        path=op.path, delta=text_ot.diff_regions(before, after)
-                    )
+                    diffs[op.path] = TextOp(path=op.path, delta=text_ot.diff_regions(before, after))
         for step in self._steps():
             guarded = [op for op in step.inverse if not isinstance(op, TextOp)]
             if any(
@@ -274,9 +272,7 @@ def _prepend(first: list[Op], then: list[Op]) -> list[Op]:
         and isinstance(then[0], TextOp)
         and first[-1].path == then[0].path
     ):
-        composed = TextOp(
-            path=then[0].path, delta=text_ot.compose(first[-1].delta, then[0].delta)
-        )
+        composed = TextOp(path=then[0].path, delta=text_ot.compose(first[-1].delta, then[0].delta))
         return [*first[:-1], composed, *then[1:]]
     return [*first, *then]
 
