@@ -120,6 +120,19 @@ export function buildMirror(text, peers) {
   return { nodes, carets };
 }
 
+/**
+ * "undo", "redo" or null for a key press: Ctrl-Z / Ctrl-Shift-Z / Ctrl-Y (Cmd on macOS).
+ * @param {{key: string, ctrlKey: boolean, metaKey: boolean, shiftKey: boolean, altKey: boolean}} e
+ * @returns {"undo" | "redo" | null}
+ */
+export function undoKey(e) {
+  if (!(e.ctrlKey || e.metaKey) || e.altKey) return null;
+  const key = e.key.toLowerCase();
+  if (key === "z") return e.shiftKey ? "redo" : "undo";
+  if (key === "y" && !e.shiftKey) return "redo";
+  return null;
+}
+
 /** @param {{model: Model}} _ctx */
 function initialize(_ctx) {}
 
@@ -328,6 +341,24 @@ function render({ model, el }) {
   d.model(model, "change:editing_hint", showEditing);
   showEditing();
   d.model(model, "change:cursors_rev", adoptCursors);
+  // Undo/redo are the room's (your own edits of this text, never a peer's), not the
+  // textarea's: its native history knows nothing of peers' edits.
+  function onKeydown(/** @type {KeyboardEvent} */ event) {
+    const action = undoKey(event);
+    if (!action) return;
+    event.preventDefault();
+    if (composing) return;
+    sync.command(action);
+  }
+
+  d.on(textarea, "keydown", onKeydown);
+  d.on(textarea, "beforeinput", (/** @type {InputEvent} */ event) => {
+    // The browser's own Edit menu / gestures: route them to the room too.
+    if (event.inputType === "historyUndo" || event.inputType === "historyRedo") {
+      event.preventDefault();
+      sync.command(event.inputType === "historyUndo" ? "undo" : "redo");
+    }
+  });
   d.on(textarea, "input", onInput);
   d.on(textarea, "select", onSelect);
   d.on(textarea, "keyup", onSelect);

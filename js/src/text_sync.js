@@ -42,6 +42,22 @@ export class TextSync {
     this.selection = null;
     /** @type {Selection | null} the selection the kernel knows */
     this.sentSelection = null;
+    /** @type {string[]} undo/redo requests waiting for the edits before them */
+    this.commands = [];
+  }
+
+  /**
+   * Ask the kernel to undo or redo (its session's own edits of this text). Sent after
+   * every edit made before it is acknowledged, so it undoes the latest keystrokes.
+   * @param {"undo" | "redo"} type
+   */
+  command(type) {
+    this.commands.push(type);
+    if (this.outstanding === null) this._flushCommands();
+  }
+
+  _flushCommands() {
+    for (const type of this.commands.splice(0)) this.send({ type, view: this.view });
   }
 
   get synchronized() {
@@ -102,7 +118,10 @@ export class TextSync {
     this.outstanding = this.buffer;
     this.buffer = null;
     if (this.outstanding !== null) this._sendEdit(this.outstanding);
-    else this._flushCursor();
+    else {
+      this._flushCommands();
+      this._flushCursor();
+    }
     return null;
   }
 

@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it, vi } from "vitest";
-import widget, { buildMirror } from "../src/shared_text.js";
+import widget, { buildMirror, undoKey } from "../src/shared_text.js";
 import { EVIL, FakeModel, mount } from "./fake_model.js";
 
 function setup(state = {}) {
@@ -31,6 +31,25 @@ afterEach(() => {
 });
 
 describe("SharedText view", () => {
+  it("Ctrl-Z / Ctrl-Shift-Z / Ctrl-Y / Cmd-Z ask the kernel, not the textarea", () => {
+    const { model, textarea } = setup();
+    const press = (/** @type {KeyboardEventInit} */ init) => {
+      const event = new KeyboardEvent("keydown", { cancelable: true, ...init });
+      textarea.dispatchEvent(event);
+      return event.defaultPrevented;
+    };
+    expect(press({ key: "z", ctrlKey: true })).toBe(true);
+    expect(press({ key: "Z", ctrlKey: true, shiftKey: true })).toBe(true);
+    expect(press({ key: "y", ctrlKey: true })).toBe(true);
+    expect(press({ key: "z", metaKey: true })).toBe(true);
+    expect(press({ key: "z" })).toBe(false);
+    const sent = model.take().map((/** @type {any} */ m) => m.type);
+    expect(sent).toEqual(["undo", "redo", "redo", "undo"]);
+    expect(
+      undoKey({ key: "z", ctrlKey: true, metaKey: false, shiftKey: false, altKey: true }),
+    ).toBe(null);
+  });
+
   it("renders the text with rows and placeholder", () => {
     const { textarea } = setup();
     expect(textarea.value).toBe("hello world");

@@ -183,6 +183,22 @@ describe("TextSync (browser side of the kernel OT)", () => {
     expect(sent.at(-1)).toEqual({ type: "cursor", view: "me", rev: 3, anchor: 0, head: 0 });
   });
 
+  it("sends undo/redo after the edits made before it are acknowledged", () => {
+    /** @type {any[]} */
+    const sent = [];
+    const s = new TextSync({ view: "me", value: "", rev: 0, send: (m) => sent.push(m) });
+    s.command("undo");
+    expect(sent.at(-1)).toEqual({ type: "undo", view: "me" }); // nothing in flight: at once
+    s.edit("a", { anchor: 1, head: 1 });
+    s.edit("ab", { anchor: 2, head: 2 }); // buffered behind "a"
+    s.command("undo");
+    expect(sent.filter((m) => m.type === "undo")).toHaveLength(1);
+    s.receive({ type: "ack", view: "me", rev: 1, delta: ["a"] });
+    expect(sent.at(-1).type).toBe("edit"); // the buffer goes first
+    s.receive({ type: "ack", view: "me", rev: 2, delta: [1, "b"] });
+    expect(sent.filter((m) => m.type === "undo")).toHaveLength(2);
+  });
+
   it("maps kernel positions through pending edits (toLocal)", () => {
     const s = new TextSync({ view: "me", value: "abc", rev: 0, send: () => {} });
     s.edit("XXabc", { anchor: 2, head: 2 });

@@ -40,6 +40,7 @@ from ..state import text as text_ot
 from ..state.ops import DeleteOp, Op, OpError, TextOp, apply_ops, get_path, touched_paths
 from ..state.paths import is_related
 from ..state.rebase import TextReplaced, transform_ops
+from .undo import Kind, Step, UndoHistory
 
 __all__ = [
     "Acked",
@@ -189,6 +190,8 @@ class RoomSync:
         self.pacer: TokenBucket | None = None
         # The cost of the first unsent op the pacer held back (None: none held).
         self.paced_cost: float | None = None
+        # Own writes that undo()/redo() can take back (client.undo).
+        self.history = UndoHistory()
 
     # --- local writes -------------------------------------------------------------
 
@@ -200,13 +203,19 @@ class RoomSync:
         handle: Any = None,
         priority: Priority = Priority.NORMAL,
         now: float = 0.0,
+        kind: Kind = "write",
     ) -> list[Event]:
-        """Apply ``ops`` optimistically and queue them; raises OpError or QueueFull."""
+        """Apply ``ops`` optimistically and queue them; raises OpError or QueueFull.
+
+        ``kind``: a normal write ("write", which clears the redo stack), or the ops of
+        an undo or a redo (see :meth:`undo`)."""
         before = self.visible
         after = apply_ops(before, ops)  # the caller's mistake surfaces here, at once
         events: list[Event] = []
-        if self._compose_keystroke(ops, batch, handle, priority):
+        group = self.history.group_for(ops, batch, kind, now)
+        if self._compose_keystroke(ops, batch, handle, priority, group):
             self.visible = after
+            self.history.record(self.pending[-1], ops, kind, now, group)
             return [Changed(before, after, local=True, ops=ops, origin=self.client_id)]
         if len(self.pending) >= self.max_pending:
             events += self._make_room(priority)
@@ -217,17 +226,21 @@ class RoomSync:
             pending.handles.append(handle)
         self.next_seq += 1
         self.pending.append(pending)
+        self.history.record(pending, ops, kind, now, group)
         self.visible = after
         events.append(Changed(before, after, local=True, ops=ops, origin=self.client_id))
         return events + self._send_ready(now)
 
     def _compose_keystroke(
-        self, ops: Sequence[Op], batch: bool, handle: Any, priority: Priority
+        self, ops: Sequence[Op], batch: bool, handle: Any, priority: Priority, group: Step | None
     ) -> bool:
-        """Fold a text edit into the previous unsent edit of the same text (ot.js "buffer")."""
+        """Fold a text edit into the previous unsent edit of the same text (ot.js "buffer"),
+        if both are one undo step (``group``)."""
         if batch or len(ops) != 1 or not isinstance(ops[0], TextOp) or not self.pending:
             return False
         last = self.pending[-1]
+        if group is None or last not in group.pending:
+            return False
         op = ops[0]
         if last.transmitted or last.batch or not last.replayed or last.priority != priority:
             return False
@@ -251,10 +264,69 @@ class RoomSync:
                 continue  # later ops build on it: dropping it would change their meaning
             self._withdraw(victim)
             del self.pending[index]
-            return self._rollback(victim, "queue_full", "evicted by a higher-priority write")
+            events = self._rollback(victim, "queue_full", "evicted by a higher-priority write")
+            return events + self._undo_ready(self.history.forget(victim), 0.0)
         raise QueueFull(
             f"{len(self.pending)} operations are waiting for the relay (limit {self.max_pending})"
         )
+
+    # --- undo and redo (client.undo, docs/undo.md) -----------------------------------
+
+    def undo(
+        self, path: str | None = None, *, handle: Any = None, now: float = 0.0, redo: bool = False
+    ) -> list[Event] | None:
+        """Undo (or redo) this client's latest own write within ``path`` as a new write.
+
+        Returns None when there is nothing to undo. The new write's outcome reaches
+        ``handle`` (Acked, or Failed: ``conflict`` when a value it would restore changed
+        since, or its text was replaced). A write not yet confirmed is undone once it
+        is (or, if the relay refuses it, there is nothing to undo).
+        """
+        step = self.history.take(path, redo)
+        if step is None:
+            return None
+        return self._run_undo(step, handle, now, "redo" if redo else "undo")
+
+    def can_undo(self, path: str | None = None, *, redo: bool = False) -> bool:
+        return self.history.can(path, redo)
+
+    def _run_undo(self, step: Step, handle: Any, now: float, kind: Kind) -> list[Event]:
+        where = step.paths[0] if step.paths else None
+        if step.lost is not None:
+            return [self._undo_refused(handle, where, f"cannot undo: {step.lost}")]
+        if any(p.replayed for p in step.pending):
+            # Undone once confirmed: its version guards the undo, and its inverse is
+            # computed from what the relay really applied (an inverse made now would not
+            # follow the rebases of the op it undoes: it could bring back text a peer
+            # deleted concurrently).
+            self.history.defer(step, handle, kind)
+            return []
+        # The inverse against ``visible``: transformed over the pending ops.
+        try:
+            ops = [op for p in self.pending if p.replayed for op in p.ops]
+            inverse = transform_ops(step.inverse, ops)[0] if ops else list(step.inverse)
+        except TextReplaced as exc:
+            return [self._undo_refused(handle, exc.path, f"cannot undo: {exc}")]
+        if not inverse:
+            return [Acked([handle] if handle is not None else [], self.version)]
+        try:
+            return self.submit(inverse, batch=len(inverse) > 1, handle=handle, now=now, kind=kind)
+        except OpError as exc:
+            return [self._undo_refused(handle, exc.path or where, f"cannot undo: {exc}", exc.code)]
+
+    def _undo_refused(
+        self, handle: Any, path: str | None, message: str, code: str = "conflict"
+    ) -> Failed:
+        current = get_path(self.confirmed, path) if path else None
+        handles = [handle] if handle is not None else []
+        return Failed(handles, [], code, message, path, current, self.version if path else None)
+
+    def _undo_ready(self, steps: list[Step], now: float) -> list[Event]:
+        """Run the undos that waited for their write's confirmation (or refusal)."""
+        events: list[Event] = []
+        for step in steps:
+            events += self._run_undo(step, step.deferred, now, step.deferred_as)
+        return events
 
     # --- connection lifecycle -----------------------------------------------------
 
@@ -304,8 +376,13 @@ class RoomSync:
         for pending in self.pending:
             if pending.seq <= message.last_seq and not pending.settled:
                 if pending.replayed:
+                    # Its version is unknown: only its text edits stay undoable.
+                    self.history.confirmed(pending, base, pending.ops, None)
                     base = _try_apply(base, pending.ops)
+                else:
+                    self.history.forget(pending)
                 pending.settled = True
+        self.history.resync(base, message.state)
         self.confirmed, self.version = message.state, message.version
         self._need_snapshot = False
         # We cannot see the ops between our state and the snapshot, so rebase pending
@@ -328,6 +405,7 @@ class RoomSync:
         except OpError as exc:
             return self._diverged(f"relay op does not apply here: {exc}")
         self.version = message.version
+        self.history.remote(message.ops)
         before = self.visible
         seen_after_pending = self._rebase_pending(message.ops)
         return self._replay(before, seen_after_pending, message.origin)
@@ -377,6 +455,7 @@ class RoomSync:
             self._withdraw(pending)
         self.pending.remove(pending)
         events = self._rollback(pending, code, message, path, current, current_version)
+        events += self._undo_ready(self.history.forget(pending), now)
         return events + self._send_ready(now)
 
     def _on_joined(self, message: Joined, now: float) -> list[Event]:
@@ -423,14 +502,17 @@ class RoomSync:
         """Our op got ``version``: it moves from pending into confirmed."""
         if pending.doomed:
             return self._diverged("the relay accepted an op this client thought impossible")
+        before = self.confirmed
         try:
             self.confirmed = apply_ops(self.confirmed, ops)
         except OpError as exc:
             return self._diverged(f"own acked op does not apply: {exc}")
         self.version = version
         self.pending.remove(pending)
+        ready = self.history.confirmed(pending, before, ops, version)
         # Visible is unchanged: it already showed this op on top of the same state.
-        return [Acked(pending.handles, version), *self._send_ready(now)]
+        events: list[Event] = [Acked(pending.handles, version)]
+        return events + self._undo_ready(ready, now) + self._send_ready(now)
 
     def _rollback(
         self,

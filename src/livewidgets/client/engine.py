@@ -389,6 +389,25 @@ class Engine:
         self._act(actions)
         return ack
 
+    def undo(self, path: str | None = None, *, redo: bool = False) -> Ack | None:
+        """Undo (redo) this client's latest own write within ``path`` (client.undo);
+        returns its Ack, or None when there is nothing to undo."""
+        if self.state == "closed":
+            raise SessionClosed(self.unusable or "the session is closed")
+        ack = Ack()
+        with self._lock:
+            now = time.monotonic()
+            actions = self.protocol.undo(self.core.room, path, now, handle=(ack, now), redo=redo)
+            if actions is None:
+                return None
+            actions = self._stage(actions)
+        self._act(actions)
+        return ack
+
+    def can_undo(self, path: str | None = None, *, redo: bool = False) -> bool:
+        with self._lock:
+            return self.core.can_undo(path, redo=redo)
+
     def update_presence(self, fields: dict[str, Any]) -> None:
         """Merge fields into our presence and publish (throttled, latest wins)."""
         if self.unusable:

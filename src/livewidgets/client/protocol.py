@@ -727,6 +727,16 @@ class ClientProtocol:
         events = sync.submit(ops, batch=batch, handle=handle, priority=priority, now=now)
         return actions + self._room_events(sync, events, now)
 
+    def undo(
+        self, room: str, path: str | None, now: float, *, handle: Any = None, redo: bool = False
+    ) -> list[Action] | None:
+        """Undo (redo) the latest own write within ``path``; None: nothing to undo."""
+        sync = self.rooms[room]
+        events = sync.undo(path, handle=handle, now=now, redo=redo)
+        if events is None:
+            return None
+        return self._room_events(sync, events, now)
+
     def update_presence(self, fields: dict[str, Any], now: float) -> list[Action]:
         """Merge ``fields`` into our presence and publish it (throttled, latest wins)."""
         self.presence.update(fields)

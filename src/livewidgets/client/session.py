@@ -194,6 +194,32 @@ class SessionAPI:
         """Submit a ready-made op (from ``livewidgets.state``)."""
         return self._write(op, priority)
 
+    # --- undo and redo (docs/undo.md) -----------------------------------------------
+
+    def undo(self, path: str | None = None) -> Ack | None:
+        """Take back your latest own write (within ``path`` if given) as a new write that
+        keeps everyone else's changes; None when there is nothing to undo.
+
+        The Ack fails with :class:`~livewidgets.errors.ConflictError` when a value the
+        undo would restore was changed by someone since (``current`` says what it is now).
+        """
+        if path is not None:
+            parse_path(path)
+        return self._engine.undo(path)
+
+    def redo(self, path: str | None = None) -> Ack | None:
+        """Take back your latest undo (within ``path``); None when there is nothing to redo.
+        Any new write of yours clears what can be redone."""
+        if path is not None:
+            parse_path(path)
+        return self._engine.undo(path, redo=True)
+
+    def can_undo(self, path: str | None = None) -> bool:
+        return self._engine.can_undo(path)
+
+    def can_redo(self, path: str | None = None) -> bool:
+        return self._engine.can_undo(path, redo=True)
+
     # --- room rules ---------------------------------------------------------------
 
     def set_rules(self, rules: Any) -> Ack:

@@ -1,4 +1,4 @@
-/* livewidgets build: sources sha256:7ac038f2c9c0c4a72d0e0b2985fbd2bc424549be41dc9c939cf72e3277dae979 (esbuild 0.28.2) */
+/* livewidgets build: sources sha256:623750b3d1fd93ac3a7912778da538c8d31bf9b1b79a0a54378c1e75f750cfff (esbuild 0.28.2) */
 
 // src/util.js
 function h(tag, props = {}, children = []) {

@@ -1,4 +1,4 @@
-/* livewidgets build: sources sha256:7ac038f2c9c0c4a72d0e0b2985fbd2bc424549be41dc9c939cf72e3277dae979 (esbuild 0.28.2) */
+/* livewidgets build: sources sha256:623750b3d1fd93ac3a7912778da538c8d31bf9b1b79a0a54378c1e75f750cfff (esbuild 0.28.2) */
 
 // src/ot.js
 var TextOpError = class extends Error {
@@ -268,6 +268,19 @@ var TextSync = class {
     this.buffer = null;
     this.selection = null;
     this.sentSelection = null;
+    this.commands = [];
+  }
+  /**
+   * Ask the kernel to undo or redo (its session's own edits of this text). Sent after
+   * every edit made before it is acknowledged, so it undoes the latest keystrokes.
+   * @param {"undo" | "redo"} type
+   */
+  command(type) {
+    this.commands.push(type);
+    if (this.outstanding === null) this._flushCommands();
+  }
+  _flushCommands() {
+    for (const type of this.commands.splice(0)) this.send({ type, view: this.view });
   }
   get synchronized() {
     return this.outstanding === null;
@@ -323,7 +336,10 @@ var TextSync = class {
     this.outstanding = this.buffer;
     this.buffer = null;
     if (this.outstanding !== null) this._sendEdit(this.outstanding);
-    else this._flushCursor();
+    else {
+      this._flushCommands();
+      this._flushCursor();
+    }
     return null;
   }
   /** @param {number} rev @param {Delta} delta */
@@ -621,6 +637,13 @@ function buildMirror(text, peers) {
   nodes.push(document.createTextNode("​"));
   return { nodes, carets };
 }
+function undoKey(e) {
+  if (!(e.ctrlKey || e.metaKey) || e.altKey) return null;
+  const key = e.key.toLowerCase();
+  if (key === "z") return e.shiftKey ? "redo" : "undo";
+  if (key === "y" && !e.shiftKey) return "redo";
+  return null;
+}
 function initialize(_ctx) {
 }
 function render({ model, el }) {
@@ -800,6 +823,20 @@ function render({ model, el }) {
   d.model(model, "change:editing_hint", showEditing);
   showEditing();
   d.model(model, "change:cursors_rev", adoptCursors);
+  function onKeydown(event) {
+    const action = undoKey(event);
+    if (!action) return;
+    event.preventDefault();
+    if (composing) return;
+    sync.command(action);
+  }
+  d.on(textarea, "keydown", onKeydown);
+  d.on(textarea, "beforeinput", (event) => {
+    if (event.inputType === "historyUndo" || event.inputType === "historyRedo") {
+      event.preventDefault();
+      sync.command(event.inputType === "historyUndo" ? "undo" : "redo");
+    }
+  });
   d.on(textarea, "input", onInput);
   d.on(textarea, "select", onSelect);
   d.on(textarea, "keyup", onSelect);
@@ -827,5 +864,6 @@ function render({ model, el }) {
 var shared_text_default = { initialize, render };
 export {
   buildMirror,
-  shared_text_default as default
+  shared_text_default as default,
+  undoKey
 };

@@ -25,6 +25,9 @@ kernel being the server of its views:
   has nothing unacknowledged) is transformed to the current text and published
   with ``t.set_cursor``. Peers' cursors come from ``t.on_cursors`` and go to the
   views as the ``cursors`` trait, valid at revision ``cursors_rev``.
+* ``{"type": "undo"}`` / ``{"type": "redo"}`` (Ctrl-Z, Ctrl-Shift-Z / Ctrl-Y; Cmd on
+  macOS) undo or redo this session's own edits of this text (``session.undo(path)``,
+  docs/undo.md); the result reaches the views as any other change.
 * A view that cannot continue (a message gap, an edit older than the history)
   gets ``{"type": "reset", "view", "rev", "value"}``; it starts over from ``value``.
 """
@@ -197,6 +200,24 @@ class SharedText(LiveWidget):
                 sel = ot.transform_selection(sel, theirs)
             self._set_cursor(sel)
 
+    def _msg_undo(self, msg: dict[str, Any]) -> None:
+        """Ctrl-Z in a view: undo this session's latest own edit of THIS text (never a
+        peer's, never another path). The change comes back through the subscription
+        and goes to every view as a ``sync``."""
+        self._undo(redo=False)
+
+    def _msg_redo(self, msg: dict[str, Any]) -> None:
+        """Ctrl-Shift-Z / Ctrl-Y in a view: redo the latest undo of this text."""
+        self._undo(redo=True)
+
+    def _undo(self, redo: bool) -> None:
+        with self._lock:
+            self._reconcile()
+        # Outside the lock: the change callback (any thread) takes it.
+        ack = self._session.redo(self.path) if redo else self._session.undo(self.path)
+        if ack is not None:
+            ack.add_done_callback(_log_refusal)
+
     def _msg_resync(self, msg: dict[str, Any]) -> None:
         with self._lock:
             self._reconcile()
@@ -338,6 +359,12 @@ class SharedText(LiveWidget):
                 session.update_presence(cursors=cursors or None)
             except LivewidgetsError as exc:
                 log.debug("[livewidgets] cursor not withdrawn: %s", exc)
+
+
+def _log_refusal(ack: Any) -> None:
+    error = ack.exception()
+    if error is not None:
+        log.info("[livewidgets] SharedText: undo refused: %s", error)
 
 
 def _int(value: Any) -> int:
