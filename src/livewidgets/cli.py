@@ -1,4 +1,4 @@
-"""The ``livewidgets`` command line: ``livewidgets relay | token | revoke | demo``.
+"""The ``livewidgets`` command line: ``livewidgets relay | token | revoke | room | demo``.
 
 Each subcommand is a function that adds its parser to the subparsers and sets
 ``handler`` (``args -> exit status``); add new ones to :data:`COMMANDS`.
@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from . import __version__
+from .relay.history import DEFAULT_HISTORY_DAYS, DEFAULT_HISTORY_ENTRIES
 from .relay.room import DEFAULT_MAX_STATE_BYTES
 from .relay.security import Limits
 
@@ -50,6 +51,21 @@ def _add_relay(subparsers: Subparsers) -> None:
         default=1000,
         metavar="OPS",
         help="ops between snapshots (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--history-entries",
+        type=int,
+        default=DEFAULT_HISTORY_ENTRIES,
+        metavar="N",
+        help="history kept behind snapshots: at least the last N entries (0: none beyond "
+        "the newest snapshot; docs/history.md) (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--history-days",
+        type=float,
+        default=DEFAULT_HISTORY_DAYS,
+        metavar="DAYS",
+        help="and none older than this many days (default: %(default)s)",
     )
     parser.add_argument(
         "--max-frame-size",
@@ -319,6 +335,174 @@ def _run_revoke(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_room(subparsers: Subparsers) -> None:
+    parser = subparsers.add_parser(
+        "room",
+        help="export, import, show the history of, or list rooms",
+        description="Back up and restore rooms, read their history (docs/history.md).",
+    )
+    actions = parser.add_subparsers(dest="action", title="actions", required=True)
+
+    def connected(name: str, help_text: str, description: str) -> argparse.ArgumentParser:
+        action: argparse.ArgumentParser = actions.add_parser(
+            name, help=help_text, description=description
+        )
+        action.add_argument("url", help="the relay, e.g. ws://127.0.0.1:8765")
+        action.add_argument("room", help="the room")
+        action.add_argument(
+            "--token",
+            help="a token for the room (else an admin token signed with --secret-file / "
+            "$LIVEWIDGETS_SECRET if there is one, else none: a relay without tokens)",
+        )
+        action.add_argument("--secret-file", metavar="PATH", help="else $LIVEWIDGETS_SECRET")
+        action.add_argument("--cafile", metavar="PEM", help="CA for a wss:// relay's certificate")
+        action.add_argument("--timeout", type=float, default=30.0, metavar="SECONDS")
+        return action
+
+    export = connected(
+        "export",
+        "write a room's state (and history) as JSON",
+        "Print the room as JSON (state and version; --history adds every kept entry), "
+        "as the token may read it.",
+    )
+    export.add_argument("--history", action="store_true", help="include the kept history")
+    export.add_argument("-o", "--output", metavar="FILE", help="write here instead of stdout")
+    export.set_defaults(handler=_run_room_export)
+    restore = connected(
+        "import",
+        "make a room equal to an export (admins)",
+        "Make the room's state equal to the export's, as one batch of only what differs "
+        "(its rules included). The file is checked first: a malformed one changes nothing.",
+    )
+    restore.add_argument("file", help="an export (- for stdin)")
+    restore.set_defaults(handler=_run_room_import)
+    history = connected(
+        "history",
+        "show who changed what and when",
+        "Print the room's kept history as a table, oldest first.",
+    )
+    history.add_argument("--path", help="only changes at, below or above this path")
+    history.add_argument("--user", help="only changes by this user")
+    history.add_argument("--limit", type=_positive_int, default=50, help="(default: %(default)s)")
+    history.set_defaults(handler=_run_room_history)
+    listing = actions.add_parser(
+        "list",
+        help="list the rooms of a store",
+        description="List the rooms a store holds, with their versions (reads the store "
+        "directly: no relay needed).",
+    )
+    listing.add_argument(
+        "--store", default="sqlite:///rooms.db", help="(default: %(default)s, as the relay's)"
+    )
+    listing.set_defaults(handler=_run_room_list)
+
+
+def _room_session(args: argparse.Namespace) -> Any:
+    """A session of the room for a ``room`` action, not announced on its presence lists."""
+    import ssl
+
+    from .auth import issue_token, load_secret
+    from .client import connect
+
+    token = args.token
+    if token is None:
+        secret = load_secret(args.secret_file)
+        if secret is not None:
+            token = issue_token(
+                secret, user="livewidgets-cli", room=args.room, role="admin", ttl=600
+            )
+    options: dict[str, Any] = {"announce": False, "timeout": args.timeout}
+    if args.cafile:
+        options["ssl"] = ssl.create_default_context(cafile=args.cafile)
+    return connect(args.url, args.room, user="livewidgets-cli", token=token, **options)
+
+
+def _room_action(args: argparse.Namespace, action: Callable[[Any], int]) -> int:
+    from .errors import LivewidgetsError
+
+    name = f"livewidgets room {args.action}"
+    try:
+        session = _room_session(args)
+    except (LivewidgetsError, OSError, ValueError) as exc:
+        print(f"{name}: {exc}", file=sys.stderr)
+        return 1
+    try:
+        return action(session)
+    except (LivewidgetsError, OSError, ValueError, TimeoutError) as exc:
+        print(f"{name}: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        session.close()
+
+
+def _run_room_export(args: argparse.Namespace) -> int:
+    import json
+
+    from .room_admin import export_room
+
+    def export(session: Any) -> int:
+        text = json.dumps(export_room(session, history=args.history), indent=1, ensure_ascii=False)
+        if args.output:
+            with open(args.output, "w", encoding="utf-8") as out:
+                out.write(text + "\n")
+        else:
+            print(text)
+        return 0
+
+    return _room_action(args, export)
+
+
+def _run_room_import(args: argparse.Namespace) -> int:
+    from .room_admin import ExportError, import_room, read_export
+
+    try:
+        if args.file == "-":
+            export = read_export(sys.stdin, "stdin")
+        else:
+            with open(args.file, encoding="utf-8") as stream:
+                export = read_export(stream, args.file)
+    except (ExportError, OSError) as exc:
+        print(f"livewidgets room import: {exc}; nothing was changed", file=sys.stderr)
+        return 2
+
+    def restore(session: Any) -> int:
+        version = import_room(session, export, timeout=args.timeout)
+        if version is None:
+            print(f"livewidgets: room {args.room} already equals the export")
+        else:
+            print(f"livewidgets: room {args.room} now equals the export (version {version})")
+        return 0
+
+    return _room_action(args, restore)
+
+
+def _run_room_history(args: argparse.Namespace) -> int:
+    from .room_admin import history_table
+
+    def show(session: Any) -> int:
+        entries = session.history(args.path, args.limit, user=args.user, timeout=args.timeout)
+        print(history_table(entries))
+        return 0
+
+    return _room_action(args, show)
+
+
+def _run_room_list(args: argparse.Namespace) -> int:
+    from .relay.store import StoreError
+    from .room_admin import list_rooms
+
+    try:
+        rooms = asyncio.run(list_rooms(args.store))
+    except (StoreError, OSError, ValueError, sqlite3.Error) as exc:
+        print(f"livewidgets room list: {exc}", file=sys.stderr)
+        return 1
+    width = max([len("ROOM"), *(len(name) for name, _ in rooms)])
+    print(f"{'ROOM':<{width}}  VERSION")
+    for name, head in rooms:
+        print(f"{name:<{width}}  {head}")
+    return 0
+
+
 # Subcommands, in help order. Others plug in here (e.g. token, demo).
 def _add_demo(subparsers: Subparsers) -> None:
     from . import demo
@@ -332,7 +516,13 @@ def _add_demo(subparsers: Subparsers) -> None:
     parser.set_defaults(handler=demo.run)
 
 
-COMMANDS: list[Callable[[Subparsers], None]] = [_add_relay, _add_token, _add_revoke, _add_demo]
+COMMANDS: list[Callable[[Subparsers], None]] = [
+    _add_relay,
+    _add_token,
+    _add_revoke,
+    _add_room,
+    _add_demo,
+]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -417,6 +607,7 @@ def _is_loopback(host: str) -> bool:
 
 async def _serve_relay(args: argparse.Namespace) -> None:
     from .relay import Relay
+    from .relay.history import HistoryHorizon
     from .relay.process import FD_RESERVE, raise_fd_limit, tune_garbage_collector
 
     policy, context = _relay_security(args)
@@ -437,6 +628,7 @@ async def _serve_relay(args: argparse.Namespace) -> None:
         trust_proxies=args.trust_proxy,
         store=args.store,
         snapshot_every=args.snapshot_every,
+        history=HistoryHorizon(args.history_entries, args.history_days),
         max_frame_size=args.max_frame_size,
         max_state_bytes=args.max_state_bytes,
         presence_interval=args.presence_interval,

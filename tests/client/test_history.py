@@ -143,6 +143,12 @@ async def test_state_at_and_revert_to(relay: Relay, connect: Connect) -> None:
     assert sorted(ops_of([entry])[0]) == [("delete", "extra"), ("set", "poll")]
     # Nothing is destroyed: the vandalized room is still a version to go back to.
     assert (await ada.state_at(reverted - 1))["extra"] == [1, 2]
+    # And the revert is a write of Ada's like any other: she can undo it.
+    undo = ada.undo()
+    assert undo is not None
+    await undo
+    await eventually(lambda: grace.get("extra") == [1, 2], what="the undone revert")
+    assert grace.get("poll") is None and grace.get("notes/body") == "first"
 
 
 async def test_revert_is_for_admins(relay_factory, connect: Connect) -> None:

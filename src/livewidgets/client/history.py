@@ -10,16 +10,19 @@ one ordinary batch, checked by the relay like any write and undoable like one.
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 from collections.abc import Iterator
 from typing import Any, Final
+
+import msgspec
 
 from ..errors import LivewidgetsError
 from ..protocol.messages import MAX_BATCH_OPS, HistoryEntry, HistoryReply
 from ..state.ops import MAX_VALUE_DEPTH, DeleteOp, Op, SetOp
 from ..state.paths import MAX_PATH_DEPTH, InvalidPath, join_path, parse_path
 
-__all__ = ["HistoryEntry", "HistoryError", "HistoryQueries", "revert_ops"]
+__all__ = ["HistoryEntry", "HistoryError", "HistoryQueries", "describe_op", "revert_ops"]
 
 _MISSING: Final[Any] = object()
 
@@ -73,6 +76,36 @@ class HistoryQueries:
             future.get_loop().call_soon_threadsafe(_settle, future, None, error)
 
 
+def describe_op(op: Op) -> str:
+    """A short human description of ``op`` (for tables and timelines)."""
+    data = msgspec.to_builtins(op)
+    kind, path = data.pop("op"), data.pop("path")
+    data.pop("if_version", None)
+    if kind == "increment":
+        by = data.get("by", 1)
+        return f"{path} {by:+}"
+    if kind == "set":
+        return f"{path} = {_short(data.get('value'))}"
+    if kind == "delete":
+        return f"delete {path}"
+    if kind == "push":
+        return f"{path} + {_short(data.get('value'))}"
+    if kind == "remove":
+        return f"{path} remove item {data.get('id')}"
+    if kind == "merge":
+        return f"{path} merge {{{', '.join(map(str, data.get('value', {})))}}}"
+    if kind == "text":
+        inserted = sum(len(c) for c in data.get("delta", []) if isinstance(c, str))
+        deleted = sum(-c for c in data.get("delta", []) if isinstance(c, int) and c < 0)
+        return f"{path}: +{inserted} -{deleted} chars"
+    return f"{kind} {path}"
+
+
+def _short(value: Any, width: int = 40) -> str:
+    text = json.dumps(value, ensure_ascii=False)
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
 def _settle(
     future: asyncio.Future[HistoryReply],
     reply: HistoryReply | None,
@@ -88,20 +121,25 @@ def _settle(
 
 
 def revert_ops(
-    current: dict[str, Any], past: dict[str, Any], path: str = "", *, max_ops: int = MAX_BATCH_OPS
+    current: dict[str, Any],
+    past: dict[str, Any],
+    path: str = "",
+    *,
+    max_ops: int = MAX_BATCH_OPS,
+    include_rules: bool = False,
 ) -> list[Op]:
     """The ops that turn the room ``current`` into the room ``past`` at ``path`` and
     below (the whole room when ""), touching only what differs: mappings are compared
     key by key, anything else is replaced whole (a value absent in ``past`` is
-    deleted). At the root, ``$``-keys (the room's rules) are left alone: rules are
-    changed on purpose, never by a revert.
+    deleted). At the root, ``$``-keys (the room's rules) are left alone unless
+    ``include_rules`` (an import): rules are changed on purpose, never by a revert.
 
     At most ``max_ops`` ops (one batch): beyond that, differing mappings are replaced
     whole from ever higher up. Raises ValueError if even that does not fit.
     """
     before, after = _value_at(current, path), _value_at(past, path)
     for depth in (MAX_VALUE_DEPTH + MAX_PATH_DEPTH, 2, 1, 0):
-        ops = list(_diff(before, after, path, depth))
+        ops = list(_diff(before, after, path, depth, include_rules))
         if len(ops) <= max_ops:
             return ops
     raise ValueError(f"reverting {path or 'the room'} takes more than {max_ops} changes")
@@ -117,7 +155,7 @@ def _value_at(root: dict[str, Any], path: str) -> Any:
     return node
 
 
-def _diff(current: Any, past: Any, path: str, depth: int) -> Iterator[Op]:
+def _diff(current: Any, past: Any, path: str, depth: int, rules: bool = False) -> Iterator[Op]:
     """Ops from ``current`` to ``past`` at ``path``, comparing mappings key by key
     ``depth`` levels down (below that, or at a non-root path with depth 0, a differing
     mapping is replaced whole)."""
@@ -125,7 +163,7 @@ def _diff(current: Any, past: Any, path: str, depth: int) -> Iterator[Op]:
         return
     if isinstance(current, dict) and isinstance(past, dict) and (depth > 0 or not path):
         keys = [*current, *(k for k in past if k not in current)]
-        if not path:
+        if not path and not rules:
             keys = [k for k in keys if not k.startswith("$")]
         if path and not all(_addressable(path, k) for k in keys):
             # A key that cannot be addressed as a path: replace the mapping whole.
