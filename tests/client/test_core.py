@@ -184,9 +184,15 @@ def test_a_remote_delete_dooms_every_pending_edit_of_that_text() -> None:
     assert [p.doomed for p in sync.pending] == [True, True, False]
     sync.receive(remote(2, TextOp(path="t", delta=["new"])))
     assert sync.visible == {"t": "new", "n": 6}
-    failed = of(sync.receive(Reject(room=ROOM, client_seq=1, code="conflict", message="x")), Failed)
-    assert [f.handles for f in failed] == [[1]]
+    events = sync.receive(Reject(room=ROOM, client_seq=1, code="conflict", message="x"))
+    assert [f.handles for f in of(events, Failed)] == [[1]]
     assert sync.visible == {"t": "new", "n": 6}
+    # The doomed edit goes out against the version it was made at, before the delete:
+    # the relay sees the delete as concurrent and refuses it, even though its delta
+    # happens to fit the new text ("new" is as long as "abc").
+    doomed = next(m for m in sends(events) if m.client_seq == 2)
+    assert doomed.base_version == 0
+    assert all(m.base_version == 2 for m in sends(events) if m.client_seq != 2)
 
 
 def test_remote_set_wins_over_pending_set_only_until_ours_lands() -> None:

@@ -82,6 +82,10 @@ class Pending:
     transmitted: bool = False
     # A concurrent op replaced the string this text op edits; the relay will refuse it.
     doomed: bool = False
+    # The room version a doomed op was last expressed against: it is sent with that
+    # base, so the relay sees the replacement as concurrent and refuses it (with the
+    # version after, a delta that happens to fit the new string would apply to it).
+    doomed_base: int = 0
     # The relay processed it before the snapshot we hold: its effect is in the snapshot
     # (or nowhere, if refused). Kept only to learn the verdict when resent.
     settled: bool = False
@@ -383,12 +387,13 @@ class RoomSync:
                     self.history.forget(pending)
                 pending.settled = True
         self.history.resync(base, message.state)
+        old_version = self.version
         self.confirmed, self.version = message.state, message.version
         self._need_snapshot = False
         # We cannot see the ops between our state and the snapshot, so rebase pending
         # text edits over the difference of each string (a three-way merge).
         live = [p for p in self.pending if p.replayed]
-        self._rebase_pending(_text_differences(base, message.state, live))
+        self._rebase_pending(_text_differences(base, message.state, live), old_version)
         return self._replay(before)
 
     def _on_broadcast(self, message: Broadcast, now: float) -> list[Event]:
@@ -407,7 +412,7 @@ class RoomSync:
         self.version = message.version
         self.history.remote(message.ops)
         before = self.visible
-        seen_after_pending = self._rebase_pending(message.ops)
+        seen_after_pending = self._rebase_pending(message.ops, message.version - 1)
         return self._replay(before, seen_after_pending, message.origin)
 
     def _on_ack(self, message: AckMessage, now: float) -> list[Event]:
@@ -549,13 +554,17 @@ class RoomSync:
                     inverse.insert(0, TextOp(path=op.path, delta=text_ot.invert(op.delta, text)))
             state = _try_apply(state, [op])
         later = self.pending[self.pending.index(pending) + 1 :]
-        self._rebase_pending(inverse, later)
+        self._rebase_pending(inverse, self.version, later)
 
     def _rebase_pending(
-        self, concurrent: Iterable[Op], pending_ops: Iterable[Pending] | None = None
+        self,
+        concurrent: Iterable[Op],
+        base: int,
+        pending_ops: Iterable[Pending] | None = None,
     ) -> list[Op] | None:
-        """Transform pending ops over ``concurrent``; returns ``concurrent`` as it applies
-        on top of the pending ops (None if some op could not be rebased)."""
+        """Transform pending ops (expressed against version ``base``) over
+        ``concurrent``; returns ``concurrent`` as it applies on top of the pending ops
+        (None if some op could not be rebased)."""
         others = list(concurrent)
         # Texts a concurrent op replaced under a pending edit: later edits of them were
         # made on top of that (doomed) edit, so they cannot be rebased either.
@@ -566,14 +575,14 @@ class RoomSync:
             if not pending.replayed:
                 continue
             if replaced and _edits_text_under(pending.ops, replaced):
-                pending.doomed = True
+                pending.doomed, pending.doomed_base = True, base
                 continue
             try:
                 pending.ops, others = transform_ops(pending.ops, others)
             except TextReplaced as exc:
                 # Doomed (the relay refuses it too): the ops after it see ``others``
                 # as they were before it.
-                pending.doomed = True
+                pending.doomed, pending.doomed_base = True, base
                 replaced.append(exc.path)
         return None if replaced else others
 
@@ -633,12 +642,11 @@ class RoomSync:
         return events
 
     def _message(self, pending: Pending) -> OpMessage | Batch:
+        base = pending.doomed_base if pending.doomed else self.version
         if pending.batch:
-            return Batch(
-                room=self.room, client_seq=pending.seq, base_version=self.version, ops=pending.ops
-            )
+            return Batch(room=self.room, client_seq=pending.seq, base_version=base, ops=pending.ops)
         return OpMessage(
-            room=self.room, client_seq=pending.seq, base_version=self.version, op=pending.ops[0]
+            room=self.room, client_seq=pending.seq, base_version=base, op=pending.ops[0]
         )
 
     @property
