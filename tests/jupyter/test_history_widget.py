@@ -7,6 +7,9 @@ ipywidgets does; every wait polls a condition with a deadline.
 
 from __future__ import annotations
 
+import itertools
+import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -256,6 +259,61 @@ def test_a_non_admin_cannot_revert(
     wait_until(lambda: "forbidden" in theirs.error, message="the refusal")
     with pytest.raises(OpRejected, match="forbidden"):
         theirs.revert(1)
+
+
+def test_live_refreshes_are_throttled(
+    connect: Connect, wait_until: Wait, made: list[Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A burst of changes is a few queries (at most about two a second), and the last
+    one shows the end of the burst."""
+    ada, grace = connect("ada"), connect("grace")
+    history = History(session=ada)
+    made.append(history)
+    wait_until(lambda: not history.loading, message="the first query")
+    queries: list[float] = []
+    real = ada.history
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        queries.append(time.monotonic())
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(ada, "history", counting)
+    start = time.monotonic()
+    for _ in range(40):
+        grace.increment("n")
+        time.sleep(0.02)
+    grace.flush(TIMEOUT)
+    wait_until(lambda: len(history.entries) == 40, message="the whole burst")
+    elapsed = time.monotonic() - start
+    assert 1 <= len(queries) <= elapsed / History.MIN_INTERVAL + 2
+    assert all(b - a >= History.MIN_INTERVAL * 0.9 for a, b in itertools.pairwise(queries))
+
+
+def test_messages_from_the_view_never_wait_for_the_relay(
+    connect: Connect, wait_until: Wait, made: list[Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The kernel's comm thread only asks; the worker waits for the (here: stuck) query."""
+    ada = connect("ada")
+    history = History(session=ada)
+    made.append(history)
+    wait_until(lambda: not history.loading, message="the first query")
+    release = threading.Event()
+    real = ada.history
+
+    def stuck(*args: Any, **kwargs: Any) -> Any:
+        release.wait(TIMEOUT)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(ada, "history", stuck)
+    start = time.monotonic()
+    frontend(history, type="refresh")
+    history.path_filter = "x"  # what a filter change from the view does
+    frontend(history, type="older")
+    assert time.monotonic() - start < 0.5
+    wait_until(lambda: history.loading, message="the query under way")
+    release.set()
+    wait_until(lambda: not history.loading, message="the query's end")
+    assert history.error == ""
 
 
 def test_close_stops_the_worker(connect: Connect) -> None:

@@ -260,7 +260,9 @@ class History(LiveWidget):
         for done in jobs.get("refresh", []):
             done.set()
         if self._thread is not threading.current_thread():
-            self._thread.join(timeout=self.TIMEOUT)
+            # An idle worker ends at once; one inside a query drops its answer (the
+            # widget is closed) and ends when the query does: don't hold close() for it.
+            self._thread.join(timeout=1.0)
 
     def _work(self) -> None:
         while True:
