@@ -25,6 +25,7 @@ export const WIDGETS = [
   "state_inspector",
   "conflict_resolver",
   "answer_box",
+  "history",
 ];
 
 /** sha256 over js/src (sorted names, each "name\0content\0"); same as the Python test. */

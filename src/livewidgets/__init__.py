@@ -20,6 +20,7 @@ _LAZY = {
     "share": "livewidgets.jupyter",
     "unshare": "livewidgets.jupyter",
     "session": "livewidgets.jupyter",
+    "History": "livewidgets.jupyter.widgets",
 }
 
 __all__ = ["__version__", "load_ipython_extension", "unload_ipython_extension", *_LAZY]

@@ -29,6 +29,7 @@ WIDGETS = [
     "state_inspector",
     "conflict_resolver",
     "answer_box",
+    "history",
 ]
 BANNER = re.compile(r"^/\* livewidgets build: sources sha256:([0-9a-f]{64}) ")
 

@@ -1,4 +1,4 @@
-/* livewidgets build: sources sha256:623750b3d1fd93ac3a7912778da538c8d31bf9b1b79a0a54378c1e75f750cfff (esbuild 0.28.2) */
+/* livewidgets build: sources sha256:bf29bf092cb249e7bd28750350ee0ad169e687995ca853aa89c2e82613b66f13 (esbuild 0.28.2) */
 
 // src/ot.js
 var TextOpError = class extends Error {

@@ -11,6 +11,7 @@ from ._base import LiveWidget, color_for
 from .answer_box import AnswerBox
 from .chat import Chat
 from .conflict import ConflictResolver
+from .history import History
 from .inspector import StateInspector
 from .poll import Poll
 from .presence import ConnectionStatus, Presence
@@ -21,6 +22,7 @@ __all__ = [
     "Chat",
     "ConflictResolver",
     "ConnectionStatus",
+    "History",
     "LiveWidget",
     "Poll",
     "Presence",
