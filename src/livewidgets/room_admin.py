@@ -75,7 +75,7 @@ def export_room(session: Any, *, history: bool = False, page: int = 1000) -> dic
         while True:
             chunk = session.history(limit=page, before=before)
             entries[:0] = chunk
-            if len(chunk) < page or not chunk:
+            if not chunk.more or not chunk:
                 break
             before = chunk[0].version
         document["history"] = [_entry_data(e) for e in entries]

@@ -253,3 +253,15 @@ def test_revert_ops_replace_whole_mappings_beyond_one_batch() -> None:
     assert apply_ops(current, coarse) == past
     odd = {"m": {"a/b": 1}}
     assert [op.path for op in revert_ops({"m": {}}, odd)] == ["m"]  # "a/b" is no key path
+
+
+async def test_a_page_says_whether_older_entries_match(relay: Relay, connect: Connect) -> None:
+    ada = await connect(relay.url)
+    for _ in range(4):
+        ada.increment("n")
+    await ada.flush()
+    page = await ada.history(limit=2)
+    assert [e.version for e in page] == [3, 4] and page.more
+    assert (page.since, page.head) == (0, 4)
+    rest = await ada.history(limit=2, before=3)
+    assert [e.version for e in rest] == [1, 2] and not rest.more

@@ -12,17 +12,23 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any, Final
-
-import msgspec
 
 from ..errors import LivewidgetsError
 from ..protocol.messages import MAX_BATCH_OPS, HistoryEntry, HistoryReply
 from ..state.ops import MAX_VALUE_DEPTH, DeleteOp, Op, SetOp
 from ..state.paths import MAX_PATH_DEPTH, InvalidPath, join_path, parse_path
 
-__all__ = ["HistoryEntry", "HistoryError", "HistoryQueries", "describe_op", "revert_ops"]
+__all__ = [
+    "ROOM",
+    "HistoryEntry",
+    "HistoryError",
+    "HistoryPage",
+    "HistoryQueries",
+    "describe_op",
+    "revert_ops",
+]
 
 _MISSING: Final[Any] = object()
 
@@ -34,6 +40,19 @@ class HistoryError(LivewidgetsError):
         super().__init__(f"{code}: {message}")
         self.code = code
         self.message = message
+
+
+class HistoryPage(list[HistoryEntry]):
+    """Entries of one ``history`` answer, oldest first, and what the answer said about
+    the rest: ``more`` (older entries matched too: ask again with ``before`` = the
+    first one's version), ``since`` and ``head`` (the kept history covers the
+    versions after ``since`` up to ``head``)."""
+
+    def __init__(self, reply: HistoryReply) -> None:
+        super().__init__(reply.entries)
+        self.more = reply.more
+        self.since = reply.since
+        self.head = reply.head
 
 
 class HistoryQueries:
@@ -76,34 +95,74 @@ class HistoryQueries:
             future.get_loop().call_soon_threadsafe(_settle, future, None, error)
 
 
-def describe_op(op: Op) -> str:
-    """A short human description of ``op`` (for tables and timelines)."""
-    data = msgspec.to_builtins(op)
-    kind, path = data.pop("op"), data.pop("path")
-    data.pop("if_version", None)
-    if kind == "increment":
-        by = data.get("by", 1)
-        return f"{path} {by:+}"
-    if kind == "set":
-        return f"{path} = {_short(data.get('value'))}"
-    if kind == "delete":
-        return f"delete {path}"
-    if kind == "push":
-        return f"{path} + {_short(data.get('value'))}"
-    if kind == "remove":
-        return f"{path} remove item {data.get('id')}"
-    if kind == "merge":
-        return f"{path} merge {{{', '.join(map(str, data.get('value', {})))}}}"
-    if kind == "text":
-        inserted = sum(len(c) for c in data.get("delta", []) if isinstance(c, str))
-        deleted = sum(-c for c in data.get("delta", []) if isinstance(c, int) and c < 0)
-        return f"{path}: +{inserted} -{deleted} chars"
-    return f"{kind} {path}"
+# Values longer than this (as shown) are cut with an ellipsis.
+VALUE_CHARS = 40
+ROOM = "(room)"
 
 
-def _short(value: Any, width: int = 40) -> str:
-    text = json.dumps(value, ensure_ascii=False)
-    return text if len(text) <= width else text[: width - 1] + "…"
+def _short(text: str, limit: int = VALUE_CHARS) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "\u2026"
+
+
+def _value(value: Any) -> str:
+    """A value as a short literal: ``"Lunch?"``, ``3``, ``{"a": 1}`` (cut when long)."""
+    try:
+        text = json.dumps(value, ensure_ascii=False, separators=(", ", ": "), default=str)
+    except (TypeError, ValueError):
+        text = repr(value)
+    return _short(text)
+
+
+def _number(by: Any) -> str:
+    if isinstance(by, bool) or not isinstance(by, int | float):
+        return f"+{_value(by)}"
+    text = f"{by:+d}" if isinstance(by, int) else f"{by:+g}"
+    return text.replace("-", "\u2212")
+
+
+def _item_id(item_id: Any) -> str:
+    text = str(item_id)
+    return text[:4] if len(text) > 8 else text
+
+
+def _text_counts(delta: Iterable[Any]) -> tuple[int, int]:
+    added = removed = 0
+    for part in delta:
+        if isinstance(part, str):
+            added += len(part)
+        elif isinstance(part, int) and not isinstance(part, bool) and part < 0:
+            removed -= part
+    return added, removed
+
+
+def describe_op(op: Any) -> str:
+    """One op as a short human diff: ``poll/q1/votes/yes +1``, ``title = "Lunch?"``,
+    ``chat + "hi"``, ``chat \u2212 item 3f2a``, ``notes/body: +12 \u22123 chars`` (a minus sign),
+    ``delete extra``, ``merge settings {a, b}`` (long values cut)."""
+    tag = str(getattr(getattr(op, "__struct_config__", None), "tag", "") or type(op).__name__)
+    path = str(getattr(op, "path", ""))
+    where = path or ROOM
+    if tag == "set":
+        return f"{where} = {_value(getattr(op, 'value', None))}"
+    if tag == "increment":
+        return f"{where} {_number(getattr(op, 'by', 1))}"
+    if tag == "push":
+        value = getattr(op, "value", None)
+        if isinstance(value, dict) and isinstance(value.get("text"), str):
+            value = value["text"]  # a chat message: its text says most
+        return f"{where} + {_value(value)}"
+    if tag == "remove":
+        return f"{where} \u2212 item {_short(_item_id(getattr(op, 'id', '')), 12)}"
+    if tag == "text":
+        added, removed = _text_counts(getattr(op, "delta", []) or [])
+        return f"{where}: +{added} \u2212{removed} chars"
+    if tag == "delete":
+        return f"delete {where}"
+    if tag == "merge":
+        keys = [str(k) for k in (getattr(op, "value", None) or {})]
+        shown = ", ".join(_short(k, 16) for k in keys[:5]) + (", \u2026" if len(keys) > 5 else "")
+        return f"merge {path + ' ' if path else ''}{{{shown}}}"
+    return f"{tag} {where}"
 
 
 def _settle(

@@ -20,7 +20,7 @@ import msgspec
 
 from ..errors import ConnectTimeout, JoinRefused, OpRejected, SessionClosed
 from ..local_relay import LocalCredentials, credentials
-from ..protocol.messages import HistoryEntry, HistoryReply
+from ..protocol.messages import HistoryReply
 from ..rules import RULES_PATH
 from ..state.ops import (
     DeleteOp,
@@ -39,7 +39,7 @@ from . import forks
 from .ack import Ack
 from .core import Priority
 from .engine import Engine, EngineConfig
-from .history import revert_ops
+from .history import HistoryPage, revert_ops
 from .text import TextHandle
 from .tokens import TokenCommand
 
@@ -448,15 +448,15 @@ class Session(SessionAPI):
         user: str | None = None,
         before: int | None = None,
         timeout: float | None = 10.0,
-    ) -> list[HistoryEntry]:
+    ) -> HistoryPage:
         """Who changed what and when (docs/history.md): the newest ``limit`` (at most
         1000) entries that changed ``path`` (or below or above it; None: anything),
         oldest first, written by ``user`` (None: anyone), before version ``before``.
         Each has ``version``, ``time`` (Unix), ``user``, ``client_id`` and ``ops`` as
-        applied, as the room's rules let you read them. Blocks up to ``timeout``."""
+        applied, as the room's rules let you read them; the list's ``more`` says
+        whether older ones match too. Blocks up to ``timeout``."""
         query = self._history_query(path, limit, user, before)
-        reply = self._run(self._engine.query_history(timeout, **query))
-        return list(reply.entries)
+        return HistoryPage(self._run(self._engine.query_history(timeout, **query)))
 
     def state_at(self, version: int, path: str = "", *, timeout: float | None = 10.0) -> Any:
         """The value at ``path`` (the room when "") right after ``version``, within the
@@ -509,11 +509,10 @@ class AsyncSession(SessionAPI):
         user: str | None = None,
         before: int | None = None,
         timeout: float | None = 10.0,
-    ) -> list[HistoryEntry]:
+    ) -> HistoryPage:
         """See :meth:`Session.history`."""
         query = self._history_query(path, limit, user, before)
-        reply = await self._engine.query_history(timeout, **query)
-        return list(reply.entries)
+        return HistoryPage(await self._engine.query_history(timeout, **query))
 
     async def state_at(self, version: int, path: str = "", *, timeout: float | None = 10.0) -> Any:
         """See :meth:`Session.state_at`."""

@@ -51,9 +51,11 @@ from .. import wsio
 from ..protocol.codec import Codec, FrameError
 from ..protocol.codes import CloseCode
 from ..protocol.messages import (
+    Auth,
     Batch,
     ClientMessage,
     Error,
+    Hello,
     History,
     HistoryReply,
     OpMessage,
@@ -66,9 +68,10 @@ from .fanout import Framed
 from .framing import data_frame
 from .hub import Command, JoinRoom, LeaveRoom, Submit
 from .metrics import RelayMetrics
-from .policy import Denied, Policy, Principal
+from .policy import Denied, Policy, Principal, RemoteAuthority
 from .revocation import Revocation, RevokeKind
 from .runner import RoomRunner
+from .security import bearer_token
 from .session import (
     Action,
     Close,
@@ -392,6 +395,8 @@ class Connection:
                 assert isinstance(result, list)
                 actions = result
             else:
+                if type(message) is Hello or type(message) is Auth:
+                    await self._verify_token(message)
                 actions = protocol.receive(message, time.monotonic())
             await self._execute(actions)
         except Exception as exc:
@@ -399,6 +404,16 @@ class Connection:
                 "%r: handling %s failed: %s", self, _tag(message), exc, exc_info=exc
             )
             await self._execute(protocol.failed(message))
+
+    async def _verify_token(self, message: Hello | Auth) -> None:
+        """A policy that asks a remote authority (the Hub) learns what the token is
+        worth first; its synchronous hook then decides (relay.policy.RemoteAuthority)."""
+        policy = self.relay.policy
+        if not isinstance(policy, RemoteAuthority):
+            return
+        token = message.token or bearer_token(self.ws.request)
+        if token:
+            await policy.verify(token)
 
     # --- carrying out the protocol's actions -----------------------------------------
 

@@ -37,13 +37,20 @@ docs/protocol.md "Errors"). Denials of join, presence and admin are answered wit
 Hooks are synchronous and pure apart from the policy's own state (e.g. token
 buckets); ``now`` is passed in (monotonic seconds) so limits are testable.
 :class:`AllowAll` is the default.
+
+A policy whose credentials are checked by someone else (JupyterHub: relay.hub_auth)
+is also a :class:`RemoteAuthority`: the relay awaits :meth:`RemoteAuthority.verify`
+with a hello's or auth's token before handing the frame to the synchronous hooks,
+which then decide from what it learned, and runs :meth:`RemoteAuthority.recheck`
+every ``recheck_interval`` seconds, asking every connection ``revoked`` again when
+it says something changed (a user removed, a token revoked: close 4006).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from websockets.http11 import Request
 
@@ -52,7 +59,7 @@ from ..protocol.messages import Hello
 from ..state.ops import Op
 from .revocation import Revocation, RevokeKind
 
-__all__ = ["AllowAll", "Denied", "Policy", "Principal", "Slow"]
+__all__ = ["AllowAll", "Denied", "Policy", "Principal", "RemoteAuthority", "Slow"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,6 +171,25 @@ class Policy(Protocol):
     def prove(self, nonce: str) -> str | None:
         """``welcome.proof`` for ``hello.nonce``: shows clients that know the relay's
         secret that this is that relay (auth.relay_proof); None without a secret."""
+        ...
+
+
+@runtime_checkable
+class RemoteAuthority(Protocol):
+    """A policy that asks a remote service who a token belongs to (relay.hub_auth)."""
+
+    # Seconds between two rechecks of the tokens in use.
+    recheck_interval: float
+
+    async def verify(self, token: str) -> None:
+        """Learn what ``token`` is worth (cached), before ``on_hello``/``on_renew``
+        with it; never raises (an unknown or unreachable answer leaves it unknown,
+        and the synchronous hook refuses it)."""
+        ...
+
+    async def recheck(self) -> bool:
+        """Ask again about the tokens of open connections; True if one is no longer
+        valid (the relay then asks every connection ``revoked``)."""
         ...
 
 

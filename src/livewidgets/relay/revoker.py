@@ -80,6 +80,11 @@ class Revoker:
         """Put ``revocations`` in force: close the connections they deny; how many."""
         if not self._policy.add_revoked(revocations):
             return 0
+        return self.sweep()
+
+    def sweep(self) -> int:
+        """Ask the policy about every open connection again (it learned of a revocation,
+        or a remote authority dropped a token); close those it denies; how many."""
         closed = 0
         for connection in list(self._connections()):
             principal = connection.principal

@@ -38,6 +38,7 @@ __all__ = [
     "Limits",
     "SecurityPolicy",
     "TokenBucket",
+    "bearer_token",
     "origin_matches",
 ]
 
@@ -225,7 +226,7 @@ class SecurityPolicy:
         return relay_proof(self.secret, nonce) if self.secret is not None else None
 
     def on_hello(self, hello: Hello, request: Request | None) -> Principal | Denied:
-        token = hello.token or _bearer(request)
+        token = hello.token or bearer_token(request)
         if self.secret is None:
             return Principal(user=hello.user, claims={"role": Role.ADMIN.value})
         if token is None:
@@ -514,7 +515,7 @@ def _origin_pattern(allowed: str) -> re.Pattern[str]:
     return re.compile(regex, re.IGNORECASE | re.DOTALL)
 
 
-def _bearer(request: Request | None) -> str | None:
+def bearer_token(request: Request | None) -> str | None:
     """A token from ``Authorization: Bearer ...`` (never from the URL query)."""
     if request is None:
         return None

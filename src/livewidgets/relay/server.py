@@ -46,7 +46,7 @@ from .connection import Connection, ConnectionConfig
 from .history import HistoryHorizon, answer, state_at
 from .http import HttpEndpoints
 from .metrics import RelayMetrics
-from .policy import AllowAll, Denied, Policy
+from .policy import AllowAll, Denied, Policy, RemoteAuthority
 from .process import fd_capacity
 from .revocation import Revocation
 from .revoker import Revoker
@@ -188,6 +188,8 @@ class Relay:
         self._revoker = Revoker(self._policy, lambda: self._connections, self._logger)
         self._stopping = False
         self._stop_task: asyncio.Task[None] | None = None
+        # A remote authority's periodic recheck of the tokens in use (relay.hub_auth).
+        self._recheck_task: asyncio.Task[None] | None = None
         self._started_at = 0.0
 
     # --- public API ------------------------------------------------------------------
@@ -275,6 +277,8 @@ class Relay:
             # Revocations are in force before the first hello (relay.revoker).
             await self._revoker.start(self._store)
             self._server = await self._listen()
+            if isinstance(self._policy, RemoteAuthority):
+                self._recheck_task = asyncio.create_task(self._recheck(self._policy))
         except BaseException:
             await self._revoker.stop()
             if self._owns_store:  # e.g. the port is taken: do not leak the open store
@@ -455,6 +459,20 @@ class Relay:
             del self._rooms[runner.name]
             self._metrics.rooms.dec()
 
+    async def _recheck(self, authority: RemoteAuthority) -> None:
+        """Every ``recheck_interval``: the authority asks again about the tokens in use;
+        connections whose token it dropped are closed (4006) by a revoker sweep."""
+        while True:
+            await asyncio.sleep(authority.recheck_interval)
+            try:
+                changed = await authority.recheck()
+            except Exception as exc:  # the next round tries again
+                self._logger.warning("rechecking tokens failed: %s", exc)
+                continue
+            if changed:
+                closed = self._revoker.sweep()
+                self._logger.info("closed %d connection(s) whose token is no longer valid", closed)
+
     async def _shutdown(self, server: Server) -> None:
         self._stopping = True
         # Stop listening; handshakes in progress get 503. Open connections stay for now.
@@ -470,6 +488,8 @@ class Relay:
         for connection in list(self._connections):
             connection.abort()
         await closed
+        if self._recheck_task is not None:
+            self._recheck_task.cancel()
         await self._revoker.stop()
         if self._owns_store and self._store is not None:
             await self._store.close()

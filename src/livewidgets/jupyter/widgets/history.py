@@ -12,94 +12,28 @@ and one at the end), and sets the traits. The view only renders what it gets.
 from __future__ import annotations
 
 import concurrent.futures
-import json
 import logging
 import threading
 import time
-from collections.abc import Iterable
 from typing import Any
 
 import traitlets
 
 from ...client.ack import Ack
+from ...client.history import ROOM, describe_op
 from ...errors import LivewidgetsError
 from ._base import STATIC, LiveWidget, color_for, initials
 
 __all__ = ["History", "entry_summary", "summarize_op"]
 
+# One op as a short human diff (shared with ``livewidgets room history``).
+summarize_op = describe_op
+
 log = logging.getLogger("livewidgets.jupyter")
 
-# Values longer than this (as shown) are cut with an ellipsis.
-VALUE_CHARS = 40
-ROOM = "(room)"
 _QUERY_FAILED = "history failed: "
 # What a query or a revert may raise that the widget shows as its error.
 _FAILED = (LivewidgetsError, ValueError, TimeoutError, concurrent.futures.TimeoutError)
-
-
-def _short(text: str, limit: int = VALUE_CHARS) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "\u2026"
-
-
-def _value(value: Any) -> str:
-    """A value as a short literal: ``"Lunch?"``, ``3``, ``{"a": 1}`` (cut when long)."""
-    try:
-        text = json.dumps(value, ensure_ascii=False, separators=(", ", ": "), default=str)
-    except (TypeError, ValueError):
-        text = repr(value)
-    return _short(text)
-
-
-def _number(by: Any) -> str:
-    if isinstance(by, bool) or not isinstance(by, int | float):
-        return f"+{_value(by)}"
-    text = f"{by:+d}" if isinstance(by, int) else f"{by:+g}"
-    return text.replace("-", "\u2212")
-
-
-def _item_id(item_id: Any) -> str:
-    text = str(item_id)
-    return text[:4] if len(text) > 8 else text
-
-
-def _text_counts(delta: Iterable[Any]) -> tuple[int, int]:
-    added = removed = 0
-    for part in delta:
-        if isinstance(part, str):
-            added += len(part)
-        elif isinstance(part, int) and not isinstance(part, bool) and part < 0:
-            removed -= part
-    return added, removed
-
-
-def summarize_op(op: Any) -> str:
-    """One op as a short human diff: ``poll/q1/votes/yes +1``, ``title = "Lunch?"``,
-    ``chat + "hi"``, ``chat \u2212 item 3f2a``, ``notes/body: +12 \u22123 chars`` (a minus sign),
-    ``delete extra``, ``merge settings {a, b}`` (long values cut)."""
-    tag = str(getattr(getattr(op, "__struct_config__", None), "tag", "") or type(op).__name__)
-    path = str(getattr(op, "path", ""))
-    where = path or ROOM
-    if tag == "set":
-        return f"{where} = {_value(getattr(op, 'value', None))}"
-    if tag == "increment":
-        return f"{where} {_number(getattr(op, 'by', 1))}"
-    if tag == "push":
-        value = getattr(op, "value", None)
-        if isinstance(value, dict) and isinstance(value.get("text"), str):
-            value = value["text"]  # a chat message: its text says most
-        return f"{where} + {_value(value)}"
-    if tag == "remove":
-        return f"{where} \u2212 item {_short(_item_id(getattr(op, 'id', '')), 12)}"
-    if tag == "text":
-        added, removed = _text_counts(getattr(op, "delta", []) or [])
-        return f"{where}: +{added} \u2212{removed} chars"
-    if tag == "delete":
-        return f"delete {where}"
-    if tag == "merge":
-        keys = [str(k) for k in (getattr(op, "value", None) or {})]
-        shown = ", ".join(_short(k, 16) for k in keys[:5]) + (", \u2026" if len(keys) > 5 else "")
-        return f"merge {path + ' ' if path else ''}{{{shown}}}"
-    return f"{tag} {where}"
 
 
 def entry_summary(entry: Any) -> dict[str, Any]:
@@ -305,25 +239,27 @@ class History(LiveWidget):
         user = self.user_filter.strip()
         return path or None, user or None
 
-    def _query(self, limit: int, before: int | None = None) -> tuple[Any, list[dict[str, Any]]]:
-        """(the filters used, the entries newest first) or raises."""
+    def _query(
+        self, limit: int, before: int | None = None
+    ) -> tuple[Any, list[dict[str, Any]], bool]:
+        """(the filters used, the entries newest first, whether older ones match too)
+        or raises."""
         filters = self._filters()
         path, user = filters
         found = self._session.history(path, limit, user=user, before=before, timeout=self.TIMEOUT)
-        return filters, [entry_summary(e) for e in reversed(found)]
+        return filters, [entry_summary(e) for e in reversed(found)], found.more
 
     def _do_refresh(self, error: str = "") -> None:
         self._set_from_session(loading=True)
         with self._cv:
             limit = max(1, min(1000, self._shown))
         try:
-            filters, entries = self._query(limit)
+            filters, entries, more = self._query(limit)
         except _FAILED as exc:
             self._set_from_session(loading=False, error=f"{_QUERY_FAILED}{exc}")
             return
         if filters != self._filters():
             return  # the filters changed meanwhile: their own refresh is queued
-        more = len(entries) >= limit
         current = list(self.entries) if filters == self._shown_filters else []
         if entries and current and int(entries[-1]["version"]) <= int(current[0]["version"]):
             # Overlaps what is shown: keep the older pages loaded before.
@@ -339,7 +275,7 @@ class History(LiveWidget):
             return self._do_refresh()
         self._set_from_session(loading=True)
         try:
-            filters, older = self._query(self.limit, before=int(current[-1]["version"]))
+            filters, older, more = self._query(self.limit, before=int(current[-1]["version"]))
         except _FAILED as exc:
             self._set_from_session(loading=False, error=f"{_QUERY_FAILED}{exc}")
             return
@@ -348,7 +284,7 @@ class History(LiveWidget):
         combined = current + older
         with self._cv:
             self._shown = min(1000, len(combined))
-        self._show(combined, filters, more=len(older) >= self.limit, error="")
+        self._show(combined, filters, more=more, error="")
 
     def _show(self, entries: list[dict[str, Any]], filters: Any, *, more: bool, error: str) -> None:
         self._shown_filters = filters
