@@ -33,10 +33,13 @@ def _add_relay(subparsers: Subparsers) -> None:
         description="Run a livewidgets relay (WebSocket rooms, /healthz, /metrics).",
     )
     parser.add_argument(
-        "--host", default="127.0.0.1", help="interface to bind (default: %(default)s)"
+        "--host",
+        help="interface to bind (default: 127.0.0.1; with --hub, $JUPYTERHUB_SERVICE_URL's)",
     )
     parser.add_argument(
-        "--port", type=int, default=8765, help="TCP port, 0 = any free one (default: %(default)s)"
+        "--port",
+        type=int,
+        help="TCP port, 0 = any free one (default: 8765; with --hub, $JUPYTERHUB_SERVICE_URL's)",
     )
     parser.add_argument(
         "--store",
@@ -172,6 +175,36 @@ def _add_relay(subparsers: Subparsers) -> None:
         help="a reverse proxy's network (repeatable; e.g. 10.0.0.0/8): connections from it "
         "count for the client its Forwarded / X-Forwarded-For header names; default: "
         "none, the TCP peer is the client",
+    )
+    hub = parser.add_argument_group("JupyterHub (docs/deploy.md)")
+    hub.add_argument(
+        "--hub",
+        action="store_true",
+        help="run as a JupyterHub service: users are the Hub's, identified by the Hub token "
+        "their server has ($JUPYTERHUB_API_TOKEN); listens on $JUPYTERHUB_SERVICE_URL unless "
+        "--host/--port say otherwise, under $JUPYTERHUB_SERVICE_PREFIX",
+    )
+    hub.add_argument(
+        "--hub-role",
+        action="append",
+        default=[],
+        metavar="GROUP=ROLE",
+        help="members of Hub group GROUP get ROLE (read, write or admin; repeatable; the "
+        "highest wins; Hub admins are admins), e.g. teachers=admin",
+    )
+    hub.add_argument(
+        "--hub-default-role",
+        default="write",
+        choices=["read", "write", "admin"],
+        help="the role of Hub users in none of those groups (default: %(default)s)",
+    )
+    hub.add_argument(
+        "--hub-recheck",
+        type=_seconds,
+        default=60.0,
+        metavar="SECONDS",
+        help="ask the Hub again about every token in use this often; connections whose "
+        "token it dropped are closed with 4006 (default: %(default)s)",
     )
     parser.set_defaults(handler=_run_relay)
 
@@ -559,23 +592,32 @@ def _run_relay(args: argparse.Namespace) -> int:
 
 def _relay_security(args: argparse.Namespace) -> tuple[Any, Any]:
     """(policy, ssl context) from the relay's options; ValueError when unsafe."""
-    import ssl
 
     from .auth import load_secret
     from .relay.security import SecurityPolicy
 
     secret = load_secret(args.secret_file)
-    if secret is None and not _is_loopback(args.host) and not args.insecure:
+    if args.hub:
+        return _hub_policy(args, secret), _tls(args)
+    host = _listen_address(args)[0]
+    if secret is None and not _is_loopback(host) and not args.insecure:
         raise ValueError(
-            f"refusing to serve {args.host} without a secret: anyone could read and write "
+            f"refusing to serve {host} without a secret: anyone could read and write "
             "every room. Pass --secret-file (or set LIVEWIDGETS_SECRET), or --insecure."
         )
     if secret is None:
-        where = "only this machine can connect" if _is_loopback(args.host) else "INSECURE"
+        where = "only this machine can connect" if _is_loopback(host) else "INSECURE"
         print(f"livewidgets relay: no secret, no tokens checked ({where})", file=sys.stderr)
+    policy = SecurityPolicy(
+        secret, allow_origins=args.allow_origin, allow_hosts=args.allow_host, limits=_limits(args)
+    )
+    return policy, _tls(args)
+
+
+def _limits(args: argparse.Namespace) -> Limits:
     rate = args.ops_rate or float("inf")
     burst = 2 * args.ops_rate if args.ops_rate else float("inf")
-    limits = Limits(
+    return Limits(
         ops_per_second=rate,
         ops_burst=burst,
         user_ops_per_second=rate,
@@ -584,14 +626,57 @@ def _relay_security(args: argparse.Namespace) -> tuple[Any, Any]:
         max_connections_per_user=args.max_connections_per_user,
         max_connections_per_room=args.max_connections_per_room,
     )
-    policy = SecurityPolicy(
-        secret, allow_origins=args.allow_origin, allow_hosts=args.allow_host, limits=limits
+
+
+def _tls(args: argparse.Namespace) -> Any:
+    import ssl
+
+    if not args.certfile:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(args.certfile, args.keyfile)
+    return context
+
+
+def _hub_policy(args: argparse.Namespace, secret: bytes | None) -> Any:
+    """The policy of a relay run as a JupyterHub service (relay.hub_auth)."""
+    try:
+        from .relay.hub_auth import HubIdentities, HubPolicy, HubRoles
+    except ImportError as exc:
+        raise ValueError(
+            f"--hub needs jupyterhub: pip install 'livewidgets[hub]' ({exc})"
+        ) from None
+    if not os.environ.get("JUPYTERHUB_API_TOKEN"):
+        raise ValueError(
+            "--hub needs the service's JupyterHub token in $JUPYTERHUB_API_TOKEN (the Hub "
+            "sets it for a managed service; docs/deploy.md shows an external one)"
+        )
+    roles = HubRoles.parse(args.hub_role, args.hub_default_role)
+    return HubPolicy(
+        HubIdentities(),
+        roles,
+        recheck_interval=args.hub_recheck,
+        secret=secret,
+        allow_origins=args.allow_origin,
+        allow_hosts=args.allow_host,
+        limits=_limits(args),
     )
-    context = None
-    if args.certfile:
-        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        context.load_cert_chain(args.certfile, args.keyfile)
-    return policy, context
+
+
+def _listen_address(args: argparse.Namespace) -> tuple[str, int, str]:
+    """(host, port, base URL path) from the options, and with --hub from the Hub's
+    environment for its managed service ($JUPYTERHUB_SERVICE_URL, _PREFIX)."""
+    import urllib.parse
+
+    host, port, base = args.host, args.port, "/"
+    if args.hub:
+        service_url = os.environ.get("JUPYTERHUB_SERVICE_URL", "")
+        if service_url:
+            parts = urllib.parse.urlsplit(service_url)
+            host = host if host is not None else parts.hostname
+            port = port if port is not None else parts.port
+        base = os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "/")
+    return "127.0.0.1" if host is None else host, 8765 if port is None else port, base
 
 
 def _is_loopback(host: str) -> bool:
@@ -610,6 +695,7 @@ async def _serve_relay(args: argparse.Namespace) -> None:
     from .relay.history import HistoryHorizon
     from .relay.process import FD_RESERVE, raise_fd_limit, tune_garbage_collector
 
+    args.host, args.port, base_url = _listen_address(args)
     policy, context = _relay_security(args)
     # Each connection is a file descriptor: lift the soft limit (often 1,024) to the
     # hard one, and say so when even that cannot hold a full room.
@@ -635,6 +721,7 @@ async def _serve_relay(args: argparse.Namespace) -> None:
         policy=policy,
         ssl=context,
         rules=rules,
+        base_url=base_url,
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -1,5 +1,6 @@
 """Plain HTTP on the relay's port: ``GET /healthz`` and ``GET /metrics``.
 
+Also under the relay's base URL (a JupyterHub service's ``/services/NAME/healthz``).
 Served from websockets' ``process_request`` hook, before any WebSocket handshake,
 so load balancers and Prometheus need no second port. Every request first passes
 the policy's request check (Host and Origin allowlists: 403); then any other
@@ -33,6 +34,8 @@ class HttpEndpoints:
         metrics: RelayMetrics,
         policy: Policy,
         admit: Callable[[ServerConnection, Request], Denied | None] | None = None,
+        *,
+        base_url: str = "/",
     ) -> None:
         # Returns the /healthz body; "status" other than "ok" answers 503.
         self._health = health
@@ -40,12 +43,16 @@ class HttpEndpoints:
         self._policy = policy
         # The relay's admission check for upgrades (capacity, connections per address).
         self._admit = admit
+        # Also served under this prefix (a JupyterHub service's /services/NAME/).
+        self._prefix = "/" + base_url.strip("/") if base_url.strip("/") else ""
 
     def __call__(self, connection: ServerConnection, request: Request) -> Response | None:
         denied = self._policy.check_request(request)
         if denied is not None:
             return _refuse(connection, denied)
         path = request.path.partition("?")[0]
+        if self._prefix and path.startswith(self._prefix + "/"):
+            path = path[len(self._prefix) :]
         if path == "/healthz":
             return self._healthz(connection)
         if path == "/metrics":

@@ -307,15 +307,19 @@ class SecurityPolicy:
         denied = self.revoked(renewed)
         if denied is not None:
             return Denied(denied.code, denied.message)  # refused; the old token holds
-        # The connection's counts, buckets and throttling carry over to the new principal.
-        state = self._states.pop(id(principal), None)
-        if state is not None:
-            state.may_write = self.role(renewed).allows(Role.WRITE)
-            self._states[id(renewed)] = state
-        counted = self._counted_users.pop(id(principal), None)
-        if counted is not None:  # still the same user's connection (on_admit)
-            self._counted_users[id(renewed)] = counted
+        self._carry_over(principal, renewed)
         return renewed
+
+    def _carry_over(self, old: Principal, new: Principal) -> None:
+        """A renewal: the connection's counts, buckets and throttling move to its new
+        principal (still the same user's connection: on_admit counted it once)."""
+        state = self._states.pop(id(old), None)
+        if state is not None:
+            state.may_write = self.role(new).allows(Role.WRITE)
+            self._states[id(new)] = state
+        counted = self._counted_users.pop(id(old), None)
+        if counted is not None:
+            self._counted_users[id(new)] = counted
 
     def on_join(self, principal: Principal, room: str) -> Denied | None:
         pattern = principal.claims.get("room")

@@ -132,8 +132,12 @@ class Relay:
         logger: logging.Logger | None = None,
         rules: RuleSet | None = None,
         history: HistoryHorizon | None = None,
+        base_url: str = "/",
     ) -> None:
         self.host = host
+        # The path prefix the relay is served under (a JupyterHub service's
+        # /services/NAME/): /healthz and /metrics are answered there too.
+        self.base_url = base_url
         # How much history the store keeps behind its snapshots (docs/history.md);
         # only for a store the relay opens from a URL.
         self.history = history
@@ -432,7 +436,9 @@ class Relay:
             self._requested_port,
             subprotocols=[Subprotocol(sp) for sp in SUBPROTOCOLS],
             select_subprotocol=_select_subprotocol,
-            process_request=HttpEndpoints(self.health, self._metrics, self._policy, self._admit),
+            process_request=HttpEndpoints(
+                self.health, self._metrics, self._policy, self._admit, base_url=self.base_url
+            ),
             # Compression would re-compress every broadcast per receiver, undoing encode-once.
             compression=None,
             max_size=self.max_frame_size,
