@@ -243,6 +243,34 @@ def kernel_factory() -> Iterator[Callable[..., list[Kernel]]]:
         kernel.shutdown()
 
 
+class _Attached:
+    """Stands for a KernelManager of a kernel someone else started (a Hub user's
+    server's): the test only drives it, never shuts it down."""
+
+    has_kernel = False
+
+    def __init__(self, connection_file: str) -> None:
+        from jupyter_client import BlockingKernelClient
+
+        self._client = BlockingKernelClient(connection_file=connection_file)
+        self._client.load_connection_file()
+
+    def client(self) -> Any:
+        return self._client
+
+
+@pytest.fixture(scope="module")
+def attach_kernel() -> Callable[[str], Kernel]:
+    """``attach_kernel(connection_file)``: a :class:`Kernel` for a running kernel."""
+
+    def attach(connection_file: str) -> Kernel:
+        kernel = Kernel(_Attached(connection_file))  # type: ignore[arg-type]
+        kernel.wait_ready()
+        return kernel
+
+    return attach
+
+
 @pytest.fixture
 def runtime_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     """Runtime and data dirs in tmp_path (set here and returned for kernels): nothing

@@ -10,8 +10,10 @@
     %livewidgets share-link [--role R] [--ttl T] [--room R] [--user U]
     %livewidgets revoke --link ID | --token-id JTI
 
-``connect`` without URL uses ``$LIVEWIDGETS_URL``, else the local relay of this
-user on this machine (started if none runs, see :mod:`livewidgets.local_relay`). The room
+``connect`` without URL uses ``$LIVEWIDGETS_URL``, else on a JupyterHub the Hub's
+``livewidgets`` service through its proxy with the server's Hub token
+(:mod:`livewidgets.hub`), else the local relay of this user on this machine
+(started if none runs, see :mod:`livewidgets.local_relay`). The room
 defaults to ``$LIVEWIDGETS_ROOM`` or ``"default"``, the user to
 ``$JUPYTERHUB_USER`` or the OS user, the token to ``--token``, else (the local
 relay) one minted from the local relay's secret for this user and room and renewed
@@ -50,6 +52,7 @@ from ..client.session import Session
 from ..client.session import connect as _connect_session
 from ..client.tokens import TokenCommand, command_from_env
 from ..errors import ConnectionRefused, SessionClosed
+from ..hub import hub_service
 from .runtime import set_current_session
 from .share import bindings, rebind
 
@@ -71,7 +74,8 @@ class _Connection:
 
     session: Session
     url: str
-    # Where the URL came from: "argument", "$LIVEWIDGETS_URL" or "local relay".
+    # Where the URL came from: "argument", "$LIVEWIDGETS_URL", "JupyterHub service
+    # 'livewidgets'" or "local relay".
     source: str
 
 
@@ -104,10 +108,14 @@ def connect(
     source = "argument"
     if not url:
         url, source = os.environ.get("LIVEWIDGETS_URL", ""), "$LIVEWIDGETS_URL"
+    on_hub = hub_service(os.environ)
+    if not url and on_hub is not None:
+        url, source = on_hub.url, f"JupyterHub service {on_hub.service!r}"
     if not url:
         url, source = local_relay.ensure_relay().url, "local relay"
     room = room or identity.default_room()
     user = user or identity.default_user()
+    local = None
     if not token and not token_cmd:
         # This user's local relay (whatever the URL came from): a token of our own.
         local = local_relay.credentials(url, room, user)
@@ -116,6 +124,9 @@ def connect(
             options.setdefault("token_refresh", local.token_refresh)
             options.setdefault("verify_relay", local.verify_relay)
     token = token or os.environ.get("LIVEWIDGETS_TOKEN") or None
+    if token is None and not token_cmd and local is None and on_hub is not None:
+        # On a Hub: the token this kernel's server has; the relay asks the Hub whose it is.
+        token = on_hub.token
     command = TokenCommand(token_cmd) if token_cmd else None
     if command is None and options.get("token_refresh") is None:
         command = command_from_env()  # $LIVEWIDGETS_TOKEN_CMD
