@@ -652,8 +652,9 @@ def _hub_policy(args: argparse.Namespace, secret: bytes | None) -> Any:
             "sets it for a managed service; docs/deploy.md shows an external one)"
         )
     roles = HubRoles.parse(args.hub_role, args.hub_default_role)
+    # A revoked token is then refused at hello within the same bound as it is closed.
     return HubPolicy(
-        HubIdentities(),
+        HubIdentities(cache_seconds=max(1, round(args.hub_recheck))),
         roles,
         recheck_interval=args.hub_recheck,
         secret=secret,

@@ -6,6 +6,8 @@ the room and a student may not; revoking a user's token disconnects them."""
 
 from __future__ import annotations
 
+import json
+import urllib.request
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -78,6 +80,12 @@ def test_hub_users_share_a_slider_with_no_token_and_see_their_hub_names(
     wait_until(lambda: names(bob) == ["alice"], message="Bob sees Alice")
     assert alice.eval("lw.session().role") == "admin"  # group teachers
     assert bob.eval("lw.session().role") == "write"
+
+
+def test_the_relay_answers_health_checks_under_its_service_prefix(hub: Hub) -> None:
+    url = f"{hub.public}/services/livewidgets/healthz"
+    with urllib.request.urlopen(url, timeout=TIMEOUT) as response:
+        assert json.loads(response.read())["status"] == "ok"
 
 
 def test_a_teacher_may_reset_the_room_and_a_student_may_not(

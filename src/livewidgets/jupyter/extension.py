@@ -124,9 +124,12 @@ def connect(
             options.setdefault("token_refresh", local.token_refresh)
             options.setdefault("verify_relay", local.verify_relay)
     token = token or os.environ.get("LIVEWIDGETS_TOKEN") or None
-    if token is None and not token_cmd and local is None and on_hub is not None:
-        # On a Hub: the token this kernel's server has; the relay asks the Hub whose it is.
-        token = on_hub.token
+    hub_token = os.environ.get("JUPYTERHUB_API_TOKEN")
+    if token is None and not token_cmd and local is None and hub_token and source != "argument":
+        # On a Hub, to the relay its operator set up (found or $LIVEWIDGETS_URL), never
+        # to a URL typed in a cell: the token this kernel's server has; the relay asks
+        # the Hub whose it is.
+        token = hub_token
     command = TokenCommand(token_cmd) if token_cmd else None
     if command is None and options.get("token_refresh") is None:
         command = command_from_env()  # $LIVEWIDGETS_TOKEN_CMD
