@@ -29,6 +29,7 @@ from .flood import flood
 from .lesson import lesson
 from .results import Results, percentile
 from .rules_cost import rules_cost
+from .scaleout import scaleout
 from .servers import ServerProcess
 from .systems import SYSTEMS, System
 from .team import Team
@@ -98,6 +99,19 @@ class Config:
     lesson_systems: tuple[str, ...] = ("lw-json-sqlite",)
     # The fan-out at 10 without and with 20 room rules (bench.rules_cost).
     rules_systems: tuple[str, ...] = ("lw-msgpack-mem", "lw-msgpack-sqlite")
+    # Two relays on one Redis (bench.scaleout): fan-out across relays at fanout_rate for
+    # fanout_seconds vs one relay; saturated writers/readers (sat_window, sat_warmup,
+    # sat_seconds) on one relay vs split over two; failover: SIGKILL relay A after
+    # scaleout_kill_at s, clients writing for scaleout_after_kill s more.
+    scaleout_redis: str = "redis://127.0.0.1:6379/0"
+    scaleout_subscribers: tuple[int, ...] = (1, 10)
+    scaleout_writers: int = 10
+    scaleout_readers: int = 10
+    scaleout_failover_clients: int = 10
+    scaleout_failover_rate: float = 20.0
+    scaleout_kill_at: float = 2.0
+    scaleout_after_kill: float = 5.0
+    scaleout_systems: tuple[str, ...] = ("lw-msgpack-mem",)
     profile_dir: str | None = None
     # What-if patches applied to every livewidgets relay (bench.experiments).
     lw_experiments: tuple[str, ...] = ()
@@ -136,6 +150,8 @@ class Config:
             flood_count=800,
             lesson_students=(50, 200),
             lesson_slides=5,
+            scaleout_kill_at=1.0,
+            scaleout_after_kill=2.0,
         )
 
     @classmethod
@@ -176,6 +192,13 @@ class Config:
             lesson_sampled=2,
             lesson_systems=("lw-json-mem", "lw-msgpack-sqlite"),
             rules_systems=tuple(s.name for s in SYSTEMS if s.is_livewidgets),
+            scaleout_subscribers=(2,),
+            scaleout_writers=2,
+            scaleout_readers=2,
+            scaleout_failover_clients=4,
+            scaleout_kill_at=0.5,
+            scaleout_after_kill=1.5,
+            scaleout_systems=("lw-json-mem",),
         )
 
     def as_dict(self) -> dict[str, Any]:
@@ -1012,4 +1035,5 @@ SCENARIOS: dict[str, Callable[[Context, Sequence[System]], None]] = {
     "flood": flood,
     "lesson": lesson,
     "rules": rules_cost,
+    "scaleout": scaleout,
 }
