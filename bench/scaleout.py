@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import http.client
 import os
 import signal
 import time
@@ -106,6 +107,33 @@ def _delete_prefix(url: str, prefix: str) -> int:
         return len(keys)
     finally:
         client.close()
+
+
+# Counters read from each relay's /metrics around the saturated window.
+COUNTERS = (
+    "livewidgets_store_conflicts_total",
+    "livewidgets_remote_entries_total",
+    "livewidgets_commit_seconds_count",
+)
+
+
+def _counters(url: str) -> dict[str, float]:
+    """COUNTERS from the relay's ``GET /metrics`` (those it has; {} if it does not answer)."""
+    host, _, port = url[len("ws://") :].rstrip("/").rpartition(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=5)
+    try:
+        conn.request("GET", "/metrics")
+        text = conn.getresponse().read().decode()
+    except OSError:
+        return {}
+    finally:
+        conn.close()
+    found = {}
+    for line in text.splitlines():
+        name, _, value = line.partition(" ")
+        if name in COUNTERS:
+            found[name] = float(value)
+    return found
 
 
 def _store_url(base: str, prefix: str) -> str:
@@ -308,9 +336,12 @@ def fanout_part(ctx: Any, sys_: System, a: Any, b: Any) -> None:
 
 def _saturate(
     ctx: Any, sys_: System, servers: list[Any], room: str
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[float], float | None]:
+) -> tuple[
+    list[dict[str, Any]], list[dict[str, Any]], list[float], float | None, list[dict[str, float]]
+]:
     """Writers and readers split evenly over ``servers`` (one room); per server its
-    readers' and writers' results, each server's CPU seconds in the window, Redis's."""
+    readers' and writers' results; in the window: each server's CPU seconds, Redis's,
+    each server's COUNTERS."""
     cfg = ctx.config
     w0, w1 = cfg.sat_warmup, cfg.sat_warmup + cfg.sat_seconds
     readers_n = _split(cfg.scaleout_readers, len(servers))
@@ -345,23 +376,31 @@ def _saturate(
                 },
             )
         team.wait_ready(60)
-        marks: list[tuple[list[float], float | None]] = []
+        marks: list[tuple[list[float], float | None, list[dict[str, float]]]] = []
         t0 = team.go(0.15)
         pending = [w0, w1]
 
         def tick() -> None:
             while pending and time.monotonic() >= t0 + pending[0]:
                 pending.pop(0)
-                marks.append(([s.cpu_seconds() for s in servers], _redis_cpu(cfg.scaleout_redis)))
+                cpu = [s.cpu_seconds() for s in servers]
+                marks.append(
+                    (cpu, _redis_cpu(cfg.scaleout_redis), [_counters(s.url) for s in servers])
+                )
 
         results = team.results(w1 + 60, tick=tick, every=0.01)
     k = len(servers)
     readers, writers = results[:k], results[k:]
     if len(marks) != 2:
-        return readers, writers, [], None
+        return readers, writers, [], None, []
     cpu = [after - before for before, after in zip(marks[0][0], marks[1][0], strict=True)]
     r0, r1 = marks[0][1], marks[1][1]
-    return readers, writers, cpu, (r1 - r0 if r0 is not None and r1 is not None else None)
+    counters = [
+        {name: after[name] - before.get(name, 0.0) for name in after}
+        for before, after in zip(marks[0][2], marks[1][2], strict=True)
+    ]
+    redis_cpu = r1 - r0 if r0 is not None and r1 is not None else None
+    return readers, writers, cpu, redis_cpu, counters
 
 
 def throughput_part(ctx: Any, sys_: System, a: Any, b: Any) -> None:
@@ -371,7 +410,7 @@ def throughput_part(ctx: Any, sys_: System, a: Any, b: Any) -> None:
     put = ctx.results.put
     who = f"{cfg.scaleout_writers} writers, {cfg.scaleout_readers} readers"
     for mode, servers in (("one", [a]), ("two", [a, b])):
-        readers, writers, cpu, redis_cpu = _saturate(ctx, sys_, servers, f"so-sat-{mode}")
+        readers, writers, cpu, redis_cpu, counters = _saturate(ctx, sys_, servers, f"so-sat-{mode}")
         rates = []
         for r in readers:
             c = r["window_counts"]
@@ -441,6 +480,7 @@ def throughput_part(ctx: Any, sys_: System, a: Any, b: Any) -> None:
             "acked_per_s": dict(zip(names, acked, strict=True)),
             "relay_cpu_s": dict(zip(names, cpu, strict=False)),
             "redis_cpu_s": redis_cpu,
+            "relay_counters": dict(zip(names, counters, strict=False)),
             "refused": sum(w["refused"] for w in writers),
             "reader_p50_ms": [_ms(percentile(r["latencies_ns"], 50)) for r in readers],
         }
