@@ -12,9 +12,11 @@ store, the scenario measures:
   round trip; across relays B hears of the entry on the room's pub/sub channel,
   reads it (``read_log``) and broadcasts it.
 * **saturated throughput**: ``scaleout_writers`` writers (window ``sat_window``) and
-  ``scaleout_readers`` readers in one room, all on relay A, then split half and half
-  over A and B. Delivered msgs/s per relay (its readers' deliveries) and in total,
-  acked ops/s, each relay's CPU seconds in the window, and Redis's.
+  ``scaleout_readers`` readers in one room, all on relay A; then split half and half
+  over A and B, in the same room (its log contended by both relays) and in a room
+  per relay (rooms spread over relays). Delivered msgs/s per relay (its readers'
+  deliveries) and in total, acked ops/s, each relay's CPU seconds in the window and
+  Redis's (raw: each relay's preemptions, store conflicts, remote entries, commits).
 * **failover**: ``scaleout_failover_clients`` full ``livewidgets.asyncio`` sessions,
   half on A (URLs ``[A, B]``), half on B (``[B, A]``), each writing
   ``scaleout_failover_rate`` times a second a key of its own in a log and its
@@ -335,7 +337,7 @@ def fanout_part(ctx: Any, sys_: System, a: Any, b: Any) -> None:
 
 
 def _saturate(
-    ctx: Any, sys_: System, servers: list[Any], room: str
+    ctx: Any, sys_: System, servers: list[Any], rooms: list[str]
 ) -> tuple[
     list[dict[str, Any]], list[dict[str, Any]], list[float], float | None, list[dict[str, float]]
 ]:
@@ -347,7 +349,7 @@ def _saturate(
     readers_n = _split(cfg.scaleout_readers, len(servers))
     writers_n = _split(cfg.scaleout_writers, len(servers))
     with Team() as team:
-        for server, n in zip(servers, readers_n, strict=True):
+        for server, room, n in zip(servers, rooms, readers_n, strict=True):
             team.spawn(
                 roles.readers,
                 {
@@ -361,7 +363,7 @@ def _saturate(
                 },
             )
         team.wait_ready(60)
-        for server, n in zip(servers, writers_n, strict=True):
+        for server, room, n in zip(servers, rooms, writers_n, strict=True):
             team.spawn(
                 roles.writers,
                 {
@@ -385,7 +387,11 @@ def _saturate(
                 pending.pop(0)
                 cpu = [s.cpu_seconds() for s in servers]
                 marks.append(
-                    (cpu, _redis_cpu(cfg.scaleout_redis), [_counters(s.url) for s in servers])
+                    (
+                        cpu,
+                        _redis_cpu(cfg.scaleout_redis),
+                        [{"preempted": s.preemptions(), **_counters(s.url)} for s in servers],
+                    )
                 )
 
         results = team.results(w1 + 60, tick=tick, every=0.01)
@@ -409,8 +415,15 @@ def throughput_part(ctx: Any, sys_: System, a: Any, b: Any) -> None:
     raw = ctx.results.raw["scaleout"][sys_.name].setdefault("throughput", {})
     put = ctx.results.put
     who = f"{cfg.scaleout_writers} writers, {cfg.scaleout_readers} readers"
-    for mode, servers in (("one", [a]), ("two", [a, b])):
-        readers, writers, cpu, redis_cpu, counters = _saturate(ctx, sys_, servers, f"so-sat-{mode}")
+    # One room on one relay; the same room on two (contention on its log); a room per
+    # relay (rooms spread over relays: no contention, no remote entries).
+    modes = (
+        ("one", [a], ["so-sat-one"], "1 relay"),
+        ("two", [a, b], ["so-sat-two"] * 2, "2 relays, one room"),
+        ("split", [a, b], ["so-sat-split-a", "so-sat-split-b"], "2 relays, a room each"),
+    )
+    for mode, servers, rooms, where in modes:
+        readers, writers, cpu, redis_cpu, counters = _saturate(ctx, sys_, servers, rooms)
         rates = []
         for r in readers:
             c = r["window_counts"]
@@ -421,7 +434,6 @@ def throughput_part(ctx: Any, sys_: System, a: Any, b: Any) -> None:
             acked.append((c[1] - c[0]) / span if len(c) == 2 else None)
         total = sum(rates) if all(x is not None for x in rates) else None  # type: ignore[misc]
         names = ["A", "B"][: len(servers)]
-        where = "1 relay" if mode == "one" else "2 relays"
         put(
             "scaleout",
             f"sat_delivered_per_s_{mode}",
@@ -451,25 +463,25 @@ def throughput_part(ctx: Any, sys_: System, a: Any, b: Any) -> None:
             better="lower",
             compare=False,
         )
-        if mode == "two":
+        if len(servers) == 2:
             cpus: list[float | None] = list(cpu) or [None, None]
             for name, rate, c in zip(names, rates, cpus, strict=True):
                 put(
                     "scaleout",
-                    f"sat_delivered_per_s_{name}",
+                    f"sat_delivered_per_s_{mode}_{name}",
                     sys_.name,
                     rate,
-                    label=f"Redis, 2 relays: delivered msgs/s by relay {name}",
+                    label=f"Redis, {where}: delivered msgs/s by relay {name}",
                     unit="msg/s",
                     better="higher",
                     compare=False,
                 )
                 put(
                     "scaleout",
-                    f"sat_cpu_s_{name}",
+                    f"sat_cpu_s_{mode}_{name}",
                     sys_.name,
                     None if c is None else round(c, 2),
-                    label=f"Redis, 2 relays: relay {name} CPU seconds in the window",
+                    label=f"Redis, {where}: relay {name} CPU seconds in the window",
                     unit="s",
                     better="lower",
                     compare=False,
@@ -484,21 +496,23 @@ def throughput_part(ctx: Any, sys_: System, a: Any, b: Any) -> None:
             "refused": sum(w["refused"] for w in writers),
             "reader_p50_ms": [_ms(percentile(r["latencies_ns"], 50)) for r in readers],
         }
-    one, two = (ctx.results.metric("scaleout", f"sat_delivered_per_s_{m}") for m in ("one", "two"))
-    ratio = None
-    if one is not None and two is not None:
-        x, y = one.values.get(sys_.name), two.values.get(sys_.name)
-        ratio = y / x if isinstance(x, float) and isinstance(y, float) and x else None
-    put(
-        "scaleout",
-        "sat_two_over_one",
-        sys_.name,
-        ratio,
-        label="Redis: saturated delivered msgs/s, 2 relays / 1 relay",
-        unit="x",
-        better="higher",
-        compare=False,
-    )
+    one = ctx.results.metric("scaleout", "sat_delivered_per_s_one")
+    for mode, _, _, where in modes[1:]:
+        other = ctx.results.metric("scaleout", f"sat_delivered_per_s_{mode}")
+        ratio = None
+        if one is not None and other is not None:
+            x, y = one.values.get(sys_.name), other.values.get(sys_.name)
+            ratio = y / x if isinstance(x, float) and isinstance(y, float) and x else None
+        put(
+            "scaleout",
+            f"sat_{mode}_over_one",
+            sys_.name,
+            ratio,
+            label=f"Redis: saturated delivered msgs/s, {where} / 1 relay",
+            unit="x",
+            better="higher",
+            compare=False,
+        )
 
 
 def failover_part(ctx: Any, sys_: System, a: Any, b: Any) -> None:
