@@ -27,6 +27,7 @@ from typing import Any
 from . import roles
 from .flood import flood
 from .lesson import lesson
+from .many import many
 from .results import Results, percentile
 from .rules_cost import rules_cost
 from .servers import ServerProcess
@@ -98,6 +99,16 @@ class Config:
     lesson_systems: tuple[str, ...] = ("lw-json-sqlite",)
     # The fan-out at 10 without and with 20 room rules (bench.rules_cost).
     rules_systems: tuple[str, ...] = ("lw-msgpack-mem", "lw-msgpack-sqlite")
+    # 10,000 listeners in one room (bench.many): a connect storm from many_procs
+    # processes, RSS per connection, then many_broadcasts writes many_gap s apart.
+    many_connections: int = 10_000
+    many_procs: int = 4
+    many_broadcasts: int = 10
+    many_gap: float = 1.0
+    many_timeout: float = 60.0
+    many_settle: float = 1.0
+    many_quiet: float = 3.0
+    many_systems: tuple[str, ...] = ("lw-json-sqlite", "lw-msgpack-mem", "floor")
     profile_dir: str | None = None
     # What-if patches applied to every livewidgets relay (bench.experiments).
     lw_experiments: tuple[str, ...] = ()
@@ -136,6 +147,10 @@ class Config:
             flood_count=800,
             lesson_students=(50, 200),
             lesson_slides=5,
+            many_connections=2000,
+            many_broadcasts=5,
+            many_gap=0.5,
+            many_quiet=1.0,
         )
 
     @classmethod
@@ -176,6 +191,13 @@ class Config:
             lesson_sampled=2,
             lesson_systems=("lw-json-mem", "lw-msgpack-sqlite"),
             rules_systems=tuple(s.name for s in SYSTEMS if s.is_livewidgets),
+            many_connections=30,
+            many_procs=2,
+            many_broadcasts=2,
+            many_gap=0.2,
+            many_settle=0.1,
+            many_quiet=0.2,
+            many_systems=("lw-json-mem", "lw-msgpack-sqlite", "floor"),
         )
 
     def as_dict(self) -> dict[str, Any]:
@@ -1012,4 +1034,5 @@ SCENARIOS: dict[str, Callable[[Context, Sequence[System]], None]] = {
     "flood": flood,
     "lesson": lesson,
     "rules": rules_cost,
+    "many": many,
 }

@@ -23,6 +23,7 @@ SCENARIOS = (
     "flood",
     "lesson",
     "rules",
+    "many",
 )
 # One livewidgets variant per codec and store, the floor, and pycrdt-websocket without
 # and with its SQLite store when it is installed (the bench skips it otherwise).
