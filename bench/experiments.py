@@ -10,6 +10,11 @@ Experiments:
     Changes nothing; prints, when the relay stops, how many cyclic garbage
     collections ran per generation and the longest pause of each (stderr), to see
     whether collector pauses explain latency tails.
+
+``backlog``
+    Listens with a backlog of 4,096 (the kernel caps it at net.core.somaxconn)
+    instead of asyncio's default 100, to see whether a connect storm's tail (bench.many)
+    is connections waiting for the SYN to be sent again after a full accept queue.
 """
 
 from __future__ import annotations
@@ -51,8 +56,17 @@ def _gc_log() -> None:
     atexit.register(report)
 
 
+def _backlog() -> None:
+    import functools
+
+    from livewidgets.relay import server
+
+    server.serve = functools.partial(server.serve, backlog=4096)  # type: ignore[attr-defined]
+
+
 EXPERIMENTS: dict[str, Callable[[], None]] = {
     "gc-log": _gc_log,
+    "backlog": _backlog,
 }
 
 

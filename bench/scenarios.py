@@ -27,6 +27,7 @@ from typing import Any
 from . import roles
 from .flood import flood
 from .lesson import lesson
+from .many import many
 from .results import Results, percentile
 from .rules_cost import rules_cost
 from .scaleout import scaleout
@@ -112,6 +113,16 @@ class Config:
     scaleout_kill_at: float = 2.0
     scaleout_after_kill: float = 5.0
     scaleout_systems: tuple[str, ...] = ("lw-msgpack-mem",)
+    # 10,000 listeners in one room (bench.many): a connect storm from many_procs
+    # processes, RSS per connection, then many_broadcasts writes many_gap s apart.
+    many_connections: int = 10_000
+    many_procs: int = 4
+    many_broadcasts: int = 10
+    many_gap: float = 1.0
+    many_timeout: float = 60.0
+    many_settle: float = 1.0
+    many_quiet: float = 3.0
+    many_systems: tuple[str, ...] = ("lw-json-sqlite", "lw-msgpack-mem", "floor")
     profile_dir: str | None = None
     # What-if patches applied to every livewidgets relay (bench.experiments).
     lw_experiments: tuple[str, ...] = ()
@@ -152,6 +163,10 @@ class Config:
             lesson_slides=5,
             scaleout_kill_at=1.0,
             scaleout_after_kill=2.0,
+            many_connections=2000,
+            many_broadcasts=5,
+            many_gap=0.5,
+            many_quiet=1.0,
         )
 
     @classmethod
@@ -199,6 +214,13 @@ class Config:
             scaleout_kill_at=0.5,
             scaleout_after_kill=1.5,
             scaleout_systems=("lw-json-mem",),
+            many_connections=30,
+            many_procs=2,
+            many_broadcasts=2,
+            many_gap=0.2,
+            many_settle=0.1,
+            many_quiet=0.2,
+            many_systems=("lw-json-mem", "lw-msgpack-sqlite", "floor"),
         )
 
     def as_dict(self) -> dict[str, Any]:
@@ -1036,4 +1058,5 @@ SCENARIOS: dict[str, Callable[[Context, Sequence[System]], None]] = {
     "lesson": lesson,
     "rules": rules_cost,
     "scaleout": scaleout,
+    "many": many,
 }

@@ -65,6 +65,8 @@ class LeanConnection(asyncio.Protocol):
         self._paused = False
         self._drained: asyncio.Future[None] | None = None
         self.frames_in = 0
+        # The close code the server sent (1005 if its close frame had none), if it did.
+        self.close_code: int | None = None
 
     # --- asyncio.Protocol ---------------------------------------------------------
 
@@ -194,6 +196,7 @@ class LeanConnection(asyncio.Protocol):
                 self.transport.write(_frame(_OP_PONG, payload))
             elif opcode == _OP_CLOSE:
                 assert self.transport is not None
+                self.close_code = struct.unpack("!H", payload[:2])[0] if n >= 2 else 1005
                 if not self.transport.is_closing():
                     self.transport.write(_frame(_OP_CLOSE, payload[:2]))
                     self.transport.close()

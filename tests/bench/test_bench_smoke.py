@@ -24,6 +24,7 @@ SCENARIOS = (
     "lesson",
     "rules",
     "scaleout",
+    "many",
 )
 # One livewidgets variant per codec and store, the floor, and pycrdt-websocket without
 # and with its SQLite store when it is installed (the bench skips it otherwise).
