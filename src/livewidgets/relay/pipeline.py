@@ -199,14 +199,15 @@ class CommitPipeline(Generic[P]):
     """Call :meth:`add` for every round, in order; :meth:`drain` before unloading.
 
     ``write(entries)`` is called when a group's commit starts (synchronously, so it can
-    look at the room as of the group's last entry) and returns what commits it.
+    look at the room as of the group's last entry) and returns what commits it, or
+    None when it committed them already.
     ``failed(exc)`` is told when a commit fails; nothing of that group or any later
     one is delivered then.
     """
 
     def __init__(
         self,
-        write: Callable[[list[LogEntry]], Awaitable[None]],
+        write: Callable[[list[LogEntry]], Awaitable[None] | None],
         failed: Callable[[BaseException], None],
     ) -> None:
         self._write = write
@@ -259,7 +260,11 @@ class CommitPipeline(Generic[P]):
             elif isinstance(action, CommandsDone):
                 commands_done(action.commands)
             elif isinstance(action, StartCommit):
-                self._task = asyncio.ensure_future(self._write(action.entries))
+                pending = self._write(action.entries)
+                if pending is None:  # committed already (a memory store)
+                    self._do(self._core.commit_done())
+                    continue
+                self._task = asyncio.ensure_future(pending)
                 self._task.add_done_callback(self._done)
             else:
                 self._failed(action.error)

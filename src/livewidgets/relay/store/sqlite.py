@@ -234,6 +234,11 @@ class SQLiteStore:
                     "SELECT client_id, client_seq, version FROM dedupe WHERE room = ?", (room,)
                 )
             }
+        # The table holds the dedupe of the entries up to the snapshot (_save_snapshot
+        # writes it); the log after it says the rest.
+        for entry in record.log:
+            if entry.client_seq > record.dedupe.get(entry.client_id, (0, 0))[0]:
+                record.dedupe[entry.client_id] = (entry.client_seq, entry.version)
         return record
 
     def _begin_epoch(self, room: str, lineage: Lineage) -> None:
@@ -304,8 +309,8 @@ class SQLiteStore:
 
     def _rooms(self) -> list[tuple[str, int]]:
         with _transaction(self._conn(), "BEGIN") as db:
-            rows = db.execute("SELECT room, head_version FROM rooms ORDER BY room").fetchall()
-        return [(room, head) for room, head in rows]
+            names = [name for (name,) in db.execute("SELECT room FROM rooms ORDER BY room")]
+            return [(name, _head(db, name)) for name in names]
 
     def _append(self, room: str, entries: list[LogEntry]) -> None:
         rows = [
@@ -321,8 +326,8 @@ class SQLiteStore:
             )
             for e in entries
         ]
-        # Entries are in version order, so the last one per client carries its highest seq.
-        latest = {e.client_id: (e.client_seq, e.version) for e in entries}
+        # One statement per commit: the head is the log's last version, and the dedupe
+        # table follows the log at snapshots (the entries after one are read with it).
         with _transaction(self._conn(), "BEGIN IMMEDIATE") as db:
             check_continues(_head(db, room), entries)
             db.executemany(
@@ -330,33 +335,33 @@ class SQLiteStore:
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 rows,
             )
-            db.executemany(
-                "INSERT INTO dedupe VALUES (?, ?, ?, ?) ON CONFLICT (room, client_id) DO UPDATE"
-                " SET client_seq = excluded.client_seq, version = excluded.version"
-                " WHERE excluded.client_seq > dedupe.client_seq",
-                [(room, cid, seq, version) for cid, (seq, version) in latest.items()],
-            )
-            db.execute(
-                "INSERT INTO rooms (room, head_version) VALUES (?, ?)"
-                " ON CONFLICT (room) DO UPDATE SET head_version = excluded.head_version",
-                (room, entries[-1].version),
-            )
 
     def _save_snapshot(self, room: str, version: int, state: dict[str, Any], clock: Any) -> None:
         state_blob, clock_blob = _encode(state), _encode(clock)
         with _transaction(self._conn(), "BEGIN IMMEDIATE") as db:
-            row = db.execute(
-                "SELECT head_version, snapshot_version FROM rooms WHERE room = ?", (room,)
-            ).fetchone()
-            head, snapshot_version = row if row is not None else (0, 0)
+            head, snapshot_version = _head(db, room), _snapshot_version(db, room)
             if version <= snapshot_version:
                 return
             if version > head:
                 raise StoreConflict(f"snapshot at {version} is ahead of the log head {head}")
+            # The dedupe of the entries the snapshot covers (the log may lose them).
             db.execute(
-                "UPDATE rooms SET snapshot_version = ?, snapshot_state = ?, snapshot_clock = ?"
-                " WHERE room = ?",
-                (version, state_blob, clock_blob, room),
+                "INSERT INTO dedupe (room, client_id, client_seq, version)"
+                " SELECT room, client_id, max(client_seq), max(version) FROM log"
+                " WHERE room = ? AND version > ? AND version <= ? GROUP BY client_id"
+                " ON CONFLICT (room, client_id) DO UPDATE"
+                " SET client_seq = excluded.client_seq, version = excluded.version"
+                " WHERE excluded.client_seq > dedupe.client_seq",
+                (room, snapshot_version, version),
+            )
+            db.execute(
+                "INSERT INTO rooms (room, head_version, snapshot_version, snapshot_state,"
+                " snapshot_clock) VALUES (?, ?, ?, ?, ?) ON CONFLICT (room) DO UPDATE SET"
+                " head_version = excluded.head_version,"
+                " snapshot_version = excluded.snapshot_version,"
+                " snapshot_state = excluded.snapshot_state,"
+                " snapshot_clock = excluded.snapshot_clock",
+                (room, head, version, state_blob, clock_blob),
             )
             now = time.time()
             db.execute(
@@ -386,7 +391,18 @@ class SQLiteStore:
 
 
 def _head(db: sqlite3.Connection, room: str) -> int:
-    row = db.execute("SELECT head_version FROM rooms WHERE room = ?", (room,)).fetchone()
+    """The last stored version: the log's, else (nothing after it) the snapshot's."""
+    (last,) = db.execute("SELECT max(version) FROM log WHERE room = ?", (room,)).fetchone()
+    if last is not None:
+        return int(last)
+    row = db.execute(
+        "SELECT max(snapshot_version, head_version) FROM rooms WHERE room = ?", (room,)
+    ).fetchone()
+    return int(row[0]) if row is not None else 0
+
+
+def _snapshot_version(db: sqlite3.Connection, room: str) -> int:
+    row = db.execute("SELECT snapshot_version FROM rooms WHERE room = ?", (room,)).fetchone()
     return int(row[0]) if row is not None else 0
 
 
