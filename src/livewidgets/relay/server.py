@@ -77,6 +77,10 @@ def _select_subprotocol(
     return None
 
 
+# Pending connections the kernel queues before the relay accepts them.
+LISTEN_BACKLOG = 16384
+
+
 class Relay:
     """A livewidgets relay on ``host:port`` (port 0 picks a free one).
 
@@ -446,6 +450,10 @@ class Relay:
             ping_interval=None,
             close_timeout=self._connection_config.close_timeout,
             ssl=self._ssl,
+            # A class connecting at once: asyncio's default accept queue (100) overflows
+            # and the kernel drops SYNs, which clients resend after 1, 3, 7, 15 s. The
+            # kernel caps it at net.core.somaxconn (docs/deploy.md).
+            backlog=min(self.max_connections or LISTEN_BACKLOG, LISTEN_BACKLOG),
         )
         return server
 
