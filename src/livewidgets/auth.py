@@ -139,7 +139,8 @@ def parse_ttl(text: str) -> float:
 # "guest-<digits>". Personal tokens are refused such ids, so a link holder's name can
 # never be mistaken for a user with a token of their own.
 _LINK_USER = re.compile(r"(?s)^(guest-\d+|.* \(guest\))\Z")
-# Link and token ids: short, URL- and command-line-safe (what token_urlsafe makes).
+# Link and token ids: short, URL-safe (what token_urlsafe makes); those made here also
+# never start with "-", which a command line would take for an option (_new_id).
 ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}\Z")
 
 
@@ -150,7 +151,16 @@ def is_link_user(user: str) -> bool:
 
 def new_link_id() -> str:
     """A fresh random link id (72 bits, 12 URL-safe characters)."""
-    return secrets.token_urlsafe(9)
+    return _new_id(9)
+
+
+def _new_id(nbytes: int) -> str:
+    """``secrets.token_urlsafe(nbytes)`` that does not start with "-": one in 64 did,
+    and ``livewidgets revoke --link -x...`` then read the id as an option."""
+    while True:
+        ident = secrets.token_urlsafe(nbytes)
+        if not ident.startswith("-"):
+            return ident
 
 
 def issue_token(
@@ -216,7 +226,7 @@ def _sign(
         "role": Role(role).value,
         "iat": issued,
         "exp": issued + max(1, int(ttl)),
-        "jti": secrets.token_urlsafe(12),
+        "jti": _new_id(12),
     }
     return jwt.encode(claims, secret, algorithm=ALGORITHM)
 

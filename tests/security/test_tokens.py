@@ -219,3 +219,15 @@ async def test_a_client_refuses_a_relay_that_cannot_prove_itself(
     await asyncio.wait_for(unverified.wait(), TIMEOUT)
     assert secure_relay.metrics.value("livewidgets_joins_total", mode="snapshot") == 1
     await wrong.close()
+
+
+def test_link_and_token_ids_never_look_like_options() -> None:
+    """`livewidgets revoke --link ID` and `%livewidgets revoke --link ID` parse the id
+    as a value only if it does not start with "-" (one random id in 64 did)."""
+    from livewidgets.auth import issue_token, new_link_id, verify_token
+
+    assert not any(new_link_id().startswith("-") for _ in range(2000))
+    ids = [
+        verify_token(SECRET, issue_token(SECRET, user="u", room="r")).token_id for _ in range(500)
+    ]
+    assert not any(i.startswith("-") for i in ids)
