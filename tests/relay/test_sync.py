@@ -211,9 +211,6 @@ async def test_fanout_encodes_once_per_codec(relay: Relay, monkeypatch: pytest.M
 class GatedStore(MemoryStore):
     """A memory store whose appends wait for ``gate`` and record what became durable."""
 
-    # Every commit goes through append (a memory store otherwise commits at once).
-    append_now = None
-
     def __init__(self) -> None:
         super().__init__()
         self.gate = asyncio.Event()
@@ -315,7 +312,6 @@ class FailingStore(MemoryStore):
     """A memory store whose next append fails once ``fail`` is set."""
 
     fail = False
-    append_now = None  # every commit goes through append
 
     async def append(self, room: str, entries: Sequence[LogEntry]) -> None:
         if self.fail:

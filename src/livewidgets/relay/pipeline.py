@@ -199,15 +199,14 @@ class CommitPipeline(Generic[P]):
     """Call :meth:`add` for every round, in order; :meth:`drain` before unloading.
 
     ``write(entries)`` is called when a group's commit starts (synchronously, so it can
-    look at the room as of the group's last entry) and returns what commits it, or
-    None when it committed them already.
+    look at the room as of the group's last entry) and returns what commits it.
     ``failed(exc)`` is told when a commit fails; nothing of that group or any later
     one is delivered then.
     """
 
     def __init__(
         self,
-        write: Callable[[list[LogEntry]], Awaitable[None] | None],
+        write: Callable[[list[LogEntry]], Awaitable[None]],
         failed: Callable[[BaseException], None],
     ) -> None:
         self._write = write
@@ -260,11 +259,7 @@ class CommitPipeline(Generic[P]):
             elif isinstance(action, CommandsDone):
                 commands_done(action.commands)
             elif isinstance(action, StartCommit):
-                pending = self._write(action.entries)
-                if pending is None:  # committed already (a memory store)
-                    self._do(self._core.commit_done())
-                    continue
-                self._task = asyncio.ensure_future(pending)
+                self._task = asyncio.ensure_future(self._write(action.entries))
                 self._task.add_done_callback(self._done)
             else:
                 self._failed(action.error)

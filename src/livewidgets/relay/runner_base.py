@@ -260,9 +260,6 @@ class RunnerBase(ABC, Generic[P]):
     async def _commit(self, entries: list[LogEntry]) -> None:
         started = time.perf_counter()
         await self._store.append(self.name, entries)
-        self._committed(started, entries)
-
-    def _committed(self, started: float, entries: list[LogEntry]) -> None:
         self._metrics.commit_seconds.observe(time.perf_counter() - started)
         self._metrics.commit_entries.observe(len(entries))
 

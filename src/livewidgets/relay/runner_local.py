@@ -23,7 +23,6 @@ docs/benchmarks.md), and a busy room still queues, so rounds stay big under load
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -103,21 +102,14 @@ class LocalRoomRunner(RunnerBase[P]):
     def _abandon(self) -> list[Command[P]]:
         return self._pipeline.abandon()
 
-    def _write_group(self, entries: list[LogEntry]) -> Awaitable[None] | None:
+    def _write_group(self, entries: list[LogEntry]) -> Awaitable[None]:
         """The pipeline starts a group's commit: the room is as of its last entry now,
-        so a snapshot due is taken here and saved after the entries. A store that
-        commits without waiting (memory) does so now: no task, no loop turn."""
+        so a snapshot due is taken here and saved after the entries."""
         hub = self._hub
         assert hub is not None
         snapshot = None
         if hub.core.ops_since_snapshot >= self._settings.snapshot_every:
             snapshot = hub.core.take_snapshot()
-        append_now = getattr(self._store, "append_now", None)
-        if snapshot is None and append_now is not None:
-            started = time.perf_counter()
-            append_now(self.name, entries)
-            self._committed(started, entries)
-            return None
         return self._commit_group(entries, snapshot)
 
     async def _commit_group(

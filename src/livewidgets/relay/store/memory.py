@@ -55,15 +55,6 @@ class MemoryStore:
         return lineage
 
     async def append(self, room: str, entries: Sequence[LogEntry]) -> None:
-        self._append(room, entries)
-
-    def append_now(self, room: str, entries: Sequence[LogEntry]) -> None:
-        """:meth:`append` without awaiting: nothing here waits (relay.runner_local
-        commits a memory room's rounds at once, with no task per commit). A subclass
-        whose commits must go through :meth:`append` sets ``append_now = None``."""
-        self._append(room, entries)
-
-    def _append(self, room: str, entries: Sequence[LogEntry]) -> None:
         record = self._room(room)
         head = record.log[-1].version if record.log else record.snapshot_version
         check_continues(head, entries)
