@@ -401,7 +401,12 @@ def test_undo_property(data: Any, kind: str) -> None:
         before_undo = net.relay.state
         assert net.undo("me", handle="undo")
     else:
-        assert net.undo("me", handle="undo")
+        if not net.undo("me", handle="undo"):
+            # Nothing to undo already: a peer replaced the text my edit was made in
+            # (the edit is doomed), so the relay refuses it and it never happens.
+            net.deliver()
+            assert net.outcomes.get("mine", ("acked",))[0] != "acked"
+            return
         others_act(data, net, chars, data.draw(st.integers(0, 6)))
         net.deliver()
         if net.outcomes.get("mine", ("acked",))[0] != "acked":

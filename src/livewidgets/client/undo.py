@@ -9,6 +9,11 @@ client's current confirmed state (``RoomSync.confirmed``):
   (:func:`invert_ops`), and kept current from then on: every later confirmed op
   (a peer's or our own) transforms the text ops of every inverse
   (``state.rebase.transform_ops``), so undoing an edit keeps what others typed.
+  Lazily: confirmed ops go into a log, and a step is brought up to date when it is
+  used, over the log's ops since it last was, adjacent edits of one text composed
+  into one delta first (a room where ten people type costs one transform per step
+  and use, not one per step and keystroke). The log is folded into every step when
+  it grows past ``LOG_LIMIT``.
 * Non-text inverses are not transformed: they carry ``if_version`` = the version
   the write got, and the relay refuses them with ``conflict`` if anybody changed
   that path since (the relay's ``PathClock`` counts an ancestor replaced, or
@@ -51,6 +56,8 @@ __all__ = ["GROUP_DELAY", "MAX_STEPS", "Step", "UndoHistory", "invert_ops"]
 GROUP_DELAY: Final = 0.5
 # Steps kept on each stack; the oldest are forgotten.
 MAX_STEPS: Final = 100
+# Confirmed ops kept for the steps to catch up on; past this, every step catches up.
+LOG_LIMIT: Final = 256
 
 Kind = Literal["write", "undo", "redo"]
 _MISSING: Final[Any] = object()
@@ -77,6 +84,8 @@ class Step:
     deferred: Any = None
     # "undo" or "redo": what the deferred request was.
     deferred_as: Kind = "undo"
+    # The history log position its inverse is expressed at (UndoHistory._catch_up).
+    seen: int = 0
 
     def within(self, path: str | None) -> bool:
         return path is None or any(is_within(p, path) for p in self.paths)
@@ -94,6 +103,14 @@ class UndoHistory:
         self.deferred: list[Step] = []
         # The step the last recorded write went to (grouping: nothing else between).
         self._last: Step | None = None
+        # Confirmed ops (own and peers') the steps have not been transformed over yet;
+        # _log[0] is at position _log_start.
+        self._log: list[Op] = []
+        self._log_start = 0
+
+    @property
+    def _position(self) -> int:
+        return self._log_start + len(self._log)
 
     # --- recording ------------------------------------------------------------------
 
@@ -121,7 +138,7 @@ class UndoHistory:
             return
         paths = list(dict.fromkeys(p for op in ops for p in touched_paths(op)))
         text_only = all(isinstance(op, TextOp) for op in ops)
-        step = Step(kind, paths, [key], text_only=text_only, at=now)
+        step = Step(kind, paths, [key], text_only=text_only, at=now, seen=self._position)
         self._last = step
         if kind == "undo":
             self._push(self.redo_stack, step)
@@ -145,14 +162,13 @@ class UndoHistory:
     ) -> list[Step]:
         """Own pending ``key`` was applied to ``before`` as ``ops`` at ``version`` (None:
         unknown, it was settled by a snapshot). Returns deferred steps now ready to undo."""
-        owner: Step | None = None
-        for step in self._steps():
-            if key in step.pending:
-                owner = step
-            else:
-                self._transform(step, ops)
+        owner = next((step for step in self._steps() if key in step.pending), None)
+        if owner is not None:
+            self._catch_up(owner)  # its inverse so far stays expressed before ``ops``
+        self._observe(ops)
         if owner is None:
             return []
+        owner.seen = self._position
         owner.pending.remove(key)
         if owner.lost is None:
             try:
@@ -164,9 +180,47 @@ class UndoHistory:
         return self._ready()
 
     def remote(self, ops: Sequence[Op]) -> None:
-        """A peer's op was confirmed: transform every inverse over it."""
-        for step in self._steps():
-            self._transform(step, ops)
+        """A peer's op was confirmed: every inverse is to be transformed over it."""
+        self._observe(ops)
+
+    def _observe(self, ops: Sequence[Op]) -> None:
+        if not any(step.inverse for step in self._steps()):
+            # Nothing to transform (no inverse yet): positions move on, nothing is kept.
+            self._log_start += len(self._log) + len(ops)
+            self._log.clear()
+            return
+        self._log.extend(ops)
+        if len(self._log) > LOG_LIMIT:
+            self._catch_up_all()
+
+    def _catch_up(self, step: Step) -> None:
+        """Transform ``step``'s inverse over the ops confirmed since it last was."""
+        behind = self._log[max(0, step.seen - self._log_start) :]
+        step.seen = self._position
+        if behind:
+            self._transform(step, _compact(behind))
+
+    def _catch_up_all(self) -> None:
+        """Every step up to date; the log is empty again. Steps that were at the same
+        position share the composed ops from there (usually most of them)."""
+        steps = sorted(self._steps(), key=lambda step: step.seen)
+        if not steps:
+            self._log_start = self._position
+            self._log.clear()
+            return
+        cuts = sorted({max(0, step.seen - self._log_start) for step in steps})
+        segments = {
+            cut: _compact(self._log[cut:end])
+            for cut, end in zip(cuts, [*cuts[1:], len(self._log)], strict=True)
+        }
+        for step in steps:
+            start = max(0, step.seen - self._log_start)
+            ops = [op for cut in cuts if cut >= start for op in segments[cut]]
+            if ops:
+                self._transform(step, ops)
+            step.seen = self._position
+        self._log_start = self._position
+        self._log.clear()
 
     def forget(self, key: Any) -> list[Step]:
         """Pending ``key`` was refused or evicted: it never happened. Returns deferred
@@ -192,6 +246,7 @@ class UndoHistory:
         between are unknown). Text inverses are rebased over each string's difference
         (a three-way merge, as the core rebases pending edits); a step with a guarded
         (non-text) inverse is lost if a value it would restore changed."""
+        self._catch_up_all()
         diffs: dict[str, Op] = {}
         for step in self._steps():
             for op in step.inverse:
@@ -225,6 +280,8 @@ class UndoHistory:
     def _ready(self) -> list[Step]:
         ready = [s for s in self.deferred if not s.pending]
         self.deferred = [s for s in self.deferred if s.pending]
+        for step in ready:
+            self._catch_up(step)
         return ready
 
     # --- undoing -----------------------------------------------------------------------
@@ -237,6 +294,7 @@ class UndoHistory:
                 step = stack.pop(index)
                 if step is self._last:
                     self._last = None
+                self._catch_up(step)
                 return step
         return None
 
@@ -261,6 +319,25 @@ class _Uninvertible(Exception):
 
 def _same_text(diff: Op, op: Op) -> bool:
     return isinstance(op, TextOp) and op.path == diff.path
+
+
+def _compact(ops: Sequence[Op]) -> list[Op]:
+    """``ops`` with each run of adjacent edits of one text composed into one (the same
+    effect, and one transform instead of many)."""
+    out: list[Op] = []
+    for op in ops:
+        last = out[-1] if out else None
+        if (
+            isinstance(op, TextOp)
+            and isinstance(last, TextOp)
+            and last.path == op.path
+            and last.if_version is None
+            and op.if_version is None
+        ):
+            out[-1] = TextOp(path=op.path, delta=text_ot.compose(last.delta, op.delta))
+        else:
+            out.append(op)
+    return out
 
 
 def _prepend(first: list[Op], then: list[Op]) -> list[Op]:
