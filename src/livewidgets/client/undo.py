@@ -107,6 +107,9 @@ class UndoHistory:
         # _log[0] is at position _log_start.
         self._log: list[Op] = []
         self._log_start = 0
+        # Steps whose inverse has text ops (only those change under transforms); may
+        # hold steps since dropped from the stacks until the next _catch_up_all.
+        self._texty: set[Step] = set()
 
     @property
     def _position(self) -> int:
@@ -177,6 +180,8 @@ class UndoHistory:
                 owner.lost = str(exc)
             else:
                 owner.inverse = _prepend(inverse, owner.inverse)
+                if _has_text(owner.inverse):
+                    self._texty.add(owner)
         return self._ready()
 
     def remote(self, ops: Sequence[Op]) -> None:
@@ -184,8 +189,9 @@ class UndoHistory:
         self._observe(ops)
 
     def _observe(self, ops: Sequence[Op]) -> None:
-        if not any(step.inverse for step in self._steps()):
-            # Nothing to transform (no inverse yet): positions move on, nothing is kept.
+        if not self._texty:
+            # Nothing to transform (only text inverses are; the others are guarded by
+            # if_version): positions move on, nothing is kept.
             self._log_start += len(self._log) + len(ops)
             self._log.clear()
             return
@@ -197,13 +203,15 @@ class UndoHistory:
         """Transform ``step``'s inverse over the ops confirmed since it last was."""
         behind = self._log[max(0, step.seen - self._log_start) :]
         step.seen = self._position
-        if behind:
+        if behind and _has_text(step.inverse):
             self._transform(step, _compact(behind))
 
     def _catch_up_all(self) -> None:
         """Every step up to date; the log is empty again. Steps that were at the same
         position share the composed ops from there (usually most of them)."""
-        steps = sorted(self._steps(), key=lambda step: step.seen)
+        live = set(self._steps())
+        self._texty = {s for s in self._texty if s in live and _has_text(s.inverse)}
+        steps = sorted(self._texty, key=lambda step: step.seen)
         if not steps:
             self._log_start = self._position
             self._log.clear()
@@ -307,6 +315,7 @@ class UndoHistory:
         self.deferred.append(step)
 
     def clear(self) -> None:
+        self._texty.clear()
         self.undo_stack.clear()
         self.redo_stack.clear()
         self.deferred.clear()
@@ -319,6 +328,11 @@ class _Uninvertible(Exception):
 
 def _same_text(diff: Op, op: Op) -> bool:
     return isinstance(op, TextOp) and op.path == diff.path
+
+
+def _has_text(inverse: Sequence[Op]) -> bool:
+    """Whether ``inverse`` changes under transforms (only text ops do)."""
+    return any(isinstance(op, TextOp) for op in inverse)
 
 
 def _compact(ops: Sequence[Op]) -> list[Op]:
