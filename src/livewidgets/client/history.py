@@ -95,76 +95,6 @@ class HistoryQueries:
             future.get_loop().call_soon_threadsafe(_settle, future, None, error)
 
 
-# Values longer than this (as shown) are cut with an ellipsis.
-VALUE_CHARS = 40
-ROOM = "(room)"
-
-
-def _short(text: str, limit: int = VALUE_CHARS) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "\u2026"
-
-
-def _value(value: Any) -> str:
-    """A value as a short literal: ``"Lunch?"``, ``3``, ``{"a": 1}`` (cut when long)."""
-    try:
-        text = json.dumps(value, ensure_ascii=False, separators=(", ", ": "), default=str)
-    except (TypeError, ValueError):
-        text = repr(value)
-    return _short(text)
-
-
-def _number(by: Any) -> str:
-    if isinstance(by, bool) or not isinstance(by, int | float):
-        return f"+{_value(by)}"
-    text = f"{by:+d}" if isinstance(by, int) else f"{by:+g}"
-    return text.replace("-", "\u2212")
-
-
-def _item_id(item_id: Any) -> str:
-    text = str(item_id)
-    return text[:4] if len(text) > 8 else text
-
-
-def _text_counts(delta: Iterable[Any]) -> tuple[int, int]:
-    added = removed = 0
-    for part in delta:
-        if isinstance(part, str):
-            added += len(part)
-        elif isinstance(part, int) and not isinstance(part, bool) and part < 0:
-            removed -= part
-    return added, removed
-
-
-def describe_op(op: Any) -> str:
-    """One op as a short human diff: ``poll/q1/votes/yes +1``, ``title = "Lunch?"``,
-    ``chat + "hi"``, ``chat \u2212 item 3f2a``, ``notes/body: +12 \u22123 chars`` (a minus sign),
-    ``delete extra``, ``merge settings {a, b}`` (long values cut)."""
-    tag = str(getattr(getattr(op, "__struct_config__", None), "tag", "") or type(op).__name__)
-    path = str(getattr(op, "path", ""))
-    where = path or ROOM
-    if tag == "set":
-        return f"{where} = {_value(getattr(op, 'value', None))}"
-    if tag == "increment":
-        return f"{where} {_number(getattr(op, 'by', 1))}"
-    if tag == "push":
-        value = getattr(op, "value", None)
-        if isinstance(value, dict) and isinstance(value.get("text"), str):
-            value = value["text"]  # a chat message: its text says most
-        return f"{where} + {_value(value)}"
-    if tag == "remove":
-        return f"{where} \u2212 item {_short(_item_id(getattr(op, 'id', '')), 12)}"
-    if tag == "text":
-        added, removed = _text_counts(getattr(op, "delta", []) or [])
-        return f"{where}: +{added} \u2212{removed} chars"
-    if tag == "delete":
-        return f"delete {where}"
-    if tag == "merge":
-        keys = [str(k) for k in (getattr(op, "value", None) or {})]
-        shown = ", ".join(_short(k, 16) for k in keys[:5]) + (", \u2026" if len(keys) > 5 else "")
-        return f"merge {path + ' ' if path else ''}{{{shown}}}"
-    return f"{tag} {where}"
-
-
 def _settle(
     future: asyncio.Future[HistoryReply],
     reply: HistoryReply | None,
@@ -251,3 +181,76 @@ def _addressable(path: str, key: str) -> bool:
         return len(parse_path(_join(path, key))) == len(parse_path(path)) + 1
     except InvalidPath:
         return False
+
+
+# --- describing ops (the History widget, `livewidgets room history`) ---------------
+
+
+# Values longer than this (as shown) are cut with an ellipsis.
+VALUE_CHARS = 40
+ROOM = "(room)"
+
+
+def _short(text: str, limit: int = VALUE_CHARS) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "\u2026"
+
+
+def _value(value: Any) -> str:
+    """A value as a short literal: ``"Lunch?"``, ``3``, ``{"a": 1}`` (cut when long)."""
+    try:
+        text = json.dumps(value, ensure_ascii=False, separators=(", ", ": "), default=str)
+    except (TypeError, ValueError):
+        text = repr(value)
+    return _short(text)
+
+
+def _number(by: Any) -> str:
+    if isinstance(by, bool) or not isinstance(by, int | float):
+        return f"+{_value(by)}"
+    text = f"{by:+d}" if isinstance(by, int) else f"{by:+g}"
+    return text.replace("-", "\u2212")
+
+
+def _item_id(item_id: Any) -> str:
+    text = str(item_id)
+    return text[:4] if len(text) > 8 else text
+
+
+def _text_counts(delta: Iterable[Any]) -> tuple[int, int]:
+    added = removed = 0
+    for part in delta:
+        if isinstance(part, str):
+            added += len(part)
+        elif isinstance(part, int) and not isinstance(part, bool) and part < 0:
+            removed -= part
+    return added, removed
+
+
+def describe_op(op: Any) -> str:
+    """One op as a short human diff: ``poll/q1/votes/yes +1``, ``title = "Lunch?"``,
+    ``chat + "hi"``, ``chat \u2212 item 3f2a``, ``notes/body: +12 \u22123 chars`` (a minus sign),
+    ``delete extra``, ``merge settings {a, b}`` (long values cut)."""
+    tag = str(getattr(getattr(op, "__struct_config__", None), "tag", "") or type(op).__name__)
+    path = str(getattr(op, "path", ""))
+    where = path or ROOM
+    if tag == "set":
+        return f"{where} = {_value(getattr(op, 'value', None))}"
+    if tag == "increment":
+        return f"{where} {_number(getattr(op, 'by', 1))}"
+    if tag == "push":
+        value = getattr(op, "value", None)
+        if isinstance(value, dict) and isinstance(value.get("text"), str):
+            value = value["text"]  # a chat message: its text says most
+        return f"{where} + {_value(value)}"
+    if tag == "remove":
+        return f"{where} \u2212 item {_short(_item_id(getattr(op, 'id', '')), 12)}"
+    if tag == "text":
+        added, removed = _text_counts(getattr(op, "delta", []) or [])
+        return f"{where}: +{added} \u2212{removed} chars"
+    if tag == "delete":
+        return f"delete {where}"
+    if tag == "merge":
+        keys = [str(k) for k in (getattr(op, "value", None) or {})]
+        shown = ", ".join(_short(k, 16) for k in keys[:5]) + (", \u2026" if len(keys) > 5 else "")
+        return f"merge {path + ' ' if path else ''}{{{shown}}}"
+    return f"{tag} {where}"
