@@ -303,6 +303,7 @@ class UndoHistory:
                 if step is self._last:
                     self._last = None
                 self._catch_up(step)
+                self._texty.discard(step)  # used now: no need to keep the log for it
                 return step
         return None
 
@@ -313,6 +314,8 @@ class UndoHistory:
     def defer(self, step: Step, handle: Any, as_kind: Kind) -> None:
         step.deferred, step.deferred_as = handle, as_kind
         self.deferred.append(step)
+        if _has_text(step.inverse):
+            self._texty.add(step)  # kept current until it runs
 
     def clear(self) -> None:
         self._texty.clear()
